@@ -1,0 +1,1 @@
+"""metarl.agents: placeholder package (filled by later issues)."""

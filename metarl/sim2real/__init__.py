@@ -1,0 +1,1 @@
+"""metarl.sim2real: placeholder package (filled by later issues)."""
