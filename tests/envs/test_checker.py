@@ -1,0 +1,56 @@
+"""The task-env checker over every registered environment, and on broken environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metarl  # noqa: F401  (registers the environments)
+from metarl.envs import TASK_ENVS
+from metarl.envs.checker import TaskEnvCheckError, check_task_env
+from metarl.envs.point_robot import PointRobotEnv
+from metarl.tasks import Task
+
+
+@pytest.mark.parametrize("env_id", sorted(TASK_ENVS))
+def test_registered_env_passes_the_checker(env_id: str) -> None:
+    env = gym.make(env_id)
+    check_task_env(env)
+    assert env.spec is not None and env.spec.max_episode_steps == TASK_ENVS[env_id][1]
+
+
+class _IgnoresTask(PointRobotEnv):
+    def _apply_task(self, task: Task) -> None:
+        pass  # the goal never changes: the task has no effect
+
+
+class _ForgetsTask(PointRobotEnv):
+    def get_task(self) -> Task:
+        return self.task_distribution.sample(np.random.default_rng(1), 1)[0]
+
+
+class _NotDeterministic(PointRobotEnv):
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward + np.random.default_rng().normal(), terminated, truncated, info
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_IgnoresTask, "the task has no effect"),
+        (_ForgetsTask, r"get_task\(\) returned"),
+        (_NotDeterministic, "same seed, task and actions gave different rollouts"),
+    ],
+)
+def test_checker_catches_broken_envs(cls: type[PointRobotEnv], message: str) -> None:
+    with pytest.raises(TaskEnvCheckError, match=message):
+        check_task_env(cls(), skip_gymnasium_checker=True)
+
+
+def test_checker_rejects_a_plain_env() -> None:
+    with pytest.raises(TaskEnvCheckError, match="not a task environment"):
+        check_task_env(gym.make("Pendulum-v1"))

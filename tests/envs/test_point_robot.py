@@ -1,0 +1,78 @@
+"""Point robots: dynamics, dense and sparse rewards recomputed from TASKS.md."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metarl  # noqa: F401  (registers the environments)
+from metarl.envs import get_task, set_task
+from metarl.tasks import GoalTask, VelocityTask
+
+
+def test_dense_reward_is_minus_distance_and_actions_saturate() -> None:
+    env = gym.make("metarl/PointRobot-v0")
+    set_task(env, GoalTask((0.5, -0.25)))
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, [0.0, 0.0])
+    position = np.zeros(2)
+    rng = np.random.default_rng(0)
+    for t in range(20):
+        action = rng.uniform(-0.3, 0.3, size=2).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        position = position + np.clip(action.astype(np.float64), -0.1, 0.1)
+        np.testing.assert_allclose(obs, position, rtol=1e-6)
+        assert reward == pytest.approx(-math.dist(position, (0.5, -0.25)))
+        assert info["reward_goal"] == reward
+        assert not terminated
+        assert truncated == (t == 19)  # horizon 20
+
+
+def test_sparse_reward_inside_goal_radius_only() -> None:
+    env = gym.make("metarl/PointRobotSparse-v0")
+    goal = (math.cos(1.0), math.sin(1.0))
+    set_task(env, GoalTask(goal))
+    env.reset(seed=0)
+    direction = np.array(goal) / 10.0  # 0.1 per step straight to the goal
+    position = np.zeros(2)
+    seen_inside = False
+    for _ in range(12):
+        _, reward, _, _, info = env.step(direction.astype(np.float32))
+        position = position + direction.astype(np.float32).astype(np.float64)
+        dist = math.dist(position, goal)
+        expected = 1.0 - dist if dist <= 0.2 else 0.0
+        assert reward == pytest.approx(expected)
+        assert info["sparse_reward"] == reward
+        assert info["dense_reward"] == pytest.approx(-dist)
+        seen_inside |= dist <= 0.2
+    assert seen_inside
+
+
+def test_goals_follow_tasks_md() -> None:
+    dense = gym.make("metarl/PointRobot-v0").unwrapped
+    sparse = gym.make("metarl/PointRobotSparse-v0").unwrapped
+    g = np.array([t.goal for t in dense.sample_tasks(500, np.random.default_rng(0))])
+    assert g.min() >= -1 and g.max() <= 1 and g.min() < -0.95 and g.max() > 0.95
+    s = np.array([t.goal for t in sparse.sample_tasks(500, np.random.default_rng(0))])
+    np.testing.assert_allclose(np.linalg.norm(s, axis=1), 1.0)
+    assert s[:, 1].min() >= 0.0
+
+
+def test_bad_tasks_are_rejected_with_the_field_named() -> None:
+    env = gym.make("metarl/PointRobotSparse-v0")
+    before = get_task(env)
+    with pytest.raises(ValueError, match="task must be a GoalTask"):
+        set_task(env, VelocityTask(1.0))
+    with pytest.raises(ValueError, match="GoalTask.goal .* has angle"):
+        set_task(env, GoalTask((0.0, -1.0)))
+    assert get_task(env) == before
+    with pytest.raises(ValueError, match=r"GoalTask.goal\[0\] = 2 is outside"):
+        set_task(gym.make("metarl/PointRobot-v0"), GoalTask((2.0, 0.0)))
+
+
+def test_task_given_at_construction() -> None:
+    env = gym.make("metarl/PointRobot-v0", task={"kind": "goal", "goal": [0.1, 0.2]})
+    assert get_task(env) == GoalTask((0.1, 0.2))
