@@ -1,9 +1,9 @@
 """The ``metarl`` command line: list environments, check them, print task sets, run the demo.
 
-    metarl envs                          the registered task environments
-    metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
-    metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
-    metarl demo [--out DIR]              the demo of ``make demo``
+metarl envs                          the registered task environments
+metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
+metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
+metarl demo [--out DIR]              the demo of ``make demo``
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import metarl  # noqa: F401  (registers the environments)
 from metarl.envs import TASK_ENVS, task_distribution
 
 
-def _envs(_: argparse.Namespace) -> int:
+def _envs(args: argparse.Namespace) -> int:
     print(f"{'id':30} {'horizon':>7} {'train/test':>10}  task support")
-    for env_id, (_, horizon, n_train, n_test) in TASK_ENVS.items():
+    for env_id, (_entry, horizon, n_train, n_test) in TASK_ENVS.items():
         env = gym.make(env_id)
         support = task_distribution(env).support
         env.close()

@@ -270,8 +270,7 @@ class TaskDistribution(ABC):
         """
         if not isinstance(task, self.task_type):
             raise ValueError(
-                f"task must be a {self.task_type.__name__} (support: {self.support}), "
-                f"got {task!r}"
+                f"task must be a {self.task_type.__name__} (support: {self.support}), got {task!r}"
             )
         self._check(task)
         return task
@@ -387,13 +386,14 @@ class _GoalDistribution(TaskDistribution):
     task_type = GoalTask
     dim = 2
 
-    def _check_dim(self, task: Task) -> np.ndarray:
+    def _check_dim(self, task: Task) -> tuple[tuple[float, ...], np.ndarray]:
+        """Return the goal as a tuple and as an array, after checking its dimension."""
         assert isinstance(task, GoalTask)
         if len(task.goal) != self.dim:
             raise ValueError(
                 f"GoalTask.goal must have {self.dim} coordinates, got {len(task.goal)}: {task.goal}"
             )
-        return task.array
+        return task.goal, task.array
 
     def _tasks(self, goals: np.ndarray) -> list[Task]:
         return [GoalTask(tuple(float(x) for x in g)) for g in goals]
@@ -416,7 +416,7 @@ class UniformBoxGoals(_GoalDistribution):
         return {"goal": f"[{self.low:g}, {self.high:g}]^{self.dim}"}
 
     def _check(self, task: Task) -> None:
-        g = self._check_dim(task)
+        _, g = self._check_dim(task)
         bad = [i for i, x in enumerate(g) if not self.low <= x <= self.high]
         if bad:
             raise ValueError(
@@ -445,17 +445,17 @@ class ArcGoals(_GoalDistribution):
         }
 
     def _check(self, task: Task) -> None:
-        g = self._check_dim(task)
+        goal, g = self._check_dim(task)
         r = float(np.hypot(g[0], g[1]))
         if abs(r - self.radius) > self.atol:
             raise ValueError(
-                f"GoalTask.goal = {task.goal} has norm {r:g}; allowed: norm {self.radius:g}"
+                f"GoalTask.goal = {goal} has norm {r:g}; allowed: norm {self.radius:g}"
             )
         a = math.atan2(g[1], g[0])
         lo, hi = self.angle_low - self.atol, self.angle_high + self.atol
         if not (lo <= a <= hi or lo <= a + 2 * math.pi <= hi):
             raise ValueError(
-                f"GoalTask.goal = {task.goal} has angle {a:g}; allowed angles: "
+                f"GoalTask.goal = {goal} has angle {a:g}; allowed angles: "
                 f"[{self.angle_low:g}, {self.angle_high:g}]"
             )
 
@@ -477,10 +477,9 @@ class DiscGoals(_GoalDistribution):
         return {"goal": f"disc of radius {self.radius:g} around the origin"}
 
     def _check(self, task: Task) -> None:
-        g = self._check_dim(task)
+        goal, g = self._check_dim(task)
         r = float(np.hypot(g[0], g[1]))
         if r > self.radius + 1e-9:
             raise ValueError(
-                f"GoalTask.goal = {task.goal} has norm {r:g}; allowed: norm <= {self.radius:g}"
+                f"GoalTask.goal = {goal} has norm {r:g}; allowed: norm <= {self.radius:g}"
             )
-

@@ -27,7 +27,9 @@ TASKS = [
     DirectionTask(-1),
     AngleTask(2.5),
     GoalTask((0.5, -1.0)),
-    PhysicsTask({"body_mass": (1.0, 2.0, 0.5), "gravity": 0.9, "inertia": ((1.0, 2.0), (3.0, 4.0))}),
+    PhysicsTask(
+        {"body_mass": (1.0, 2.0, 0.5), "gravity": 0.9, "inertia": ((1.0, 2.0), (3.0, 4.0))}
+    ),
 ]
 
 

@@ -18,6 +18,9 @@ import numpy as np
 
 from metarl.tasks import Task, TaskDistribution
 
+# The vector envs whose sub-environments can be given tasks (both offer set_attr/get_attr).
+VectorTaskEnvs = gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv
+
 
 class TaskEnv:
     """Mixin: an environment whose task is drawn from ``task_distribution``.
@@ -117,7 +120,7 @@ def task_distribution(env: gym.Env[Any, Any]) -> TaskDistribution:
     return dist
 
 
-def set_tasks(envs: gym.vector.VectorEnv[Any, Any, Any], tasks: Sequence[Task]) -> None:
+def set_tasks(envs: VectorTaskEnvs, tasks: Sequence[Task]) -> None:
     """Give sub-environment ``i`` of a Sync or Async vector env the task ``tasks[i]``.
 
     Raises:
@@ -129,7 +132,7 @@ def set_tasks(envs: gym.vector.VectorEnv[Any, Any, Any], tasks: Sequence[Task]) 
     envs.set_attr("task", list(tasks))
 
 
-def get_tasks(envs: gym.vector.VectorEnv[Any, Any, Any]) -> list[Task]:
+def get_tasks(envs: VectorTaskEnvs) -> list[Task]:
     """Return the task of each sub-environment of a Sync or Async vector env."""
     return list(envs.get_attr("task"))
 

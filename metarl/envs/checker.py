@@ -168,7 +168,9 @@ def check_task_env(
         restored = Task.from_dict(json.loads(json.dumps(task.to_dict())))
         if restored != task or type(restored) is not type(task):
             raise TaskEnvCheckError(f"{task} did not survive a JSON round trip: got {restored}")
-    roundtrip = _rollout(env, Task.from_dict(json.loads(json.dumps(tasks[0].to_dict()))), seed, actions)
+    roundtrip = _rollout(
+        env, Task.from_dict(json.loads(json.dumps(tasks[0].to_dict()))), seed, actions
+    )
     if not _same(first, roundtrip):
         raise TaskEnvCheckError("a task read back from JSON gave a different rollout")
 

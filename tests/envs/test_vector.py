@@ -20,11 +20,11 @@ def test_each_sub_env_gets_its_own_task(env_id: str, mode: str) -> None:
     try:
         set_tasks(envs, tasks)
         assert get_tasks(envs) == tasks
-        obs, _ = envs.reset(seed=[10, 11, 12])
+        envs.reset(seed=[10, 11, 12])
         actions = np.stack([single.action_space.sample() for _ in range(5)])
         rewards = []
         for action in actions:
-            obs, reward, _, _, _ = envs.step(np.stack([action] * 3))
+            _obs, reward, _, _, _ = envs.step(np.stack([action] * 3))
             rewards.append(reward)
         # Each sub-env reproduces the single env given the same task, seed and actions.
         for i, task in enumerate(tasks):
