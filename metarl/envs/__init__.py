@@ -34,6 +34,33 @@ TASK_ENVS: dict[str, tuple[str, int, int, int]] = {
     "metarl/Walker2dParams-v0": ("metarl.envs.params:Walker2dParamsEnv", 200, 40, 10),
 }
 
+# Meta-World (the optional extra ``metarl[metaworld]``): id -> (constructor kwargs, train
+# tasks, test tasks); horizon 500. Registering imports nothing of Meta-World: the entry
+# point module imports it only when an environment is made. Importing that module here
+# registers the "metaworld" task kind, so ``Task.from_dict`` reads Meta-World tasks.
+from metarl.envs import metaworld as _metaworld  # noqa: E402
+
+METAWORLD_ENVS: dict[str, tuple[dict[str, str], int, int]] = {
+    "metarl/MetaWorld-ML1-v0": ({"benchmark": "ML1", "env_name": "reach-v3"}, 50, 50),
+    "metarl/MetaWorld-ML10-v0": ({"benchmark": "ML10"}, 500, 250),
+    "metarl/MetaWorld-ML25-v0": ({"benchmark": "ML25"}, 1250, 250),
+    "metarl/MetaWorld-ML45-v0": ({"benchmark": "ML45"}, 2250, 250),
+}
+
+
+def _register_metaworld() -> None:
+    for env_id, (kwargs, _, _) in METAWORLD_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="metarl.envs.metaworld:MetaWorldTaskEnv",
+                max_episode_steps=_metaworld.HORIZON,
+                kwargs=kwargs,
+            )
+
+
+_register_metaworld()
+
 
 def _register() -> None:
     for env_id, (entry_point, horizon, _, _) in TASK_ENVS.items():
@@ -44,6 +71,7 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "METAWORLD_ENVS",
     "TASK_ENVS",
     "TaskEnv",
     "get_task",
