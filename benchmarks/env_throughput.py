@@ -9,9 +9,11 @@ and on the same pre-generated random actions:
 - the bare physics bound: ``mujoco.mj_step(model, data, nstep=frame_skip)`` on
   the same model, i.e. the ``mj_step`` rate divided by ``frame_skip``.
 
-The three are timed in interleaved repeats and the median is reported, so that
-drifts of a shared machine hit all three alike. Environments are stepped
-unwrapped (no ``TimeLimit`` or checker wrappers). All three follow one
+The three are interleaved step by step (each takes step ``i`` in turn, the order
+rotating, each step timed on its own), so that load from other processes hits
+all three alike; this is repeated and steps/s are medians over repeats, ratios
+and overheads medians of the per-repeat ratios and differences. Environments
+are stepped unwrapped (no ``TimeLimit`` or checker wrappers). All three follow one
 trajectory: the task env's, which resets when it terminates or at the
 registered horizon; the Gymnasium env resets at the same steps from the same
 seed (whatever its own termination rule), and the bare loop restarts from the
@@ -67,26 +69,30 @@ def _family(env_id: str) -> str:
 
 @dataclass
 class Row:
-    family: str
-    task_sps: float
-    gym_sps: float
-    bound_sps: float
+    """Seconds of each timed run, repeat by repeat (index i of each list: one repeat)."""
 
+    family: str
+    steps: int
+    task: list[float]
+    gym: list[float]
+    bare: list[float]
+
+    def sps(self, times: list[float]) -> float:
+        return self.steps / statistics.median(times)
+
+    # Ratios and overheads pair the times of one repeat (measured step by step in
+    # turn) and take the median over repeats, so that load from other processes cancels.
     @property
     def ratio(self) -> float:
-        return self.task_sps / self.gym_sps
+        return statistics.median(g / t for g, t in zip(self.gym, self.task, strict=True))
 
     @property
     def ratio_to_bound(self) -> float:
-        return self.task_sps / self.bound_sps
+        return statistics.median(b / t for b, t in zip(self.bare, self.task, strict=True))
 
-    @property
-    def task_overhead_us(self) -> float:
-        return 1e6 / self.task_sps - 1e6 / self.bound_sps
-
-    @property
-    def gym_overhead_us(self) -> float:
-        return 1e6 / self.gym_sps - 1e6 / self.bound_sps
+    def overhead_us(self, times: list[float]) -> float:
+        diffs = (t - b for t, b in zip(times, self.bare, strict=True))
+        return 1e6 * statistics.median(diffs) / self.steps
 
 
 @dataclass
@@ -113,48 +119,74 @@ def _record_schedule(env: Any, actions: np.ndarray, horizon: int, seed: int) -> 
     return schedule
 
 
-def _run_env(env: Any, actions: np.ndarray, schedule: Schedule, seed: int) -> float:
-    """Seconds to step ``env`` through ``actions``, resetting where the task env did.
+class _Env:
+    """A Gymnasium env stepped along the schedule (reset where the task env reset)."""
 
-    Both envs reset from the same seed and draw their reset noise alike, so they
-    follow the same trajectory, whatever their own termination rule says.
+    def __init__(self, env: Any):
+        self.env = env
+        self.step = env.step
+
+    def start(self, seed: int) -> None:
+        self.env.reset(seed=seed)
+
+    def restart(self) -> None:
+        self.env.reset()
+
+
+class _BarePhysics:
+    """``mj_step(nstep=frame_skip)`` alone, restarted from the states the task env reset to."""
+
+    def __init__(self, model: Any, frame_skip: int, schedule: Schedule):
+        self.model, self.data = model, mujoco.MjData(model)
+        self.frame_skip, self.schedule = frame_skip, schedule
+        self._states = iter(schedule.states)
+
+    def step(self, action: np.ndarray) -> None:
+        self.data.ctrl[:] = action
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+
+    def start(self, seed: int) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        self._states = iter(self.schedule.states)
+        self.restart()
+
+    def restart(self) -> None:
+        qpos, qvel = next(self._states)
+        self.data.qpos[:], self.data.qvel[:] = qpos, qvel
+        mujoco.mj_forward(self.model, self.data)
+
+
+def _run_interleaved(
+    runners: list[Any], actions: np.ndarray, schedule: Schedule, seed: int
+) -> list[float]:
+    """Seconds each runner spent on ``actions`` (steps and resets), stepped in turn.
+
+    The runners take each step in turn (the order rotating from step to step) and
+    each step is timed on its own, so that a burst of load from other processes
+    falls on all of them alike. Both envs reset from the same seed and draw their
+    reset noise alike, so all follow the task env's trajectory.
     """
-    env.reset(seed=seed)
+    clock = time.perf_counter
     resets = schedule.resets
-    start = time.perf_counter()
+    n = len(runners)
+    orders = [[runners[(k + j) % n] for j in range(n)] for k in range(n)]
+    index = {id(r): i for i, r in enumerate(runners)}
+    totals = [0.0] * n
+    for runner in runners:
+        runner.start(seed)
     for i, action in enumerate(actions):
-        env.step(action)
-        if i in resets:
-            env.reset()
-    return time.perf_counter() - start
-
-
-def _run_bare(
-    model: Any, data: Any, actions: np.ndarray, frame_skip: int, schedule: Schedule
-) -> float:
-    """Seconds of ``mj_step(nstep=frame_skip)`` alone along the task env's trajectory."""
-    states = iter(schedule.states)
-    resets = schedule.resets
-
-    def restart() -> None:
-        qpos, qvel = next(states)
-        data.qpos[:], data.qvel[:] = qpos, qvel
-        mujoco.mj_forward(model, data)
-
-    mujoco.mj_resetData(model, data)
-    restart()
-    ctrl = data.ctrl
-    start = time.perf_counter()
-    for i, action in enumerate(actions):
-        ctrl[:] = action
-        mujoco.mj_step(model, data, nstep=frame_skip)
-        if i in resets:
-            restart()
-    return time.perf_counter() - start
+        reset = i in resets
+        for runner in orders[i % n]:
+            t0 = clock()
+            runner.step(action)
+            if reset:
+                runner.restart()
+            totals[index[id(runner)]] += clock() - t0
+    return totals
 
 
 def measure(env_id: str, steps: int, repeats: int, seed: int) -> Row:
-    """Median steps/s of the task env, the Gymnasium env and the bare physics."""
+    """Seconds per repeat of the task env, the Gymnasium env and the bare physics."""
     family = _family(env_id)
     horizon = TASK_ENVS[env_id][1]
     task_env: Any = gym.make(env_id).unwrapped
@@ -162,24 +194,22 @@ def measure(env_id: str, steps: int, repeats: int, seed: int) -> Row:
     space = task_env.action_space
     rng = np.random.default_rng(seed)
     actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(np.float32)
-    model = gym_env.model
-    data = mujoco.MjData(model)
-    frame_skip = gym_env.frame_skip
 
-    # Untimed passes: record the task env's episodes, and warm up the other two.
-    schedule = _record_schedule(task_env, actions, horizon, seed)
-    _run_env(gym_env, actions, schedule, seed)
-    _run_bare(model, data, actions, frame_skip, schedule)
-
+    schedule = _record_schedule(task_env, actions, horizon, seed)  # also warms up
+    runners = [
+        _Env(task_env),
+        _Env(gym_env),
+        _BarePhysics(gym_env.model, gym_env.frame_skip, schedule),
+    ]
     times: dict[str, list[float]] = {"task": [], "gym": [], "bare": []}
     for _ in range(repeats):
-        times["task"].append(_run_env(task_env, actions, schedule, seed))
-        times["gym"].append(_run_env(gym_env, actions, schedule, seed))
-        times["bare"].append(_run_bare(model, data, actions, frame_skip, schedule))
+        task_t, gym_t, bare_t = _run_interleaved(runners, actions, schedule, seed)
+        times["task"].append(task_t)
+        times["gym"].append(gym_t)
+        times["bare"].append(bare_t)
     task_env.close()
     gym_env.close()
-    sps = {k: steps / statistics.median(v) for k, v in times.items()}
-    return Row(family, sps["task"], sps["gym"], sps["bare"])
+    return Row(family, steps, times["task"], times["gym"], times["bare"])
 
 
 def _cpu_model() -> str:
@@ -208,13 +238,13 @@ HEADER = (
 def _cells(row: Row) -> tuple[str, ...]:
     return (
         row.family,
-        f"{row.task_sps:,.0f}",
-        f"{row.gym_sps:,.0f}",
+        f"{row.sps(row.task):,.0f}",
+        f"{row.sps(row.gym):,.0f}",
         f"{row.ratio:.3f}",
-        f"{row.bound_sps:,.0f}",
+        f"{row.sps(row.bare):,.0f}",
         f"{row.ratio_to_bound:.3f}",
-        f"{row.task_overhead_us:.1f}",
-        f"{row.gym_overhead_us:.1f}",
+        f"{row.overhead_us(row.task):.1f}",
+        f"{row.overhead_us(row.gym):.1f}",
     )
 
 
@@ -235,19 +265,23 @@ def plain_table(rows: list[Row]) -> str:
 
 
 def markdown_report(rows: list[Row], args: argparse.Namespace, skipped: list[str]) -> str:
+    command = " ".join(["python benchmarks/env_throughput.py", *sys.argv[1:]])
     lines = [
         "## Environment step throughput",
         "",
-        f"- command: `python benchmarks/env_throughput.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: {os.cpu_count()} cores, {_cpu_model()}, no GPU (MuJoCo runs on the CPU)",
         f"- versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}",
         f"- method: {args.steps} steps of pre-generated uniform random actions per run, "
-        f"{args.repeats} interleaved repeats, median; unwrapped envs, reset on termination "
-        "or at the horizon, the Gymnasium env resetting at the same steps (one trajectory "
-        "for both); the bound is `mj_step(nstep=frame_skip)` alone on the same model along "
-        "that trajectory; overhead = time per step beyond the bound",
+        "the three interleaved step by step (each step timed, order rotating), "
+        f"{args.repeats} repeats; steps/s: median over repeats; ratios and "
+        "overheads: median over repeats of the ratio or difference within a repeat; "
+        "unwrapped envs, reset on termination or at the horizon, the Gymnasium env "
+        "resetting at the same steps (one trajectory for both); the bound is "
+        "`mj_step(nstep=frame_skip)` alone on the same model along that trajectory; "
+        "overhead = time per step beyond the bound",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|",
