@@ -63,6 +63,27 @@ class TaskEnv:
     def task(self, task: Task) -> None:
         self.set_task(task)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # EzPickle rebuilds an environment from its constructor arguments; keep the
+        # current task too, so that an unpickled copy (e.g. in a subprocess vector env
+        # or a Ray worker) has the task last given to set_task, not the initial one.
+        parent = getattr(super(), "__getstate__", None)
+        state: dict[str, Any] = dict(parent()) if parent is not None else dict(self.__dict__)
+        if hasattr(self, "_task"):
+            state["_metarl_task"] = self._task.to_dict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        task = state.pop("_metarl_task", None)
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)
+        if task is not None:
+            self.set_task(Task.from_dict(task))
+
     def _apply_task(self, task: Task) -> None:
         """Change the environment to realise ``task`` (default: nothing beyond storing it)."""
 

@@ -54,3 +54,17 @@ def test_checker_catches_broken_envs(cls: type[PointRobotEnv], message: str) -> 
 def test_checker_rejects_a_plain_env() -> None:
     with pytest.raises(TaskEnvCheckError, match="not a task environment"):
         check_task_env(gym.make("Pendulum-v1"))
+
+
+@pytest.mark.parametrize("env_id", sorted(TASK_ENVS))
+def test_pickling_keeps_the_current_task(env_id: str) -> None:
+    import pickle
+
+    from metarl.envs import get_task, sample_tasks, set_task
+
+    env = gym.make(env_id).unwrapped
+    task = sample_tasks(env, 1, np.random.default_rng(5))[0]
+    set_task(env, task)
+    copy = pickle.loads(pickle.dumps(env))
+    assert type(copy) is type(env)
+    assert get_task(copy) == task
