@@ -100,7 +100,8 @@ class _RandParamsEnv(MujocoTaskEnv, MujocoEnv):
 
         Gymnasium's own ``step`` evaluates ``is_healthy`` twice (survive bonus and
         termination); doing it once pays for the float32 observation and the
-        applied-action control cost. The result equals Gymnasium's (see the tests).
+        applied-action control cost. The result equals Gymnasium's except for the
+        survive bonus on the terminating step (see the class docstring and the tests).
         """
         qpos = self.data.qpos
         x_before = float(qpos[0])
@@ -109,7 +110,9 @@ class _RandParamsEnv(MujocoTaskEnv, MujocoEnv):
         x_velocity = (x_after - x_before) / self.dt
         healthy = bool(self.is_healthy)
         reward_forward = self._forward_reward_weight * x_velocity
-        reward_survive = self._healthy_reward if healthy else 0.0
+        # TASKS.md's `x_velocity + 1 - 1e-3 ||a||^2`: the bonus on every step, the one that
+        # ends the episode included (rand_param_envs, like the Ant and Humanoid families here).
+        reward_survive = self._healthy_reward
         reward_ctrl = -self.control_cost(action)
         info = {
             "x_position": x_after,
@@ -147,7 +150,8 @@ class HopperParamsEnv(_RandParamsEnv, HopperEnv):
     ``reward = reward_forward + reward_survive + reward_ctrl`` (Gymnasium v5's), with
     - ``reward_forward = x_velocity``, ``x_velocity = (x_after - x_before) / dt`` of
       the root slider ``qpos[0]``, ``dt = frame_skip * opt.timestep = 0.008`` s
-    - ``reward_survive = 1`` while healthy (0 on the step that ends the episode)
+    - ``reward_survive = 1`` on every step, the one that ends the episode included
+      (TASKS.md and rand_param_envs; Gymnasium v5 gives 0 on that step)
     - ``reward_ctrl = -1e-3 * ||a||^2`` of the applied action
 
     ``info`` holds the three terms, ``x_position``, ``x_velocity`` and
@@ -176,8 +180,9 @@ class HopperParamsEnv(_RandParamsEnv, HopperEnv):
     ## Source
     rand_param_envs (``base.py``, ``hopper_rand_params.py``), used by PEARL and
     VariBAD. Differences: Gymnasium v5's model (rand_param_envs ships gym v2's
-    with MuJoCo 1.31) and v5's reward, which gives no survive bonus on the
-    terminating step (gym v2 gave it on every step); the world body, whose mass
+    with MuJoCo 1.31) and v5's observation layout and healthy checks; the survive
+    bonus is paid on every step as in rand_param_envs (v5 pays none on the
+    terminating step); the world body, whose mass
     and inertia are 0, gets no multiplier; MuJoCo's derived constants
     (``mj_setConst``) are recomputed after a change, which rand_param_envs did not do.
     """
@@ -204,7 +209,7 @@ class Walker2dParamsEnv(_RandParamsEnv, Walker2dEnv):
 
     ## Reward
     As ``HopperParamsEnv``: ``x_velocity + reward_survive - 1e-3 ||a||^2``, with
-    ``reward_survive = 1`` while healthy; ``dt = 0.008`` s. ``info`` holds the
+    ``reward_survive = 1`` on every step; ``dt = 0.008`` s. ``info`` holds the
     terms, ``x_position``, ``x_velocity`` and ``z_distance_from_origin``.
 
     ## Task distribution
