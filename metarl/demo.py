@@ -127,8 +127,10 @@ def _describe(task: Task) -> str:
     d = task.to_dict()
     d.pop("kind")
     if "values" in d:  # physics multipliers: their geometric mean per parameter
+        short = {"body_mass": "mass", "body_inertia": "inertia", "geom_friction": "friction"}
         return ", ".join(
-            f"{k} x{math.exp(np.mean(np.log(np.ravel(np.asarray(v, dtype=float))))):.2f}"
+            f"{short.get(k, k.removeprefix('dof_'))} "
+            f"x{math.exp(np.mean(np.log(np.ravel(np.asarray(v, dtype=float))))):.2f}"
             for k, v in d["values"].items()
         )
     return ", ".join(
@@ -137,13 +139,13 @@ def _describe(task: Task) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'environment':28} {'task':>4}  {'task parameters':52} {'random':>9} {'scripted':>9}"
+    head = f"{'environment':28} {'task':>4}  {'task parameters':58} {'random':>9} {'scripted':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        params = r["task_params"][:52]
+        params = r["task_params"][:58]
         print(
-            f"{r['env']:28} {r['task']:>4}  {params:52} {r['random']:>9.1f} {r['scripted']:>9.1f}"
+            f"{r['env']:28} {r['task']:>4}  {params:58} {r['random']:>9.1f} {r['scripted']:>9.1f}"
         )
 
 
