@@ -41,8 +41,13 @@ __all__ = [
 # --------------------------------------------------------------------------- tasks
 
 
-def _real(cls_name: str, name: str, value: Any) -> float:
-    """Return ``value`` as a finite float; raise ``ValueError`` naming the field otherwise."""
+def check_real(cls_name: str, name: str, value: Any) -> float:
+    """Return ``value`` as a finite float.
+
+    Raises:
+        ValueError: ``value`` is not a real number or not finite; the message names
+            ``cls_name.name``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{cls_name}.{name} must be a real number, got {value!r}")
     out = float(value)
@@ -59,7 +64,7 @@ def _nested_floats(cls_name: str, name: str, value: Any) -> float | tuple[Any, .
         if len(value) == 0:
             raise ValueError(f"{cls_name}.{name} must not be empty")
         return tuple(_nested_floats(cls_name, name, v) for v in value)
-    return _real(cls_name, name, value)
+    return check_real(cls_name, name, value)
 
 
 def _to_json(value: Any) -> Any:
@@ -136,7 +141,7 @@ class VelocityTask(Task):
     velocity: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "velocity", _real("VelocityTask", "velocity", self.velocity))
+        object.__setattr__(self, "velocity", check_real("VelocityTask", "velocity", self.velocity))
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ class AngleTask(Task):
     angle: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "angle", _real("AngleTask", "angle", self.angle))
+        object.__setattr__(self, "angle", check_real("AngleTask", "angle", self.angle))
 
     @property
     def unit_vector(self) -> np.ndarray:

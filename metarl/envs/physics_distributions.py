@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats
 
+from metarl.tasks import check_real
+
 __all__ = [
     "Beta",
     "Fixed",
@@ -38,15 +40,6 @@ __all__ = [
 # Support checks accept values this far (relative) outside the bounds: a draw such
 # as ``exp(log(high))`` may land one rounding step above ``high``.
 _REL_TOL = 1e-12
-
-
-def _finite(cls_name: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{cls_name}.{name} must be a real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{cls_name}.{name} must be finite, got {out}")
-    return out
 
 
 def _fmt(x: float) -> str:
@@ -136,7 +129,7 @@ class Uniform(ScalarDistribution):
     high: float
 
     def __post_init__(self) -> None:
-        low, high = _finite("Uniform", "low", self.low), _finite("Uniform", "high", self.high)
+        low, high = check_real("Uniform", "low", self.low), check_real("Uniform", "high", self.high)
         if not low < high:
             raise ValueError(f"Uniform needs low < high, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
@@ -168,13 +161,14 @@ class LogUniform(ScalarDistribution):
     base: float | None = None
 
     def __post_init__(self) -> None:
-        low, high = _finite("LogUniform", "low", self.low), _finite("LogUniform", "high", self.high)
+        low = check_real("LogUniform", "low", self.low)
+        high = check_real("LogUniform", "high", self.high)
         if not 0.0 < low < high:
             raise ValueError(f"LogUniform needs 0 < low < high, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         if self.base is not None:
-            base = _finite("LogUniform", "base", self.base)
+            base = check_real("LogUniform", "base", self.base)
             if not (base > 0.0 and base != 1.0):
                 raise ValueError(f"LogUniform.base must be positive and not 1, got {base}")
             object.__setattr__(self, "base", base)
@@ -182,7 +176,7 @@ class LogUniform(ScalarDistribution):
     @classmethod
     def power(cls, base: float, low_exponent: float, high_exponent: float) -> LogUniform:
         """``base ** U(low_exponent, high_exponent)`` with ``base > 1``."""
-        base = _finite("LogUniform", "base", base)
+        base = check_real("LogUniform", "base", base)
         if not base > 1.0:
             raise ValueError(f"LogUniform.power needs base > 1, got {base}")
         return cls(base**low_exponent, base**high_exponent, base=base)
@@ -212,7 +206,7 @@ class Normal(ScalarDistribution):
     std: float
 
     def __post_init__(self) -> None:
-        mean, std = _finite("Normal", "mean", self.mean), _finite("Normal", "std", self.std)
+        mean, std = check_real("Normal", "mean", self.mean), check_real("Normal", "std", self.std)
         if not std > 0.0:
             raise ValueError(f"Normal.std must be positive, got {std}")
         object.__setattr__(self, "mean", mean)
@@ -241,7 +235,7 @@ class TruncatedNormal(ScalarDistribution):
 
     def __post_init__(self) -> None:
         for name in ("mean", "std", "low", "high"):
-            object.__setattr__(self, name, _finite("TruncatedNormal", name, getattr(self, name)))
+            object.__setattr__(self, name, check_real("TruncatedNormal", name, getattr(self, name)))
         if not self.std > 0.0:
             raise ValueError(f"TruncatedNormal.std must be positive, got {self.std}")
         if not self.low < self.high:
@@ -280,7 +274,7 @@ class Beta(ScalarDistribution):
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "low", "high"):
-            object.__setattr__(self, name, _finite("Beta", name, getattr(self, name)))
+            object.__setattr__(self, name, check_real("Beta", name, getattr(self, name)))
         if not (self.a > 0.0 and self.b > 0.0):
             raise ValueError(f"Beta needs a > 0 and b > 0, got a={self.a}, b={self.b}")
         if not self.low < self.high:
@@ -308,7 +302,7 @@ class Fixed(ScalarDistribution):
     value: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _finite("Fixed", "value", self.value))
+        object.__setattr__(self, "value", check_real("Fixed", "value", self.value))
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
         return np.full(shape, self.value, dtype=np.float64)
