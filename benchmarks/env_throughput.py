@@ -27,6 +27,8 @@ Usage::
     python benchmarks/env_throughput.py --envs AntDir HumanoidDir --steps 2000
     python benchmarks/env_throughput.py --markdown            # for benchmarks/RESULTS.md
 
+A second table breaks one task env step into its parts (``breakdown``).
+
 Families whose module does not exist yet are skipped with a note.
 """
 
@@ -212,6 +214,53 @@ def measure(env_id: str, steps: int, repeats: int, seed: int) -> Row:
     return Row(family, steps, times["task"], times["gym"], times["bare"])
 
 
+def breakdown(env_id: str, steps: int, seed: int) -> dict[str, float]:
+    """Microseconds per call of the parts of the task env's step, medians over ``steps`` calls.
+
+    Parts: ``mj_step(nstep=frame_skip)`` alone; Gymnasium's ``do_simulation`` (setting
+    ``ctrl``, the physics and, for Ant and Humanoid, ``mj_rnePostConstraint`` for the
+    contact forces); ``_get_obs``; and the whole ``step``. The rest of the step (reward
+    terms, info dict, task bookkeeping) is ``step - do_simulation - _get_obs``. Each
+    call is timed on its own and the calls are interleaved along one trajectory.
+    """
+    env: Any = gym.make(env_id).unwrapped
+    space = env.action_space
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(np.float32)
+    env.reset(seed=seed)
+    parts: dict[str, list[float]] = {"mj_step": [], "do_simulation": [], "_get_obs": [], "step": []}
+    clock = time.perf_counter
+    for action in actions:
+        t0 = clock()
+        mujoco.mj_step(env.model, env.data, nstep=env.frame_skip)
+        t1 = clock()
+        env.do_simulation(action, env.frame_skip)
+        t2 = clock()
+        env._get_obs()
+        t3 = clock()
+        _, _, terminated, _, _ = env.step(action)
+        t4 = clock()
+        for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            parts[key].append(dt)
+        if terminated:
+            env.reset(seed=seed)
+    env.close()
+    out = {k: 1e6 * statistics.median(v) for k, v in parts.items()}
+    out["rest of step"] = out["step"] - out["do_simulation"] - out["_get_obs"]
+    return out
+
+
+def breakdown_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    keys = ["mj_step", "do_simulation", "_get_obs", "rest of step", "step"]
+    lines = [
+        "| env | " + " | ".join(f"{k} us" for k in keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for family, parts in rows.items():
+        lines.append(f"| {family} | " + " | ".join(f"{parts[k]:.1f}" for k in keys) + " |")
+    return lines
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -264,7 +313,12 @@ def plain_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(rows: list[Row], args: argparse.Namespace, skipped: list[str]) -> str:
+def markdown_report(
+    rows: list[Row],
+    args: argparse.Namespace,
+    skipped: list[str],
+    parts: dict[str, dict[str, float]],
+) -> str:
     command = " ".join(["python benchmarks/env_throughput.py", *sys.argv[1:]])
     lines = [
         "## Environment step throughput",
@@ -289,6 +343,14 @@ def markdown_report(rows: list[Row], args: argparse.Namespace, skipped: list[str
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     if skipped:
         lines += ["", "Not measured (module not written yet): " + ", ".join(skipped) + "."]
+    lines += [
+        "",
+        "Where a task env's step goes (microseconds per call, median of "
+        f"{args.steps} calls along one trajectory; `rest of step` = reward terms, info "
+        "and task bookkeeping = step - do_simulation - _get_obs):",
+        "",
+        *breakdown_table(parts),
+    ]
     return "\n".join(lines)
 
 
@@ -312,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --repeats must be positive")
 
     rows, skipped = [], []
+    parts: dict[str, dict[str, float]] = {}
     for family in args.envs:
         env_id = families[family]
         module = TASK_ENVS[env_id][0].split(":", 1)[0]
@@ -322,8 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(env_id, args.steps, args.repeats, args.seed)
         print(f"measured {family}: {row.ratio:.3f}x the Gymnasium env", file=sys.stderr)
         rows.append(row)
+        parts[family] = breakdown(env_id, args.steps, args.seed)
 
-    print(markdown_report(rows, args, skipped) if args.markdown else plain_table(rows))
+    if args.markdown:
+        print(markdown_report(rows, args, skipped, parts))
+    else:
+        print(plain_table(rows))
+        print()
+        print("\n".join(breakdown_table(parts)))
     return 0
 
 
