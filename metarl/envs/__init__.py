@@ -20,6 +20,17 @@ from metarl.envs.base import (
     set_tasks,
     task_distribution,
 )
+from metarl.envs.checker import TaskEnvCheckError, check_task_env
+from metarl.envs.physics import PhysicsParam, PhysicsSpace
+from metarl.envs.physics_distributions import (
+    Beta,
+    Fixed,
+    LogUniform,
+    Normal,
+    TruncatedNormal,
+    Uniform,
+)
+from metarl.envs.physics_wrapper import PhysicsRandomization
 
 # id -> (entry point, horizon, train tasks, test tasks)
 TASK_ENVS: dict[str, tuple[str, int, int, int]] = {
@@ -73,7 +84,18 @@ _register()
 __all__ = [
     "METAWORLD_ENVS",
     "TASK_ENVS",
+    "Beta",
+    "Fixed",
+    "LogUniform",
+    "Normal",
+    "PhysicsParam",
+    "PhysicsRandomization",
+    "PhysicsSpace",
     "TaskEnv",
+    "TaskEnvCheckError",
+    "TruncatedNormal",
+    "Uniform",
+    "check_task_env",
     "get_task",
     "get_tasks",
     "is_task_env",

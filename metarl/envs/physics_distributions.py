@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
 
 from metarl.tasks import check_real
 
@@ -182,6 +181,8 @@ class LogUniform(ScalarDistribution):
         return cls(base**low_exponent, base**high_exponent, base=base)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
+        from scipy import stats  # imported on first use: scipy.stats takes ~1.4 s to import
+
         draws = stats.loguniform(self.low, self.high).rvs(size=shape, random_state=rng)
         return np.asarray(draws, dtype=np.float64)
 
@@ -246,6 +247,8 @@ class TruncatedNormal(ScalarDistribution):
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
         a = (self.low - self.mean) / self.std
         b = (self.high - self.mean) / self.std
+        from scipy import stats  # imported on first use (see LogUniform.sample)
+
         draws = stats.truncnorm(a, b, loc=self.mean, scale=self.std).rvs(
             size=shape, random_state=rng
         )
