@@ -1,0 +1,191 @@
+"""Episodes and batches of episodes: typed numpy containers tagged with their task.
+
+``Episode`` holds one episode's arrays; ``EpisodeBatch`` holds the episodes one
+``Sampler.collect`` call returns, grouped in trials (the ``episodes_per_task``
+consecutive episodes run on one task, over which a recurrent agent keeps its
+memory). Like ``metarl.tasks`` this is a bottom-layer types module: samplers
+(core) produce these objects and agents (``metarl.agents``) consume them, so it
+imports nothing of metarl but the task types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metarl.tasks import Task
+
+__all__ = ["Episode", "EpisodeBatch"]
+
+
+@dataclass(frozen=True, eq=False)
+class Episode:
+    """One episode on one task.
+
+    Arrays have the episode's length ``T`` as first axis:
+
+    - ``observations``: ``(T, *obs_shape)`` float32, the observation each action was taken in;
+    - ``next_observations``: ``(T, *obs_shape)`` float32, the observation after each step
+      (for the last step: the final observation, before any reset);
+    - ``actions``: ``(T, *act_shape)``, the actions as sent to the environment;
+    - ``rewards``: ``(T,)`` float64; ``terminations`` / ``truncations``: ``(T,)`` bool;
+    - ``env_infos``: numeric entries of the step infos, each ``(T, ...)``;
+    - ``agent_infos``: what the policy returned with each action (log-probabilities,
+      values, ...), each ``(T, ...)``.
+
+    ``trial`` is the index of the episode's trial in its batch, ``index_in_trial`` its
+    position ``k = 0..K-1`` inside the trial.
+    """
+
+    task: Task
+    observations: np.ndarray
+    next_observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    env_infos: Mapping[str, np.ndarray] = field(default_factory=dict)
+    agent_infos: Mapping[str, np.ndarray] = field(default_factory=dict)
+    trial: int = 0
+    index_in_trial: int = 0
+
+    def __post_init__(self) -> None:
+        n = len(self.rewards)
+        arrays = {
+            "observations": self.observations,
+            "next_observations": self.next_observations,
+            "actions": self.actions,
+            "terminations": self.terminations,
+            "truncations": self.truncations,
+            **{f"env_infos[{k!r}]": v for k, v in self.env_infos.items()},
+            **{f"agent_infos[{k!r}]": v for k, v in self.agent_infos.items()},
+        }
+        for name, array in arrays.items():
+            if len(array) != n:
+                raise ValueError(f"Episode.{name} has length {len(array)}; rewards have {n}")
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def total_return(self) -> float:
+        """Sum of the rewards."""
+        return float(np.sum(self.rewards))
+
+    @property
+    def terminated(self) -> bool:
+        """Whether the episode ended by termination (not by truncation)."""
+        return bool(len(self) and self.terminations[-1])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Episode):
+            return NotImplemented
+        return (
+            self.task == other.task
+            and self.trial == other.trial
+            and self.index_in_trial == other.index_in_trial
+            and _same_arrays(self._arrays(), other._arrays())
+        )
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "observations": self.observations,
+            "next_observations": self.next_observations,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "terminations": self.terminations,
+            "truncations": self.truncations,
+            **{"env_infos." + k: v for k, v in self.env_infos.items()},
+            **{"agent_infos." + k: v for k, v in self.agent_infos.items()},
+        }
+
+
+def _same_arrays(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        np.asarray(a[k]).shape == np.asarray(b[k]).shape and np.array_equal(a[k], b[k]) for k in a
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class EpisodeBatch:
+    """The episodes of one collection, ordered by trial, then by position in the trial.
+
+    ``tasks[i]`` is the task of trial ``i``; trial ``i`` holds ``episodes_per_task``
+    episodes.
+    """
+
+    episodes: tuple[Episode, ...]
+    tasks: tuple[Task, ...]
+    episodes_per_task: int
+
+    def __post_init__(self) -> None:
+        expected = len(self.tasks) * self.episodes_per_task
+        if len(self.episodes) != expected:
+            raise ValueError(
+                f"EpisodeBatch has {len(self.episodes)} episodes; {len(self.tasks)} tasks x "
+                f"{self.episodes_per_task} episodes per task = {expected}"
+            )
+        for i, ep in enumerate(self.episodes):
+            trial, k = divmod(i, self.episodes_per_task)
+            if (ep.trial, ep.index_in_trial) != (trial, k) or ep.task != self.tasks[trial]:
+                raise ValueError(
+                    f"EpisodeBatch.episodes[{i}] is (trial {ep.trial}, k {ep.index_in_trial}, "
+                    f"{ep.task}); expected (trial {trial}, k {k}, {self.tasks[trial]})"
+                )
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __iter__(self) -> Iterator[Episode]:
+        return iter(self.episodes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EpisodeBatch):
+            return NotImplemented
+        return (
+            self.tasks == other.tasks
+            and self.episodes_per_task == other.episodes_per_task
+            and all(a == b for a, b in zip(self.episodes, other.episodes, strict=True))
+        )
+
+    @property
+    def num_steps(self) -> int:
+        """Total environment steps in the batch."""
+        return sum(len(ep) for ep in self.episodes)
+
+    def trials(self) -> list[tuple[Episode, ...]]:
+        """The episodes grouped by trial: ``trials()[i][k]`` is episode ``k`` on ``tasks[i]``."""
+        k = self.episodes_per_task
+        return [self.episodes[i * k : (i + 1) * k] for i in range(len(self.tasks))]
+
+    def returns(self) -> np.ndarray:
+        """Episode returns as an array of shape ``(len(tasks), episodes_per_task)``."""
+        out = np.array([ep.total_return for ep in self.episodes], dtype=np.float64)
+        return out.reshape(len(self.tasks), self.episodes_per_task)
+
+    @staticmethod
+    def concatenate(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
+        """Join batches with the same ``episodes_per_task``, renumbering the trials in order.
+
+        Raises:
+            ValueError: no batches, or batches with different ``episodes_per_task``.
+        """
+        if not batches:
+            raise ValueError("EpisodeBatch.concatenate needs at least one batch")
+        k = batches[0].episodes_per_task
+        if any(b.episodes_per_task != k for b in batches):
+            raise ValueError(
+                "EpisodeBatch.concatenate: episodes_per_task differs: "
+                f"{[b.episodes_per_task for b in batches]}"
+            )
+        episodes: list[Episode] = []
+        tasks: list[Task] = []
+        for batch in batches:
+            offset = len(tasks)
+            tasks.extend(batch.tasks)
+            for ep in batch.episodes:
+                episodes.append(dataclasses.replace(ep, trial=ep.trial + offset))
+        return EpisodeBatch(tuple(episodes), tuple(tasks), k)
