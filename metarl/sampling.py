@@ -208,16 +208,18 @@ def _run_wave(
     seed: int,
     call_index: int,
 ) -> list[Episode]:
+    vec: Any = envs  # Gymnasium's vector annotations are looser than what they return
     n, m = envs.num_envs, len(tasks)
     seqs = [trial_seed(seed, call_index, t) for t in trials]
     # Sub-envs past m have no trial: they repeat the last task and their data is dropped.
     set_tasks(envs, tasks + [tasks[-1]] * (n - m))
-    reset_seeds = [int(s.generate_state(1)[0]) for s in seqs] + [0] * (n - m)
+    reset_seeds: list[int | None] = [int(s.generate_state(1)[0]) for s in seqs]
+    reset_seeds += [0] * (n - m)
     rngs = [np.random.default_rng(s) for s in seqs] + [
         np.random.default_rng(0) for _ in range(n - m)
     ]
-    obs, _ = envs.reset(seed=reset_seeds)
-    act_space = envs.single_action_space
+    obs, _ = vec.reset(seed=reset_seeds)
+    act_space: Any = vec.single_action_space
     prev_actions = np.zeros((n, *act_space.shape), dtype=act_space.dtype)
     prev_rewards = np.zeros(n, dtype=np.float32)
     starts = np.ones(n, dtype=bool)
@@ -232,8 +234,8 @@ def _run_wave(
             PolicyInput(obs, prev_actions, prev_rewards, starts, active.copy()), state, rngs
         )
         actions = np.asarray(out.actions)
-        next_obs, rewards, terms, truncs, info = envs.step(actions)
-        final_obs = info.get("final_obs")
+        next_obs, rewards, terms, truncs, info = vec.step(actions)
+        final_obs: Any = info.get("final_obs")
         final_info = info.get("final_info", {})
         for i in np.flatnonzero(active):
             done = bool(terms[i] or truncs[i])
@@ -244,7 +246,7 @@ def _run_wave(
             buf.rewards.append(float(rewards[i]))
             buf.terms.append(bool(terms[i]))
             buf.truncs.append(bool(truncs[i]))
-            buf.env_infos.append(_numeric_info(final_info if done else info, i))
+            buf.env_infos.append(_numeric_info(final_info if done else info, int(i)))
             buf.agent_infos.append({k: np.asarray(v[i]) for k, v in out.infos.items()})
             if done:
                 results[i].append(buf.episode(tasks[i], trials[i], int(done_count[i])))
