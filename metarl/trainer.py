@@ -1,0 +1,317 @@
+"""The outer loop of meta-training: sample training tasks, collect, update; log, evaluate, save.
+
+``Trainer`` runs an ``Agent`` with a ``Sampler`` for a number of iterations. Each
+iteration draws ``agent.tasks_per_iteration`` tasks from the training set (with
+replacement, from the trainer's own generator), collects one trial of
+``agent.episodes_per_trial`` episodes on each, and calls ``agent.update``. Every
+``eval_every`` iterations it runs the meta-test protocol on the test tasks;
+every ``checkpoint_every`` iterations (and at the end) it writes a checkpoint
+atomically. ``Trainer.resume`` continues a run from its latest checkpoint, with
+the same generator states, so that a resumed run gives the numbers an
+uninterrupted run would have.
+
+Run folder (``run_dir``): ``metrics.csv`` (one row per iteration), ``eval.csv``
+(one row per evaluation and episode k), ``eval/iter_XXXXXX.json`` (the full
+``AdaptationResult``), ``tb/`` (TensorBoard), ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metarl.agents.base import Agent
+from metarl.evaluation import AdaptationResult, evaluate_adaptation
+from metarl.sampling import Sampler
+from metarl.tasks import Task
+
+__all__ = ["Trainer", "TrainerConfig", "latest_checkpoint", "save_atomically"]
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How long to train and how often to evaluate and save."""
+
+    iterations: int = 100
+    """Outer-loop iterations in total (a resumed run stops at the same number)."""
+    eval_every: int = 10
+    """Run the meta-test protocol every this many iterations (0: only at the end)."""
+    eval_episodes: int = 3
+    """K: consecutive episodes per test task in the meta-test protocol."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
+    seed: int = 0
+    """Seed of the trainer's generator (which training tasks each iteration uses)."""
+    progress: bool = True
+    """Show a progress bar (env steps, iteration, latest returns)."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "eval_episodes", "keep_checkpoints"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainerConfig.{name} must be an integer >= 1, got {value!r}")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainerConfig.{name} must be an integer >= 0, got {value!r}")
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or ``None``."""
+    pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if path.exists() else None
+
+
+class Trainer:
+    """Meta-trains ``agent`` on ``train_tasks``, evaluating on ``test_tasks``.
+
+    Args:
+        agent: the learner.
+        sampler: collects meta-training episodes.
+        train_tasks, test_tasks: the task sets (e.g. ``TaskDistribution.task_sets``).
+        run_dir: the run folder (created).
+        config: iterations, evaluation and checkpoint intervals, seed.
+        eval_sampler: collects meta-test episodes (default: ``sampler``).
+        callbacks: called as ``callback(trainer, metrics)`` after every iteration.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        sampler: Sampler,
+        train_tasks: Sequence[Task],
+        test_tasks: Sequence[Task],
+        run_dir: str | Path,
+        config: TrainerConfig | None = None,
+        *,
+        eval_sampler: Sampler | None = None,
+        callbacks: Sequence[Callable[[Trainer, dict[str, float]], None]] = (),
+    ):
+        if len(train_tasks) == 0 or len(test_tasks) == 0:
+            raise ValueError("Trainer needs at least one training task and one test task")
+        self.agent = agent
+        self.sampler = sampler
+        self.eval_sampler = eval_sampler or sampler
+        self.train_tasks = list(train_tasks)
+        self.test_tasks = list(test_tasks)
+        self.run_dir = Path(run_dir)
+        self.config = config or TrainerConfig()
+        self.callbacks = list(callbacks)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.iteration = 0
+        self.env_steps = 0
+        self.wall_time = 0.0
+        self.evaluations: dict[int, AdaptationResult] = {}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._metric_keys: list[str] | None = None
+        self._writer: Any = None
+
+    # ------------------------------------------------------------------ loop
+
+    def train(self) -> dict[str, float]:
+        """Run the remaining iterations; return the last iteration's metrics."""
+        cfg = self.config
+        metrics: dict[str, float] = {}
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=self.iteration,
+            disable=not cfg.progress,
+            unit="it",
+            dynamic_ncols=True,
+        )
+        try:
+            while self.iteration < cfg.iterations:
+                start = time.perf_counter()
+                idx = self.rng.integers(len(self.train_tasks), size=self.agent.tasks_per_iteration)
+                tasks = [self.train_tasks[i] for i in idx]
+                batch = self.sampler.collect(
+                    self.agent.policy(), tasks, self.agent.episodes_per_trial
+                )
+                update = self.agent.update(batch)
+                self.iteration += 1
+                self.env_steps += batch.num_steps
+                returns = batch.returns()
+                metrics = {
+                    "return_mean": float(returns.mean()),
+                    **{
+                        f"return_k{k + 1}": float(returns[:, k].mean())
+                        for k in range(returns.shape[1])
+                    },
+                    **{k: float(v) for k, v in update.items()},
+                }
+                self.wall_time += time.perf_counter() - start
+                self._log(metrics)
+                bar.update(1)
+                bar.set_postfix(env_steps=self.env_steps, ret=f"{metrics['return_mean']:.2f}")
+                last = self.iteration == cfg.iterations
+                if (cfg.eval_every and self.iteration % cfg.eval_every == 0) or last:
+                    result = self.evaluate()
+                    bar.set_postfix(
+                        env_steps=self.env_steps,
+                        ret=f"{metrics['return_mean']:.2f}",
+                        test=" ".join(f"{m:.1f}" for m in result.mean),
+                    )
+                if (cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0) or last:
+                    self.save_checkpoint()
+                for callback in self.callbacks:
+                    callback(self, metrics)
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        return metrics
+
+    def evaluate(self) -> AdaptationResult:
+        """Run the meta-test protocol on the test tasks now; log and keep the result."""
+        result = evaluate_adaptation(
+            self.agent, self.eval_sampler, self.test_tasks, self.config.eval_episodes
+        )
+        self.evaluations[self.iteration] = result
+        path = self.run_dir / "eval" / f"iter_{self.iteration:06d}.json"
+        path.parent.mkdir(exist_ok=True)
+        _write_text_atomically(path, json.dumps(result.to_dict()))
+        new = not (self.run_dir / "eval.csv").exists()
+        with open(self.run_dir / "eval.csv", "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["iteration", "env_steps", "k", "return_mean", "return_std"])
+            for k, (m, s) in enumerate(zip(result.mean, result.std, strict=True)):
+                writer.writerow([self.iteration, self.env_steps, k + 1, m, s])
+        tb = self._tensorboard()
+        for k, m in enumerate(result.mean):
+            tb.add_scalar(f"eval/return_k{k + 1}", m, self.env_steps)
+        return result
+
+    # ------------------------------------------------------------------ logging
+
+    def _tensorboard(self) -> Any:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps)
+        return self._writer
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        path = self.run_dir / "metrics.csv"
+        row = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": round(self.wall_time, 3),
+            **metrics,
+        }
+        if self._metric_keys is None:
+            if path.exists():
+                with open(path, newline="") as f:
+                    self._metric_keys = next(csv.reader(f))
+            else:
+                self._metric_keys = list(row)
+                with open(path, "w", newline="") as f:
+                    csv.writer(f).writerow(self._metric_keys)
+        if set(row) != set(self._metric_keys):
+            raise ValueError(
+                f"metrics changed keys between iterations: {sorted(row)} vs "
+                f"{sorted(self._metric_keys)} (an agent must return the same metrics every update)"
+            )
+        with open(path, "a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in self._metric_keys])
+        tb = self._tensorboard()
+        for key, value in metrics.items():
+            tb.add_scalar(f"train/{key}", value, self.env_steps)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's and the agent's state, as a checkpoint holds it."""
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": self.wall_time,
+            "rng": self.rng.bit_generator.state,
+            "sampler_calls": getattr(self.sampler, "calls", None),
+            "eval_sampler_calls": getattr(self.eval_sampler, "calls", None),
+            "config": asdict(self.config),
+            "agent": self.agent.state_dict(),
+            "evaluations": {i: r.to_dict() for i, r in self.evaluations.items()},
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/iter_XXXXXX.pt`` atomically and point ``latest`` at it."""
+        folder = self.run_dir / CHECKPOINT_DIR
+        path = folder / f"iter_{self.iteration:06d}.pt"
+        save_atomically(self.state_dict(), path)
+        _write_text_atomically(folder / LATEST, path.name)
+        for old in sorted(folder.glob("iter_*.pt"))[: -self.config.keep_checkpoints]:
+            old.unlink()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore the trainer, the agent and the samplers' call counters from ``path``."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.wall_time = float(state["wall_time"])
+        self.rng.bit_generator.state = state["rng"]
+        if state["sampler_calls"] is not None:
+            self.sampler.calls = state["sampler_calls"]  # type: ignore[attr-defined]
+        if state["eval_sampler_calls"] is not None and self.eval_sampler is not self.sampler:
+            self.eval_sampler.calls = state["eval_sampler_calls"]  # type: ignore[attr-defined]
+        self.agent.load_state_dict(state["agent"])
+        self.evaluations = {
+            int(i): AdaptationResult.from_dict(r) for i, r in state["evaluations"].items()
+        }
+        self._truncate_logs()
+
+    def _truncate_logs(self) -> None:
+        """Drop log rows written after the checkpoint (a run stopped between checkpoints)."""
+        for name in ("metrics.csv", "eval.csv"):
+            path = self.run_dir / name
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= self.iteration]
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint of ``run_dir`` if there is one; return whether it did."""
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        self.load_checkpoint(path)
+        return True
