@@ -67,6 +67,19 @@ def _nested_floats(cls_name: str, name: str, value: Any) -> float | tuple[Any, .
     return check_real(cls_name, name, value)
 
 
+def _flatten(cls_name: str, name: str, value: Any, out: list[float]) -> None:
+    if isinstance(value, Mapping):
+        for key in sorted(value):
+            _flatten(cls_name, f"{name}[{key!r}]", value[key], out)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _flatten(cls_name, name, v, out)
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        out.append(float(value))
+    else:
+        raise ValueError(f"{cls_name}.{name} = {value!r} is not numeric: no task features")
+
+
 def _to_json(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_to_json(v) for v in value]
@@ -101,6 +114,21 @@ class Task:
         for f in dataclasses.fields(self):
             out[f.name] = _to_json(getattr(self, f.name))
         return out
+
+    def features(self) -> np.ndarray:
+        """The task's parameters as a flat float32 vector (what an oracle policy observes).
+
+        Default: every numeric field flattened in field order (mapping values in key
+        order). Subclasses override where another encoding is better (an angle as
+        its cosine and sine).
+
+        Raises:
+            ValueError: a field is not numeric (the message names it).
+        """
+        values: list[float] = []
+        for f in dataclasses.fields(self):
+            _flatten(type(self).__name__, f.name, getattr(self, f.name), values)
+        return np.asarray(values, dtype=np.float32)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
@@ -169,6 +197,10 @@ class AngleTask(Task):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "angle", check_real("AngleTask", "angle", self.angle))
+
+    def features(self) -> np.ndarray:
+        """``(cos angle, sin angle)``: continuous across the 0 / 2 pi seam."""
+        return self.unit_vector.astype(np.float32)
 
     @property
     def unit_vector(self) -> np.ndarray:

@@ -136,3 +136,13 @@ def test_validation_messages_name_field_and_range() -> None:
         DiscGoals(3.0).validate(GoalTask((3.0, 1.0)))
     with pytest.raises(ValueError, match="n_train must be a non-negative integer"):
         vel.task_sets(seed=0, n_train=-1, n_test=2)
+
+
+def test_features_flatten_numeric_fields() -> None:
+    np.testing.assert_array_equal(VelocityTask(1.5).features(), [1.5])
+    np.testing.assert_array_equal(DirectionTask(-1).features(), [-1.0])
+    np.testing.assert_allclose(AngleTask(math.pi / 2).features(), [0.0, 1.0], atol=1e-7)
+    np.testing.assert_array_equal(GoalTask((0.5, -1.0)).features(), [0.5, -1.0])
+    physics = PhysicsTask({"b": ((1.0, 2.0), (3.0, 4.0)), "a": 0.5})
+    np.testing.assert_array_equal(physics.features(), [0.5, 1.0, 2.0, 3.0, 4.0])
+    assert physics.features().dtype == np.float32
