@@ -183,7 +183,7 @@ class DirectionTask(Task):
         d = self.direction
         if isinstance(d, bool) or not isinstance(d, (int, np.integer, float, np.floating)):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")
-        if float(d) != int(d):
+        if not math.isfinite(float(d)) or float(d) != int(d):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")
         object.__setattr__(self, "direction", int(d))
 
@@ -332,6 +332,7 @@ class TaskDistribution(ABC):
         """
         _check_count("n_train", n_train)
         _check_count("n_test", n_test)
+        _check_count("seed", seed)
         train_ss, test_ss = np.random.SeedSequence(seed).spawn(2)
         return TaskSets(
             self.sample_set(np.random.default_rng(train_ss), n_train),

@@ -146,3 +146,15 @@ def test_features_flatten_numeric_fields() -> None:
     physics = PhysicsTask({"b": ((1.0, 2.0), (3.0, 4.0)), "a": 0.5})
     np.testing.assert_array_equal(physics.features(), [0.5, 1.0, 2.0, 3.0, 4.0])
     assert physics.features().dtype == np.float32
+
+
+def test_more_bad_inputs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="DirectionTask.direction must be an integer"):
+        DirectionTask(math.inf)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="DirectionTask.direction must be an integer"):
+        DirectionTask(math.nan)  # type: ignore[arg-type]
+    dist = UniformTasks(VelocityTask, "velocity", 0.0, 3.0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got None"):
+        dist.task_sets(seed=None, n_train=2, n_test=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got 1.5"):
+        dist.task_sets(seed=1.5, n_train=2, n_test=2)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ of an environment that ``gymnasium.make`` has wrapped.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,7 +151,23 @@ def set_tasks(envs: VectorTaskEnvs, tasks: Sequence[Task]) -> None:
     """
     if len(tasks) != envs.num_envs:
         raise ValueError(f"got {len(tasks)} tasks for a vector env of {envs.num_envs} envs")
+    # Validate all before setting any: a refused task must leave every sub-env as it
+    # was, and must not raise inside an AsyncVectorEnv worker (which kills the vector env).
+    dists = _vector_distributions.get(envs)
+    if dists is None:
+        dists = _vector_distributions[envs] = list(envs.get_attr("task_distribution"))
+    for i, (dist, task) in enumerate(zip(dists, tasks, strict=True)):
+        try:
+            dist.validate(task)
+        except ValueError as err:
+            raise ValueError(f"tasks[{i}]: {err}") from None
     envs.set_attr("task", list(tasks))
+
+
+# Each vector env's sub-env task distributions, fetched once (they do not change).
+_vector_distributions: weakref.WeakKeyDictionary[Any, list[TaskDistribution]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_tasks(envs: VectorTaskEnvs) -> list[Task]:

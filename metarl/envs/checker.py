@@ -69,6 +69,21 @@ def _numeric_items(info: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def _reward_key(key: str) -> bool:
+    """Reward terms in info: ``reward_forward``, ``sparse_reward``, ``dense_reward``, ..."""
+    return key.startswith("reward_") or key.endswith("_reward")
+
+
+def _same_effect(a: _Rollout, b: _Rollout) -> bool:
+    """Same observations, rewards, episode ends and reward terms (task echoes ignored)."""
+    terms_a = [(k, v) for k, v in a.infos if _reward_key(k)]
+    terms_b = [(k, v) for k, v in b.infos if _reward_key(k)]
+    return _same(
+        _Rollout(a.observations, a.rewards, a.terminations, a.truncations, tuple(terms_a)),
+        _Rollout(b.observations, b.rewards, b.terminations, b.truncations, tuple(terms_b)),
+    )
+
+
 def _same(a: _Rollout, b: _Rollout) -> bool:
     return (
         a.observations.shape == b.observations.shape
@@ -158,7 +173,9 @@ def check_task_env(
         raise TaskEnvCheckError("same seed, task and actions gave different rollouts")
 
     other = _rollout(env, tasks[1], seed, actions)
-    if _same(first, other):
+    # Only what the agent is paid or sees counts; info entries that merely echo the
+    # task (a target velocity, a goal) do not show that the task has an effect.
+    if _same_effect(first, other):
         raise TaskEnvCheckError(
             f"tasks {tasks[0]} and {tasks[1]} gave identical rollouts (observations, rewards "
             "and reward terms in info): the task has no effect"

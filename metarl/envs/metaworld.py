@@ -255,6 +255,7 @@ class MetaWorldTasks(TaskDistribution):
         Raises:
             ValueError: a count is negative or larger than its list.
         """
+        _integer("MetaWorldTasks.task_sets", "seed", seed, 0, _MAX_SEED)
         train, test = self.for_split("train"), self.for_split("test")
         n_train = len(train) if n_train is None else n_train
         n_test = len(test) if n_test is None else n_test

@@ -141,6 +141,11 @@ class PhysicsParam:
                 f"PhysicsParam({self.field!r}) is a global option; elements must be 'all', "
                 f"got {elements!r}"
             )
+        if not isinstance(elements, (list, tuple)):
+            raise ValueError(
+                f"PhysicsParam({self.field!r}).elements must be 'all' or a list of "
+                f"{spec.element} names, got {elements!r}"
+            )
         names = tuple(elements)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ValueError(
@@ -292,9 +297,23 @@ def _check_gain_actuators(
                 )
 
 
+def _check_ctrl_limited(
+    model: Any, name: str, field: str, rows: list[int], labels: list[str]
+) -> None:
+    """A control range only acts on a ctrl-limited actuator; elsewhere it would be ignored."""
+    for r, label in zip(rows, labels, strict=True):
+        if not model.actuator_ctrllimited[r]:
+            raise ValueError(
+                f"physics param {name!r} (actuator_ctrlrange): actuator {label!r} is not "
+                "ctrl-limited (ctrllimited=false), so MuJoCo ignores its control range; "
+                "set ctrllimited in the model or leave this actuator out"
+            )
+
+
 _FIELD_CHECKS: dict[str, Callable[[Any, str, str, list[int], list[str]], None]] = {
     "actuator_gain": _check_gain_actuators,
     "actuator_kp": _check_gain_actuators,
+    "actuator_ctrlrange": _check_ctrl_limited,
 }
 
 

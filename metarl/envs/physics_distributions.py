@@ -116,6 +116,9 @@ def distribution_from_dict(data: Mapping[str, Any]) -> ScalarDistribution:
     unknown = sorted(set(data) - set(names) - {"kind"})
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}; its fields: {names}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"{cls.__name__} dict is missing field(s) {missing}; its fields: {names}")
     return cls(**{k: v for k, v in data.items() if k != "kind"})
 
 

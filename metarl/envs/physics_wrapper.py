@@ -12,7 +12,8 @@ Semantics:
 - ``resample="reset"``: a new draw before every ``reset``; ``"steps"``: a draw at
   the first reset, then a new one before every ``every``-th step (counted across
   episodes; resets in between keep the physics); ``"once"``: one draw at the
-  first reset, kept afterwards.
+  first reset, kept afterwards. A seeded ``reset(seed=s)`` starts anew in every
+  mode (a draw now, a fresh step count), so the same seed gives the same physics.
 - Draws come from the wrapper's own generator, seeded by ``reset(seed=...)``
   (an independent stream derived from that seed, so the environment's own
   ``np_random`` is not consumed); never seeded, it takes fresh entropy, as
@@ -49,7 +50,9 @@ RESAMPLE_MODES = ("reset", "steps", "once")
 _STREAM = 0x70687973
 
 
-class PhysicsRandomization(TaskEnv, gym.Wrapper[Any, Any, Any, Any]):
+class PhysicsRandomization(
+    TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs
+):
     """Randomize the physics of a MuJoCo environment from a ``PhysicsSpace``.
 
     Args:
@@ -76,6 +79,9 @@ class PhysicsRandomization(TaskEnv, gym.Wrapper[Any, Any, Any, Any]):
         resample: str = "reset",
         every: int | None = None,
     ):
+        gym.utils.RecordConstructorArgs.__init__(
+            self, params=params, resample=resample, every=every
+        )
         gym.Wrapper.__init__(self, env)
         model = getattr(env.unwrapped, "model", None)
         if model is None:
@@ -186,7 +192,11 @@ class PhysicsRandomization(TaskEnv, gym.Wrapper[Any, Any, Any, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         if seed is not None:
+            # A seeded reset starts the draws anew, whatever came before: the same seed
+            # gives the same physics in every mode (and a fresh count of steps).
             self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM,)))
+            self._pending = True
+            self._since_draw = 0
         if not self._frozen and (self._resample == "reset" or self._pending):
             self._draw()
         obs, info = self.env.reset(seed=seed, options=options)

@@ -23,7 +23,8 @@ class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     """A point in the plane that must reach a goal position.
 
     ## Description
-    The state is the position ``p`` of a point, starting at the origin. Each
+    The state is the position ``p`` of a point, starting uniformly at random in
+    ``[-1, 1]^2`` (from ``np_random``, as PEARL's ``PointEnv.reset_model``). Each
     action is a displacement added to ``p``. The task is a goal position ``g``;
     the agent does not observe it.
 
@@ -80,8 +81,11 @@ class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._position = np.zeros(2)
+        self._position = self._start_position()
         return self._position.astype(np.float32), {"distance": self._distance()}
+
+    def _start_position(self) -> np.ndarray:
+        return self.np_random.uniform(-1.0, 1.0, size=2)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         applied = np.clip(np.asarray(action, dtype=np.float64), -0.1, 0.1)
@@ -104,7 +108,8 @@ class PointRobotSparseEnv(PointRobotEnv):
     """The point robot with sparse rewards and goals on the unit half circle.
 
     ## Description
-    As ``PointRobotEnv`` (same spaces and dynamics, start at the origin), but the
+    As ``PointRobotEnv`` (same spaces and dynamics), but the point starts at the
+    origin, and the
     goal lies on the upper half of the unit circle and the reward is only given
     within ``goal_radius = 0.2`` of it.
 
@@ -127,6 +132,9 @@ class PointRobotSparseEnv(PointRobotEnv):
     """
 
     goal_radius = 0.2
+
+    def _start_position(self) -> np.ndarray:
+        return np.zeros(2)  # PEARL's SparsePointEnv starts at the origin
 
     @staticmethod
     def _make_distribution() -> TaskDistribution:

@@ -27,6 +27,12 @@ class _IgnoresTask(PointRobotEnv):
         pass  # the goal never changes: the task has no effect
 
 
+class _RewardIgnoresTask(PointRobotEnv):
+    def _reward(self, distance: float) -> tuple[float, dict[str, Any]]:
+        # The task still shows up in info (distance), but nothing the agent gets depends on it.
+        return 0.0, {}
+
+
 class _ForgetsTask(PointRobotEnv):
     def get_task(self) -> Task:
         return self.task_distribution.sample(np.random.default_rng(1), 1)[0]
@@ -42,6 +48,7 @@ class _NotDeterministic(PointRobotEnv):
     ("cls", "message"),
     [
         (_IgnoresTask, "the task has no effect"),
+        (_RewardIgnoresTask, "the task has no effect"),
         (_ForgetsTask, r"get_task\(\) returned"),
         (_NotDeterministic, "same seed, task and actions gave different rollouts"),
     ],
@@ -68,3 +75,32 @@ def test_pickling_keeps_the_current_task(env_id: str) -> None:
     copy = pickle.loads(pickle.dumps(env))
     assert type(copy) is type(env)
     assert get_task(copy) == task
+
+
+def _hopper_wrapper(resample: str, every: int | None = None) -> Any:
+    from metarl.envs import PhysicsParam, PhysicsRandomization, Uniform
+
+    params = {
+        "torso_mass": PhysicsParam("body_mass", elements=["torso"], dist=Uniform(0.5, 2.0)),
+        "damping": PhysicsParam("dof_damping", dist=Uniform(0.5, 2.0), independent=True),
+    }
+    return PhysicsRandomization(gym.make("Hopper-v5"), params, resample=resample, every=every)
+
+
+@pytest.mark.parametrize(("resample", "every"), [("reset", None), ("steps", 5), ("once", None)])
+def test_physics_wrapper_on_gymnasium_hopper_passes_the_checker(
+    resample: str, every: int | None
+) -> None:
+    check_task_env(_hopper_wrapper(resample, every))
+
+
+@pytest.mark.parametrize(("resample", "every"), [("reset", None), ("steps", 3), ("once", None)])
+def test_physics_wrapper_same_seed_same_physics(resample: str, every: int | None) -> None:
+    env = _hopper_wrapper(resample, every)
+    _, first = env.reset(seed=7)
+    for _ in range(10):
+        env.step(env.action_space.sample())
+    env.reset(seed=11)
+    _, again = env.reset(seed=7)
+    _, fresh = _hopper_wrapper(resample, every).reset(seed=7)
+    assert first["physics"] == again["physics"] == fresh["physics"]

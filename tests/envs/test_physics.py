@@ -694,3 +694,19 @@ def test_wrapper_refuses_bad_tasks_and_non_mujoco_envs() -> None:
     assert env.resampling  # a refused task changes nothing
     with pytest.raises(ValueError, match="needs a MuJoCo environment"):
         PhysicsRandomization(gym.make("Pendulum-v1"), [PhysicsParam("body_mass", Uniform(0.5, 2))])
+
+
+def test_more_bad_physics_inputs_name_the_field() -> None:
+    from metarl.envs.physics_distributions import distribution_from_dict
+
+    with pytest.raises(ValueError, match=r"elements must be 'all' or a list of body names, got 5"):
+        PhysicsParam("body_mass", Uniform(0.5, 2.0), elements=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Uniform dict is missing field\(s\) \['high'\]"):
+        distribution_from_dict({"kind": "uniform", "low": 0.1})
+    xml = """<mujoco><worldbody><body><joint name="j" type="hinge"/><geom size="0.1"/>
+    </body></worldbody><actuator><motor name="m" joint="j" ctrllimited="false"/></actuator>
+    </mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    param = PhysicsParam("actuator_ctrlrange", Uniform(0.5, 2.0), elements=["m"])
+    with pytest.raises(ValueError, match="actuator 'm' is not ctrl-limited"):
+        PhysicsSpace({"range": param}, model)
