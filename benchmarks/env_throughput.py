@@ -193,6 +193,10 @@ def measure(env_id: str, steps: int, repeats: int, seed: int) -> Row:
     horizon = TASK_ENVS[env_id][1]
     task_env: Any = gym.make(env_id).unwrapped
     gym_env: Any = gym.make(BASE_ENVS[family]).unwrapped
+    if hasattr(task_env, "restore_defaults"):
+        # A *Params env starts with a drawn task; measure it on the default physics, the
+        # physics of the Gymnasium env and of the bare bound, so all three follow one trajectory.
+        task_env.restore_defaults()
     space = task_env.action_space
     rng = np.random.default_rng(seed)
     actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(np.float32)
