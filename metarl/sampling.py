@@ -27,7 +27,7 @@ Semantics, stated once here:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -79,8 +79,12 @@ def make_vector_env(
     num_envs: int,
     vectorization: str = "sync",
     env_kwargs: dict[str, Any] | None = None,
+    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
 ) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
     """A vector env of ``num_envs`` copies of ``env_id`` in ``SAME_STEP`` autoreset mode.
+
+    ``wrappers`` are applied to each copy, innermost first (``gymnasium.make_vec``'s
+    ``wrappers``), e.g. ``TaskInObservation`` for an oracle baseline.
 
     Raises:
         ValueError: ``num_envs < 1`` or an unknown ``vectorization``.
@@ -91,11 +95,14 @@ def make_vector_env(
         raise ValueError(
             f"vectorization must be one of {list(VECTORIZATION_MODES)}, got {vectorization!r}"
         )
+    # make_vec calls each wrapper as a plain function env -> env; its annotation is narrower.
+    wrapper_fns: Any = list(wrappers)
     envs = gym.make_vec(
         env_id,
         num_envs=num_envs,
         vectorization_mode=vectorization,
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        wrappers=wrapper_fns,
         **(env_kwargs or {}),
     )
     assert isinstance(envs, gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv)
@@ -271,6 +278,8 @@ class LocalSampler(Sampler):
         seed: the root of every trial's seed (see the module docstring).
         vectorization: ``"sync"`` (in process) or ``"async"`` (one process per sub-env).
         env_kwargs: keyword arguments of ``gymnasium.make``.
+        wrappers: applied to each sub-environment, innermost first (e.g. an oracle
+            baseline's ``env_wrappers``).
     """
 
     def __init__(
@@ -280,10 +289,11 @@ class LocalSampler(Sampler):
         seed: int = 0,
         vectorization: str = "sync",
         env_kwargs: dict[str, Any] | None = None,
+        wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
     ):
         self.env_id = env_id
         self.seed = int(seed)
-        self.envs = make_vector_env(env_id, num_envs, vectorization, env_kwargs)
+        self.envs = make_vector_env(env_id, num_envs, vectorization, env_kwargs, wrappers)
         self.calls = 0
 
     def collect(
