@@ -88,7 +88,8 @@ def evaluate_adaptation(
     Args:
         agent: the agent; its ``adapt`` runs the episodes.
         env: a registered task-environment id (a ``LocalSampler`` seeded with
-            ``seed`` is made and closed), or a sampler to use as it is.
+            ``seed`` is made and closed, its envs wrapped with the agent's
+            ``env_wrappers`` if it has any), or a sampler to use as it is.
         tasks: the held-out tasks.
         K: episodes per task.
         num_envs: sub-environments of the sampler made from an id (default:
@@ -103,7 +104,14 @@ def evaluate_adaptation(
         raise ValueError("evaluate_adaptation needs at least one task")
     own = isinstance(env, str)
     sampler = (
-        LocalSampler(env, num_envs=num_envs or min(len(tasks), 16), seed=seed)
+        LocalSampler(
+            env,
+            num_envs=num_envs or min(len(tasks), 16),
+            seed=seed,
+            # An agent that observes more than the task env gives (the oracle baseline
+            # sees the task) names the wrappers its environments need.
+            wrappers=getattr(agent, "env_wrappers", ()),
+        )
         if isinstance(env, str)
         else env
     )
