@@ -1,16 +1,26 @@
-"""The ``metarl`` command line: list environments, check them, print task sets, run the demo.
+"""The ``metarl`` command line: run experiments, list and check environments, run the demo.
 
-metarl envs                          the registered task environments
+metarl train CONFIG [key.sub=value ...] [--run-dir DIR]
+                                     meta-train, evaluate against baselines, write a run folder
+metarl train --resume RUN_DIR [CONFIG] [key.sub=value ...]
+                                     continue a stopped run from its latest checkpoint
+metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
+metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
 metarl demo [--out DIR]              the demo of ``make demo``
+
+Errors in a config or a run folder print one message naming the field and exit
+with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 
@@ -25,7 +35,7 @@ def _envs(args: argparse.Namespace) -> int:
         support = task_distribution(env).support
         env.close()
         text = "; ".join(f"{k}: {v}" for k, v in support.items())
-        if len(text) > 70:
+        if len(text) > 70 and not args.full:
             text = text[:67] + "..."
         print(f"{env_id:30} {horizon:>7} {f'{n_train}/{n_test}':>10}  {text}")
     return 0
@@ -73,12 +83,88 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_config_arg(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """CONFIG is optional with ``--resume``: a first argument with ``=`` that is no file
+    is an override."""
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not Path(config).exists():
+        return None, [config, *overrides]
+    return config, overrides
+
+
+def _print_outcome(run_dir: Path) -> None:
+    from metarl.runner import PLOT_FILE, REPORT_FILE, RESULTS_FILE
+
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    k = results["episodes"]
+    print(f"\nreturn of episode k on {results['test_tasks']} held-out tasks (mean ± std):")
+    for m in results["methods"].values():
+        cells = "  ".join(
+            f"{mu:8.2f} ± {sd:6.2f}" for mu, sd in zip(m["mean"], m["std"], strict=True)
+        )
+        print(f"  {m['label']:12} {cells}")
+    if results["oracle_gap_closed"] is not None:
+        print(f"oracle gap closed after {k} episodes: {results['oracle_gap_closed']:.2f}")
+    print(f"run folder: {run_dir}")
+    print(f"report:     {run_dir / REPORT_FILE}")
+    print(f"plot:       {run_dir / PLOT_FILE}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from metarl.config import load_config
+    from metarl.runner import load_run_config, run_experiment
+
+    config_path, overrides = _split_config_arg(args)
+    if args.resume is not None:
+        if args.run_dir is not None:
+            raise SystemExit("error: give either --resume RUN_DIR or --run-dir DIR, not both")
+        config = load_run_config(args.resume, config_path, overrides)
+        run_dir = run_experiment(config, args.resume, resume=True)
+    else:
+        if config_path is None:
+            raise SystemExit("error: metarl train needs a CONFIG file (or --resume RUN_DIR)")
+        config = load_config(config_path, overrides)
+        run_dir = run_experiment(config, args.run_dir)
+    _print_outcome(run_dir)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from metarl.runner import evaluate_run
+
+    _print_outcome(evaluate_run(args.run_dir, args.episodes))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser(
+        "train",
+        help="meta-train from a YAML config, evaluate against baselines, write a run folder",
+        description="Meta-train from a YAML config (see configs/), then evaluate the agent "
+        "and the random, multi-task and oracle baselines on the held-out tasks. Overrides "
+        "key.sub=value (value read as YAML) change the config, e.g. trainer.iterations=50.",
+    )
+    p.add_argument(
+        "config", nargs="?", metavar="CONFIG", help="YAML config (optional with --resume)"
+    )
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue this run")
+    p.add_argument(
+        "--run-dir", default=None, help="run folder (default: <run.root>/<run.name>-<timestamp>)"
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="re-run the final meta-test of a run folder")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--episodes", type=int, default=None, help="K (default: the run's)")
+    p.set_defaults(func=_eval)
+
     p = sub.add_parser("envs", help="list the registered task environments")
+    p.add_argument("--full", action="store_true", help="do not shorten the task supports")
     p.set_defaults(func=_envs)
 
     p = sub.add_parser("tasks", help="print reproducible train/test task sets as JSON lines")
@@ -101,9 +187,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_progress() -> None:
+    """Show the runner's progress messages (``metarl.*`` loggers at INFO) on stderr."""
+    logger = logging.getLogger("metarl")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "_metarl_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._metarl_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from metarl.config import ConfigError
+    from metarl.runner import RunFolderError
+
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    if args.command in ("train", "eval"):
+        _log_progress()
+    try:
+        code = args.func(args)
+    except (ConfigError, RunFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

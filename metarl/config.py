@@ -1,0 +1,657 @@
+"""Experiment configs: YAML files validated into typed objects, with command-line overrides.
+
+An experiment config has one small section per concern::
+
+    env:        which task family, its keyword arguments, the train/test task sets
+    sampler:    local or Ray, environments per process, workers, seed
+    agent:      the algorithm's name and its hyperparameters (its config dataclass)
+    trainer:    iterations, evaluation and checkpoint intervals (``TrainerConfig``)
+    evaluation: K, the baselines to compare with and their budget
+    run:        output folder, name, the run's seed
+
+``load_config(path, overrides)`` reads the YAML (``yaml.safe_load`` semantics, plus
+``1e-3`` read as a float as YAML 1.2 does), applies overrides ``key.sub=value``
+(the value read as YAML) and validates with pydantic in strict mode: nothing is
+coerced (``"5"`` is not an integer), unknown keys are errors, ranges are checked.
+Every failure raises one ``ConfigError`` whose lines name the field path
+(``agent.learning_rate``), the bad value and what is allowed.
+
+The ``agent`` section is checked against the agent's own config dataclass (e.g.
+``metarl.agents.rl2.RL2Config``): its fields become the section's keys, with the
+dataclass's types and defaults, and its ``__post_init__`` checks run too.
+Agents are looked up in ``AGENTS`` (``register_agent`` adds one).
+
+A validated config is *resolved*: seeds left out take ``run.seed``, task counts
+left out take the family's counts (``TASK_ENVS``), the run name defaults to
+``<agent>_<env>``. ``config_to_yaml`` writes it back so that loading it again
+gives the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from metarl.envs import METAWORLD_ENVS, TASK_ENVS
+from metarl.trainer import TrainerConfig
+
+__all__ = [
+    "AGENTS",
+    "AgentConfig",
+    "AgentEntry",
+    "ConfigError",
+    "EnvConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "RunConfig",
+    "SamplerConfig",
+    "TrainerSection",
+    "apply_overrides",
+    "config_to_yaml",
+    "load_config",
+    "read_yaml",
+    "register_agent",
+    "validate_config",
+]
+
+BaselineName = Literal["random", "multitask", "oracle"]
+BASELINES: tuple[BaselineName, ...] = typing.get_args(BaselineName)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names each bad field, value and what is allowed."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.2; 1.1 needs ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty file: ``{}``).
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML or is not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {str(path)!r}: {err.strerror}") from None
+    data = _parse_yaml(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config must be a mapping of sections "
+            f"(env, sampler, agent, trainer, evaluation, run), got a {type(data).__name__}"
+        )
+    return data
+
+
+_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*$")
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``key.sub=value`` set (``value`` read as YAML).
+
+    Missing sections on the way are created; whether a key exists is checked by
+    ``validate_config``, which names the key.
+
+    Raises:
+        ConfigError: an override is not ``key.sub=value``, its value is not valid
+            YAML, or a key on its path holds a value that is not a section.
+    """
+    data: dict[str, Any] = json.loads(json.dumps(raw, default=str))
+    for text in overrides:
+        key, sep, value_text = text.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.match(key):
+            raise ConfigError(
+                f"override {text!r}: expected key.sub=value, e.g. trainer.iterations=50 "
+                "(keys are dot-separated names)"
+            )
+        value = _parse_yaml(value_text, f"override {text!r}")
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"override {text!r}: {where} is a value ({child!r}), not a section with keys"
+                )
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentEntry:
+    """Where an agent lives: its config dataclass and its class.
+
+    Either may be given as ``"module:Name"`` (imported when first used) or as the
+    object. The agent class is called as ``agent(observation_space, action_space,
+    config)``.
+    """
+
+    config: str | type
+    agent: str | Callable[..., Any]
+
+    def config_class(self) -> type:
+        """The agent's config dataclass."""
+        cls = _import(self.config) if isinstance(self.config, str) else self.config
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"an agent config must be a dataclass, got {cls!r}")
+        return cls
+
+    def agent_class(self) -> Callable[..., Any]:
+        """The agent's class (or factory)."""
+        return _import(self.agent) if isinstance(self.agent, str) else self.agent
+
+
+AGENTS: dict[str, AgentEntry] = {
+    "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent"),
+}
+
+
+def register_agent(name: str, config: str | type, agent: str | Callable[..., Any]) -> None:
+    """Make ``agent.name: <name>`` usable in configs (replaces an entry of that name)."""
+    AGENTS[name] = AgentEntry(config, agent)
+    _agent_models.pop(name, None)
+    _model_cache.pop(name, None)
+
+
+# --------------------------------------------------------------------------- sections
+
+_STRICT = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+def _registered_envs() -> list[str]:
+    return [*TASK_ENVS, *METAWORLD_ENVS]
+
+
+class EnvConfig(BaseModel):
+    """The task family and the reproducible train/test task sets."""
+
+    model_config = _STRICT
+
+    id: str
+    """A registered task environment, e.g. ``metarl/PointRobot-v0`` (``metarl envs``)."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``gymnasium.make``."""
+    task_seed: int | None = Field(default=None, ge=0)
+    """Seed of the train/test task sets (default: ``run.seed``)."""
+    train_tasks: int | None = Field(default=None, ge=1)
+    """Number of meta-training tasks (default: the family's count)."""
+    test_tasks: int | None = Field(default=None, ge=1)
+    """Number of held-out meta-test tasks (default: the family's count)."""
+
+    @field_validator("id")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in _registered_envs():
+            raise ValueError(
+                f"unknown task environment {value!r}; registered: {', '.join(_registered_envs())}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _family_counts(self) -> EnvConfig:
+        if self.id in TASK_ENVS:
+            n_train, n_test = TASK_ENVS[self.id][2:]
+        else:
+            n_train, n_test = METAWORLD_ENVS[self.id][1:]
+        if self.train_tasks is None:
+            self.train_tasks = n_train
+        if self.test_tasks is None:
+            self.test_tasks = n_test
+        return self
+
+    @property
+    def n_train(self) -> int:
+        """Meta-training task count (resolved)."""
+        assert self.train_tasks is not None
+        return self.train_tasks
+
+    @property
+    def n_test(self) -> int:
+        """Meta-test task count (resolved)."""
+        assert self.test_tasks is not None
+        return self.test_tasks
+
+
+class SamplerConfig(BaseModel):
+    """Who collects the episodes: this process, or Ray workers."""
+
+    model_config = _STRICT
+
+    kind: Literal["local", "ray"] = "local"
+    """``local``: one vector env in this process; ``ray``: Ray actors, each with a vector env."""
+    num_envs: int = Field(default=8, ge=1)
+    """Sub-environments per process: the local vector env's, or each Ray worker's."""
+    num_workers: int = Field(default=2, ge=1)
+    """Ray workers (``kind: ray`` only)."""
+    address: str | None = None
+    """Address of a Ray cluster (``kind: ray`` only); ``null`` starts a local Ray instance."""
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    """CPUs each Ray worker reserves (``kind: ray`` only)."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """Gymnasium vector env mode inside each process."""
+    seed: int | None = Field(default=None, ge=0)
+    """Root seed of every trial's reset and action noise (default: ``run.seed``)."""
+
+
+class AgentConfig(BaseModel):
+    """The algorithm: ``name`` and, as further keys, the fields of its config dataclass.
+
+    ``validate_config`` uses a subclass made for the named agent (``agent_model``),
+    whose extra fields are the dataclass's.
+    """
+
+    model_config = _STRICT
+
+    name: str = "rl2"
+    """A registered agent (``metarl.config.AGENTS``)."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The config dataclass's fields as set here."""
+        return {k: getattr(self, k) for k in type(self).model_fields if k != "name"}
+
+    def to_dataclass(self) -> Any:
+        """The agent's config dataclass built from this section.
+
+        Raises:
+            ConfigError: the dataclass refuses the values (its ``__post_init__``).
+        """
+        cls = AGENTS[self.name].config_class()
+        values = self.hyperparameters()
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as err:
+            path = "agent"
+            for key in values:
+                if re.search(rf"\b{re.escape(key)}\b", str(err)):
+                    path = f"agent.{key}"
+                    break
+            raise ConfigError(f"invalid config:\n  {path}: {err}") from None
+
+
+_agent_models: dict[str, type[AgentConfig]] = {}
+_model_cache: dict[str, type[ExperimentConfig]] = {}
+
+
+def agent_model(name: str) -> type[AgentConfig]:
+    """The ``agent`` section's model for agent ``name``: ``name`` plus its dataclass's fields.
+
+    Raises:
+        ConfigError: ``name`` is not registered or its module cannot be imported.
+    """
+    if name in _agent_models:
+        return _agent_models[name]
+    if name not in AGENTS:
+        raise ConfigError(
+            f"invalid config:\n  agent.name: unknown agent {name!r}; "
+            f"registered agents: {', '.join(sorted(AGENTS))}"
+        )
+    try:
+        cls = AGENTS[name].config_class()
+    except ImportError as err:
+        raise ConfigError(
+            f"invalid config:\n  agent.name: agent {name!r} cannot be imported ({err})"
+        ) from None
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields: dict[str, Any] = {"name": (Literal[name], name)}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.name == "name":
+            raise TypeError(f"{cls.__name__} has a field 'name', which would clash with agent.name")
+        if f.default is not dataclasses.MISSING:
+            info = Field(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            info = Field(default_factory=f.default_factory)
+        else:
+            info = Field()
+        fields[f.name] = (hints[f.name], info)
+    model: type[AgentConfig] = create_model(
+        f"AgentConfig_{name}", __base__=AgentConfig, __doc__=cls.__doc__, **fields
+    )
+    _agent_models[name] = model
+    return model
+
+
+class TrainerSection(BaseModel):
+    """The outer loop's length, evaluation and checkpoint intervals (``TrainerConfig``).
+
+    K of the periodic evaluations is ``evaluation.episodes``.
+    """
+
+    model_config = _STRICT
+
+    iterations: int = Field(default=TrainerConfig.iterations, ge=1)
+    """Outer-loop iterations in total (a resumed run stops at the same number)."""
+    eval_every: int = Field(default=TrainerConfig.eval_every, ge=0)
+    """Run the meta-test protocol every this many iterations (0: only at the end)."""
+    checkpoint_every: int = Field(default=TrainerConfig.checkpoint_every, ge=0)
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = Field(default=TrainerConfig.keep_checkpoints, ge=1)
+    """How many of the newest checkpoints to keep."""
+    seed: int | None = Field(default=None, ge=0)
+    """Seed of the training-task draws (default: ``run.seed``)."""
+    progress: bool = TrainerConfig.progress
+    """Show a progress bar."""
+
+
+_SET_BY_TRAINER = ("policy", "env", "seed", "device")
+
+
+class BaselineTraining(BaseModel):
+    """Training of the multi-task and oracle baselines (``metarl.agents.baselines``)."""
+
+    model_config = _STRICT
+
+    steps: int | None = Field(default=None, ge=1)
+    """Env steps each trained baseline trains for (default: the agent's env steps, the
+    same budget as BENCHMARKS.md P3 asks)."""
+    algorithm: Literal["ppo", "sac"] = "ppo"
+    """Stable-Baselines3 algorithm."""
+    algo_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the algorithm's constructor (SB3's defaults otherwise)."""
+    num_envs: int = Field(default=8, ge=1)
+    """Envs SB3 steps together."""
+    deterministic: bool = True
+    """Evaluate with the policy's mean action (as SB3's ``evaluate_policy`` does)."""
+
+    @field_validator("algo_kwargs")
+    @classmethod
+    def _known_kwargs(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        algorithm = info.data.get("algorithm")
+        if not value or algorithm is None:
+            return value
+        from metarl.agents.baselines import ALGORITHMS
+
+        params = inspect.signature(ALGORITHMS[algorithm].__init__).parameters
+        allowed = [p for p in params if p not in ("self", *_SET_BY_TRAINER)]
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown {algorithm} argument(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        return value
+
+
+class EvaluationConfig(BaseModel):
+    """The final meta-test: K episodes per held-out task, for the agent and its baselines."""
+
+    model_config = _STRICT
+
+    episodes: int = Field(default=3, ge=1)
+    """K, consecutive episodes per test task (BENCHMARKS.md P3: K >= 3, 2 for PEARL)."""
+    baselines: list[BaselineName] = Field(default_factory=lambda: list(BASELINES))
+    """Baselines evaluated on the same test tasks: ``random``, ``multitask`` (no task
+    information), ``oracle`` (the task in its observation)."""
+    baseline_training: BaselineTraining = Field(default_factory=lambda: BaselineTraining())
+    """How the multi-task and oracle baselines are trained (Stable-Baselines3)."""
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({b for b in value if value.count(b) > 1})
+        if repeated:
+            raise ValueError(f"baselines listed twice: {', '.join(repeated)}")
+        return value
+
+
+class RunConfig(BaseModel):
+    """Where the run folder goes and the run's seed."""
+
+    model_config = _STRICT
+
+    root: str = "runs"
+    """Folder under which run folders ``<name>-<timestamp>`` are made."""
+    name: str | None = Field(default=None, min_length=1, pattern=r"^[\w.+-]+$")
+    """Run name (letters, digits, ``_.+-``; default: ``<agent>_<env>``)."""
+    seed: int = Field(default=0, ge=0)
+    """The run's seed: the default of every other seed."""
+
+
+class ExperimentConfig(BaseModel):
+    """A whole experiment. Build it with ``load_config`` or ``validate_config``."""
+
+    model_config = _STRICT
+
+    env: EnvConfig
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    trainer: TrainerSection = Field(default_factory=TrainerSection)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ExperimentConfig:
+        seed = self.run.seed
+        if self.env.task_seed is None:
+            self.env.task_seed = seed
+        if self.sampler.seed is None:
+            self.sampler.seed = seed
+        if self.trainer.seed is None:
+            self.trainer.seed = seed
+        if "seed" in type(self.agent).model_fields and "seed" not in self.agent.model_fields_set:
+            self.agent.seed = seed  # type: ignore[attr-defined]
+            self.agent.model_fields_set.add("seed")
+        if self.run.name is None:
+            self.run.name = f"{self.agent.name}_{self.env.id.rsplit('/', 1)[-1]}"
+        return self
+
+    def trainer_config(self) -> TrainerConfig:
+        """The ``TrainerConfig`` of this experiment."""
+        t = self.trainer
+        assert t.seed is not None
+        return TrainerConfig(
+            iterations=t.iterations,
+            eval_every=t.eval_every,
+            eval_episodes=self.evaluation.episodes,
+            checkpoint_every=t.checkpoint_every,
+            keep_checkpoints=t.keep_checkpoints,
+            seed=t.seed,
+            progress=t.progress,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (what ``config_to_yaml`` writes)."""
+        return self.model_dump(mode="json")
+
+
+def experiment_model(agent_name: str) -> type[ExperimentConfig]:
+    """``ExperimentConfig`` whose ``agent`` section is agent ``agent_name``'s."""
+    section = agent_model(agent_name)
+    if agent_name in _model_cache:
+        return _model_cache[agent_name]
+    model: type[ExperimentConfig] = create_model(
+        f"ExperimentConfig_{agent_name}",
+        __base__=ExperimentConfig,
+        agent=(section, Field(default_factory=section)),
+    )
+    _model_cache[agent_name] = model
+    return model
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _field_at(model: Any, loc: Sequence[str | int]) -> tuple[Any, FieldInfo | None]:
+    """Walk ``loc`` from ``model``: the model holding the last key and that key's field."""
+    current: Any = model
+    parent: Any = None
+    info: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+            info = None
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None, None
+        parent = current
+        info = current.model_fields.get(part)
+        if info is None:
+            return parent, None
+        current = _unwrap_optional(info.annotation)
+    return parent, info
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _describe(info: FieldInfo) -> str:
+    """What a field accepts, e.g. ``an integer >= 1`` or ``one of 'local', 'ray'``."""
+    annotation = _unwrap_optional(info.annotation)
+    nullable = annotation is not info.annotation
+    if typing.get_origin(annotation) is Literal:
+        text = "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
+    else:
+        text = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
+        if typing.get_origin(annotation) in (list, tuple):
+            text = f"a list ({annotation})".replace("typing.", "")
+        bounds = []
+        for m in info.metadata:
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                if isinstance(m, getattr(annotated_types, attr.capitalize())):
+                    bounds.append(f"{op} {getattr(m, attr)}")
+        if bounds:
+            text += " " + " and ".join(bounds)
+    return text + (" or null" if nullable else "")
+
+
+def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set[str]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [p for p in e["loc"] if isinstance(p, (str, int))]
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        parent, info = _field_at(model, loc)
+        value = e["input"]
+        if e["type"] == "extra_forbidden":
+            allowed = ", ".join(parent.model_fields) if parent is not None else "?"
+            line = f"{path}: unknown key; allowed keys here: {allowed}"
+        elif e["type"] == "missing":
+            line = f"{path}: required, missing"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            line = f"{path}: {msg}, got {value!r}"
+            if info is not None and e["type"] != "value_error":
+                line += f"; allowed: {_describe(info)}"
+        if path in overridden:
+            line += f" (set by the override {path}=...)"
+        lines.append(line)
+    return f"invalid config ({len(lines)} error{'s' * (len(lines) > 1)}):\n  " + "\n  ".join(lines)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> ExperimentConfig:
+    """Validate and resolve a config given as plain data (e.g. from YAML).
+
+    ``overridden``: dotted keys set by overrides (named as such in errors).
+
+    Raises:
+        ConfigError: every problem found, one line each, naming the field path.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    agent = raw.get("agent")
+    name = (
+        agent.get("name", AgentConfig.model_fields["name"].default)
+        if isinstance(agent, Mapping)
+        else AgentConfig.model_fields["name"].default
+    )
+    if not isinstance(name, str):
+        raise ConfigError(f"invalid config:\n  agent.name: must be a string, got {name!r}")
+    model = experiment_model(name)
+    try:
+        config = model.model_validate_json(json.dumps(raw, default=str))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, model, set(overridden))) from None
+    config.agent.to_dataclass()  # the dataclass's own checks
+    return config
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read the YAML config ``path`` (``None``: start from ``{}``), apply overrides, validate.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, bad override or invalid config; the
+            message names the field path, the value and what is allowed.
+    """
+    raw = read_yaml(path) if path is not None else {}
+    data = apply_overrides(raw, overrides)
+    keys = [o.partition("=")[0].strip() for o in overrides]
+    try:
+        return validate_config(data, keys)
+    except ConfigError as err:
+        if path is None:
+            raise
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    """The resolved config as YAML (sections in schema order)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)

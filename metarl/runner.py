@@ -1,0 +1,577 @@
+"""Experiment runner: from a validated config to a run folder with metrics, plot and report.
+
+``run_experiment(config)`` makes the run folder ``<run.root>/<run.name>-<timestamp>/``
+(or uses the one given), writes the resolved config, builds the task sets, the
+sampler (local or Ray) and the agent, runs the ``Trainer`` (continuing from the
+folder's latest checkpoint when resuming), then runs the final meta-test:
+the agent and the baselines (random, multi-task, oracle; the trained ones with
+the agent's env-step budget) on the same held-out tasks, K episodes each.
+``evaluate_run(run_dir)`` reloads the agent from the latest checkpoint and runs
+that final meta-test again.
+
+Run folder (besides the ``Trainer``'s ``metrics.csv``, ``eval.csv``, ``eval/``,
+``tb/`` and ``checkpoints/``):
+
+- ``config.yaml``: the resolved config (``metarl train config.yaml`` reruns it);
+- ``baselines/<name>.pt``: the trained baselines (reused by ``evaluate_run`` and by a
+  resumed run);
+- ``results.json``: every method's ``AdaptationResult``, env steps and wall times;
+- ``adaptation.png``: the adaptation curves of the agent and the baselines;
+- ``report.md``: what was run and what came out.
+
+The final meta-test runs every method on a fresh ``LocalSampler`` with the same
+seed and the same number of sub-environments, so every method meets the same
+tasks with the same reset seeds, and ``evaluate_run`` reproduces the numbers of
+the run it evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import metarl  # noqa: F401  (registers the environments)
+from metarl.agents.base import Agent
+from metarl.config import (
+    AGENTS,
+    ConfigError,
+    ExperimentConfig,
+    config_to_yaml,
+    load_config,
+)
+from metarl.envs import task_distribution
+from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
+from metarl.sampling import LocalSampler, Sampler
+from metarl.tasks import Task, TaskSets
+from metarl.trainer import Trainer, latest_checkpoint, save_atomically
+
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "RunFolderError",
+    "build_agent",
+    "build_sampler",
+    "evaluate_run",
+    "load_run_config",
+    "make_run_dir",
+    "run_experiment",
+    "task_sets",
+]
+
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+PLOT_FILE = "adaptation.png"
+BASELINE_DIR = "baselines"
+
+# Config fields a resumed run may change: how long and how often, how it is
+# evaluated, and where the sampler runs (the Ray and the local sampler give the
+# same batches for the same ``num_envs``). Everything else would make the
+# checkpoint mean something else.
+RESUMABLE_FIELDS = (
+    "trainer.iterations",
+    "trainer.eval_every",
+    "trainer.checkpoint_every",
+    "trainer.keep_checkpoints",
+    "trainer.progress",
+    "sampler.kind",
+    "sampler.num_workers",
+    "sampler.address",
+    "sampler.cpus_per_worker",
+    "sampler.vectorization",
+    "evaluation.*",
+    "run.root",
+    "run.name",
+)
+
+LABELS = {"random": "random", "multitask": "multi-task", "oracle": "oracle"}
+
+log = logging.getLogger(__name__)
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
+
+
+# --------------------------------------------------------------------------- building
+
+
+def make_run_dir(config: ExperimentConfig, now: datetime | None = None) -> Path:
+    """Create and return ``<run.root>/<run.name>-<YYYYmmdd-HHMMSS>`` (``-2``, ... if taken)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = Path(config.run.root) / f"{config.run.name}-{stamp}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+def _make_env(config: ExperimentConfig) -> gym.Env[Any, Any]:
+    return gym.make(config.env.id, **config.env.kwargs)
+
+
+def task_sets(config: ExperimentConfig) -> TaskSets:
+    """The run's reproducible train and test task sets."""
+    env = _make_env(config)
+    try:
+        assert config.env.task_seed is not None
+        return task_distribution(env).task_sets(
+            config.env.task_seed, config.env.n_train, config.env.n_test
+        )
+    finally:
+        env.close()
+
+
+def build_agent(config: ExperimentConfig) -> Agent:
+    """The agent the config names, for the env's spaces, with its hyperparameters."""
+    env = _make_env(config)
+    try:
+        agent_cls = AGENTS[config.agent.name].agent_class()
+        agent = agent_cls(env.observation_space, env.action_space, config.agent.to_dataclass())
+    finally:
+        env.close()
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent {config.agent.name!r} built a {type(agent).__name__}, not an Agent")
+    return agent
+
+
+def build_sampler(config: ExperimentConfig) -> Sampler:
+    """The meta-training sampler: ``LocalSampler`` or ``RaySampler`` as ``sampler.kind`` says."""
+    s = config.sampler
+    assert s.seed is not None
+    if s.kind == "local":
+        return LocalSampler(
+            config.env.id,
+            num_envs=s.num_envs,
+            seed=s.seed,
+            vectorization=s.vectorization,
+            env_kwargs=dict(config.env.kwargs),
+        )
+    from metarl.ray_sampling import RaySampler
+
+    return RaySampler(
+        config.env.id,
+        num_workers=s.num_workers,
+        envs_per_worker=s.num_envs,
+        seed=s.seed,
+        vectorization=s.vectorization,
+        env_kwargs=dict(config.env.kwargs),
+        address=s.address,
+        cpus_per_worker=s.cpus_per_worker,
+    )
+
+
+# --------------------------------------------------------------------------- configs of runs
+
+
+def load_run_config(
+    run_dir: str | Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """The config to resume ``run_dir`` with: its ``config.yaml`` (or ``config_path``)
+    with ``overrides``, which may change only ``RESUMABLE_FIELDS``.
+
+    Raises:
+        RunFolderError: ``run_dir`` has no ``config.yaml``.
+        ConfigError: an invalid config, or a change to a field that a resumed run
+            cannot change (named, with both values).
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / CONFIG_FILE
+    if not saved_path.is_file():
+        raise RunFolderError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
+    saved = load_config(saved_path)
+    config = load_config(config_path if config_path is not None else saved_path, overrides)
+    changed = [
+        f"{key}: the run has {old!r}, given {new!r}"
+        for key, (old, new) in _differences(saved.to_dict(), config.to_dict()).items()
+        if not _resumable(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config:\n  "
+            + "\n  ".join(changed)
+            + f"\n  (a resumed run may change only {', '.join(RESUMABLE_FIELDS)})"
+        )
+    return config
+
+
+def _resumable(key: str) -> bool:
+    return any(
+        key == field or (field.endswith(".*") and key.startswith(field[:-1]))
+        for field in RESUMABLE_FIELDS
+    )
+
+
+def _differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key), new.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping) and path != "env.kwargs":
+            out.update(_differences(a, b, path + "."))
+        elif a != b:
+            out[path] = (a, b)
+    return out
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_experiment(
+    config: ExperimentConfig, run_dir: str | Path | None = None, *, resume: bool = False
+) -> Path:
+    """Meta-train, evaluate against the baselines, write the report; return the run folder.
+
+    Args:
+        config: a validated config (``load_config``).
+        run_dir: the run folder (default: a new ``make_run_dir`` folder).
+        resume: continue the run in ``run_dir`` from its latest checkpoint.
+
+    Raises:
+        RunFolderError: ``resume`` without a ``run_dir`` that holds a checkpoint, or a
+            new run in a folder that already holds one.
+    """
+    if resume:
+        if run_dir is None or latest_checkpoint(run_dir) is None:
+            raise RunFolderError(f"nothing to resume: {run_dir} holds no checkpoint")
+        run_dir = Path(run_dir)
+    elif run_dir is None:
+        run_dir = make_run_dir(config)
+    else:
+        run_dir = Path(run_dir)
+        if latest_checkpoint(run_dir) is not None:
+            raise RunFolderError(
+                f"{run_dir} already holds a run; resume it (metarl train --resume {run_dir}) "
+                "or choose another folder"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config_to_yaml(config))
+
+    log.info("run folder: %s", run_dir)
+    sets = task_sets(config)
+    agent = build_agent(config)
+    sampler = build_sampler(config)
+    try:
+        trainer = Trainer(agent, sampler, sets.train, sets.test, run_dir, config.trainer_config())
+        if resume:
+            trainer.resume()
+        trainer.train()
+    finally:
+        sampler.close()
+    _final_evaluation(
+        config,
+        run_dir,
+        agent,
+        sets,
+        env_steps=trainer.env_steps,
+        wall_time=trainer.wall_time,
+        iteration=trainer.iteration,
+    )
+    return run_dir
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
+    """Re-run the final meta-test of ``run_dir`` with its latest checkpoint; rewrite
+    ``results.json``, ``adaptation.png`` and ``report.md``. Returns ``run_dir``.
+
+    ``episodes``: K (default: the config's ``evaluation.episodes``). Baselines saved
+    in the folder are reused; missing ones are trained first.
+
+    Raises:
+        RunFolderError: no ``config.yaml`` or no checkpoint in ``run_dir``.
+        ConfigError: ``episodes < 1``.
+    """
+    run_dir = Path(run_dir)
+    overrides = [] if episodes is None else [f"evaluation.episodes={episodes}"]
+    config = load_run_config(run_dir, overrides=overrides)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunFolderError(f"{run_dir} holds no checkpoint to evaluate")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    agent = build_agent(config)
+    agent.load_state_dict(state["agent"])
+    _final_evaluation(
+        config,
+        run_dir,
+        agent,
+        task_sets(config),
+        env_steps=int(state["env_steps"]),
+        wall_time=float(state["wall_time"]),
+        iteration=int(state["iteration"]),
+    )
+    return run_dir
+
+
+# --------------------------------------------------------------------------- final meta-test
+
+
+@dataclass
+class _Method:
+    """One row of the final comparison."""
+
+    label: str
+    result: AdaptationResult
+    train_env_steps: int | None
+    train_wall_time: float | None
+
+
+def _evaluate(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> AdaptationResult:
+    assert config.sampler.seed is not None
+    sampler = LocalSampler(
+        config.env.id,
+        num_envs=min(config.sampler.num_envs, len(tasks)),
+        seed=config.sampler.seed,
+        env_kwargs=dict(config.env.kwargs),
+        wrappers=getattr(agent, "env_wrappers", ()),
+    )
+    try:
+        return evaluate_adaptation(agent, sampler, tasks, config.evaluation.episodes)
+    finally:
+        sampler.close()
+
+
+def _baseline(
+    name: str, config: ExperimentConfig, run_dir: Path, train_tasks: Sequence[Task], steps: int
+) -> tuple[Agent, int | None, float | None]:
+    """The baseline ``name``: loaded from ``run_dir/baselines`` or trained (and saved)."""
+    from metarl.agents import baselines
+
+    if name == "random":
+        return baselines.RandomAgent.for_env(config.env.id, config.env.kwargs), None, None
+    bt = config.evaluation.baseline_training
+    path = run_dir / BASELINE_DIR / f"{name}.pt"
+    # Reuse a saved baseline only if it was trained as asked now (a resumed run that
+    # trained longer gives its baselines a larger budget).
+    setup = {"steps": steps, "training": bt.model_dump(mode="json", exclude={"deterministic"})}
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved.get("setup") == setup:
+            agent = baselines.SB3Baseline.from_state_dict(saved["agent"])
+            agent.deterministic = bt.deterministic
+            return agent, int(saved["env_steps"]), float(saved["wall_time"])
+    train = baselines.train_oracle if name == "oracle" else baselines.train_multitask
+    log.info("training the %s baseline: SB3 %s, %d env steps", name, bt.algorithm, steps)
+    start = time.perf_counter()
+    agent = train(
+        config.env.id,
+        list(train_tasks),
+        steps,
+        config.run.seed,
+        algo=bt.algorithm,
+        algo_kwargs=bt.algo_kwargs,
+        n_envs=bt.num_envs,
+        env_kwargs=config.env.kwargs,
+        deterministic=bt.deterministic,
+    )
+    wall_time = time.perf_counter() - start
+    env_steps = int(agent.model.num_timesteps)
+    save_atomically(
+        {
+            "agent": agent.state_dict(),
+            "setup": setup,
+            "env_steps": env_steps,
+            "wall_time": wall_time,
+        },
+        path,
+    )
+    return agent, env_steps, wall_time
+
+
+def _final_evaluation(
+    config: ExperimentConfig,
+    run_dir: Path,
+    agent: Agent,
+    sets: TaskSets,
+    *,
+    env_steps: int,
+    wall_time: float,
+    iteration: int,
+) -> None:
+    log.info(
+        "final meta-test: K = %d episodes on %d test tasks",
+        config.evaluation.episodes,
+        len(sets.test),
+    )
+    start = time.perf_counter()
+    methods = {
+        config.agent.name: _Method(
+            config.agent.name.upper() if len(config.agent.name) <= 4 else config.agent.name,
+            _evaluate(config, agent, sets.test),
+            env_steps,
+            wall_time,
+        )
+    }
+    steps = config.evaluation.baseline_training.steps or max(env_steps, 1)
+    for name in config.evaluation.baselines:
+        baseline, b_steps, b_time = _baseline(name, config, run_dir, sets.train, steps)
+        methods[name] = _Method(
+            LABELS[name], _evaluate(config, baseline, sets.test), b_steps, b_time
+        )
+    eval_time = time.perf_counter() - start
+
+    plot_adaptation(
+        {m.label: m.result for m in methods.values()},
+        run_dir / PLOT_FILE,
+        title=f"{methods[config.agent.name].label} on {config.env.id}: held-out tasks",
+    )
+    gap = oracle_gap_closed(methods[config.agent.name].result, methods)
+    results = {
+        "env": config.env.id,
+        "agent": config.agent.name,
+        "episodes": config.evaluation.episodes,
+        "iteration": iteration,
+        "train_tasks": len(sets.train),
+        "test_tasks": len(sets.test),
+        "oracle_gap_closed": gap,
+        "final_evaluation_wall_time_s": eval_time,
+        "methods": {
+            name: {
+                "label": m.label,
+                "train_env_steps": m.train_env_steps,
+                "train_wall_time_s": m.train_wall_time,
+                **m.result.to_dict(),
+            }
+            for name, m in methods.items()
+        },
+    }
+    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
+    (run_dir / REPORT_FILE).write_text(
+        _report(config, methods, gap, iteration=iteration, eval_time=eval_time)
+    )
+
+
+def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> float | None:
+    """BENCHMARKS.md P3: (agent's episode K - multi-task) / (oracle - multi-task).
+
+    The baselines do not adapt, so each is its mean over all K episodes. ``None``
+    without both baselines or when oracle and multi-task tie.
+    """
+    if "multitask" not in methods or "oracle" not in methods:
+        return None
+    multitask = float(methods["multitask"].result.returns.mean())
+    oracle = float(methods["oracle"].result.returns.mean())
+    if math.isclose(oracle, multitask):
+        return None
+    return (float(agent.mean[-1]) - multitask) / (oracle - multitask)
+
+
+def _fmt_steps(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _fmt_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
+
+
+def _report(
+    config: ExperimentConfig,
+    methods: Mapping[str, _Method],
+    gap: float | None,
+    *,
+    iteration: int,
+    eval_time: float,
+) -> str:
+    agent_name = config.agent.name
+    main = methods[agent_name]
+    K = config.evaluation.episodes
+    s = config.sampler
+    sampler = (
+        f"Ray, {s.num_workers} workers x {s.num_envs} envs"
+        if s.kind == "ray"
+        else f"local, {s.num_envs} envs"
+    )
+    hyper = ", ".join(f"{k}={v}" for k, v in config.agent.hyperparameters().items())
+    bt = config.evaluation.baseline_training
+    lines = [
+        f"# {main.label} on {config.env.id}",
+        "",
+        f"Run `{config.run.name}`, written {datetime.now().isoformat(timespec='seconds')}.",
+        "",
+        "## What was run",
+        "",
+        f"- Environment: `{config.env.id}`"
+        + (f" with {config.env.kwargs}" if config.env.kwargs else "")
+        + f"; {config.env.n_train} training tasks, {config.env.n_test} held-out test tasks "
+        f"(task seed {config.env.task_seed}).",
+        f"- Agent: `{agent_name}` ({hyper}).",
+        f"- Meta-training: {iteration} of {config.trainer.iterations} iterations, "
+        f"{_fmt_steps(main.train_env_steps)} env steps, {_fmt_time(main.train_wall_time)} "
+        f"of collection and updates; sampler: {sampler}.",
+        f"- Baselines: {', '.join(LABELS[b] for b in config.evaluation.baselines) or 'none'}; "
+        f"multi-task and oracle trained with Stable-Baselines3 {bt.algorithm.upper()} on the "
+        "same training tasks"
+        + (
+            " with the agent's env-step budget"
+            if bt.steps is None
+            else f" for {bt.steps:,} env steps"
+        )
+        + f", evaluated {'with the mean action' if bt.deterministic else 'sampling actions'}.",
+        f"- Meta-test: K = {K} consecutive episodes on each of the {config.env.n_test} test "
+        f"tasks, every method on the same tasks and reset seeds ({_fmt_time(eval_time)}, "
+        "baseline training included).",
+        f"- Seeds: run {config.run.seed}, tasks {config.env.task_seed}, sampler "
+        f"{config.sampler.seed}, trainer {config.trainer.seed}. One seed: BENCHMARKS.md P3 asks "
+        "for >= 3 for a published number.",
+        "",
+        "## Return of episode k (mean ± std over test tasks)",
+        "",
+        "Every method meets the same start states on each (task, k), so the differences "
+        "between methods are paired; a trend over k that all of them share, random included, "
+        "comes from those start states, not from adaptation.",
+        "",
+        "| method | "
+        + " | ".join(f"k={k}" for k in range(1, K + 1))
+        + " | env steps | wall time |",
+        "| --- | " + " | ".join("---:" for _ in range(K)) + " | ---: | ---: |",
+    ]
+    for m in methods.values():
+        cells = " | ".join(
+            f"{mu:.2f} ± {sd:.2f}" for mu, sd in zip(m.result.mean, m.result.std, strict=True)
+        )
+        lines.append(
+            f"| {m.label} | {cells} | {_fmt_steps(m.train_env_steps)} | "
+            f"{_fmt_time(m.train_wall_time)} |"
+        )
+    lines += ["", "## Oracle gap closed", ""]
+    if gap is None:
+        lines.append(
+            "Not defined: it needs both the multi-task and the oracle baseline, with "
+            "different returns."
+        )
+    else:
+        lines.append(
+            f"**{gap:.2f}** = ({main.label} episode {K} - multi-task) / (oracle - multi-task), "
+            "BENCHMARKS.md P3; the baselines do not adapt, so each counts as its mean over "
+            f"the {K} episodes. 1 means the agent matches the oracle after {K} episodes; 0 "
+            "means it does no better than the multi-task policy."
+        )
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- [{PLOT_FILE}]({PLOT_FILE}): adaptation curves.",
+        f"- [{RESULTS_FILE}]({RESULTS_FILE}): every method's returns per task and episode.",
+        "- [metrics.csv](metrics.csv) (per iteration), [eval.csv](eval.csv) (periodic "
+        "meta-tests), `tb/` (TensorBoard), `checkpoints/`.",
+        f"- [{CONFIG_FILE}]({CONFIG_FILE}): the resolved config "
+        f"(`metarl train {CONFIG_FILE}` reruns it).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""Experiment configs: validation errors name the field, overrides, resolution, YAML round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from metarl.config import (
+    AGENTS,
+    ConfigError,
+    ExperimentConfig,
+    TrainerSection,
+    config_to_yaml,
+    load_config,
+    register_agent,
+    validate_config,
+)
+from metarl.envs import TASK_ENVS
+from metarl.trainer import TrainerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "metarl/PointRobot-v0"
+
+
+def _config(**sections: Any) -> dict[str, Any]:
+    return {"env": {"id": ENV}, **sections}
+
+
+def _error(raw: dict[str, Any], overrides: tuple[str, ...] = ()) -> str:
+    with pytest.raises(ConfigError) as info:
+        if overrides:
+            load_config(None, ("env.id=" + ENV, *overrides))
+        else:
+            validate_config(raw)
+    return str(info.value)
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
+    msg = _error(_config(trainer={"iteratons": 5}))
+    assert "trainer.iteratons: unknown key" in msg and "iterations" in msg
+    msg = _error(_config(samplr={}))
+    assert "samplr: unknown key" in msg and "sampler" in msg
+
+
+def test_wrong_type_is_not_coerced() -> None:
+    msg = _error(_config(trainer={"iterations": "5"}))
+    assert "trainer.iterations" in msg and "'5'" in msg and "an integer >= 1" in msg
+    msg = _error(_config(trainer={"progress": "yes"}))
+    assert "trainer.progress" in msg and "true or false" in msg
+    msg = _error(_config(sampler={"num_envs": 2.5}))
+    assert "sampler.num_envs" in msg
+
+
+def test_out_of_range_and_literal_values() -> None:
+    msg = _error(_config(sampler={"num_envs": 0, "kind": "gpu"}))
+    assert "sampler.num_envs" in msg and "got 0" in msg and ">= 1" in msg
+    assert "sampler.kind" in msg and "'local'" in msg and "'ray'" in msg
+    msg = _error(_config(evaluation={"episodes": 0, "baselines": ["random", "expert"]}))
+    assert "evaluation.episodes" in msg and "evaluation.baselines.1" in msg
+    assert msg.startswith("invalid config (2 errors)")
+
+
+def test_unknown_env_lists_the_registered_ones() -> None:
+    msg = _error({"env": {"id": "metarl/Nope-v0"}})
+    assert "env.id" in msg and "'metarl/Nope-v0'" in msg
+    assert all(env_id in msg for env_id in TASK_ENVS)
+    assert "env.id: required" in _error({"env": {}})
+
+
+def test_agent_hyperparameters_are_checked_against_its_dataclass() -> None:
+    msg = _error(_config(agent={"name": "rl2", "lr": 1e-3}))
+    assert "agent.lr: unknown key" in msg and "learning_rate" in msg and "hidden_size" in msg
+    msg = _error(_config(agent={"hidden_size": 1.5}))
+    assert "agent.hidden_size" in msg and "1.5" in msg
+    # The dataclass's own checks (__post_init__) run too, named by the field.
+    msg = _error(_config(agent={"gamma": 2.0}))
+    assert "agent.gamma" in msg and "2.0" in msg
+    msg = _error(_config(agent={"name": "maml"}))
+    assert "agent.name" in msg and "'maml'" in msg and "rl2" in msg
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToyConfig:
+    steps: int = 3
+    scale: float = 0.5
+    sizes: tuple[int, ...] = (4, 4)
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0:
+            raise ValueError(f"_ToyConfig.scale must be > 0, got {self.scale}")
+
+
+def test_registered_agent_gets_its_dataclass_schema() -> None:
+    register_agent("toy", _ToyConfig, "unused:Agent")
+    try:
+        config = validate_config(_config(agent={"name": "toy", "sizes": [8], "scale": 2}))
+        assert config.agent.to_dataclass() == _ToyConfig(steps=3, scale=2.0, sizes=(8,))
+        assert "agent.scale" in _error(_config(agent={"name": "toy", "scale": -1.0}))
+        msg = _error(_config(agent={"name": "toy", "seed": 1}))
+        assert "agent.seed: unknown key" in msg and "steps, scale, sizes" in msg
+    finally:
+        del AGENTS["toy"]
+
+
+def test_overrides_apply_as_yaml_values(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_config(trainer={"iterations": 7})))
+    config = load_config(
+        path,
+        [
+            "trainer.iterations=9",
+            "agent.learning_rate=3e-4",  # YAML 1.1 would read this as a string
+            "evaluation.baselines=[random]",
+            "env.kwargs.task={kind: goal, goal: [0.5, 0.5]}",
+            "run.name=my-run",
+        ],
+    )
+    assert config.trainer.iterations == 9
+    assert config.agent.learning_rate == pytest.approx(3e-4)  # type: ignore[attr-defined]
+    assert config.evaluation.baselines == ["random"]
+    assert config.env.kwargs == {"task": {"kind": "goal", "goal": [0.5, 0.5]}}
+    assert config.run.name == "my-run"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.iterations", "expected key.sub=value"),
+        ("=5", "expected key.sub=value"),
+        ("trainer..iterations=5", "expected key.sub=value"),
+        ("trainer.iterations=[1", "not valid YAML"),
+        ("env.id.name=x", "env.id is a value"),
+        ("trainer.iteratons=5", "trainer.iteratons: unknown key"),
+        ("sampler.num_envs=-1", "sampler.num_envs"),
+    ],
+)
+def test_bad_overrides(override: str, expected: str) -> None:
+    msg = _error({}, (override,))
+    assert expected in msg
+    assert override.partition("=")[0] in msg or "key.sub=value" in msg
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping of sections"):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump({"env": {"id": ENV, "train_tasks": 0}}))
+    with pytest.raises(ConfigError, match=r"(?s)bad\.yaml: invalid config .*env\.train_tasks"):
+        load_config(bad)
+
+
+def test_resolution_fills_defaults_from_the_family_and_the_run_seed() -> None:
+    config = validate_config({"env": {"id": ENV}, "run": {"seed": 7}})
+    assert (config.env.n_train, config.env.n_test) == TASK_ENVS[ENV][2:]
+    assert config.env.task_seed == config.sampler.seed == config.trainer.seed == 7
+    assert config.agent.seed == 7  # type: ignore[attr-defined]
+    assert config.run.name == "rl2_PointRobot-v0"
+    explicit = validate_config(
+        {"env": {"id": ENV, "task_seed": 1}, "agent": {"seed": 2}, "run": {"seed": 7}}
+    )
+    assert explicit.env.task_seed == 1 and explicit.agent.seed == 2  # type: ignore[attr-defined]
+    tc = config.trainer_config()
+    assert tc.seed == 7 and tc.eval_episodes == config.evaluation.episodes
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    config = load_config(ROOT / "configs" / "rl2_point_robot.yaml", ["agent.learning_rate=1e-5"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config_to_yaml(config))
+    again = load_config(path)
+    assert again == config
+    assert again.to_dict() == config.to_dict()
+    assert yaml.safe_load(path.read_text())["agent"]["learning_rate"] == pytest.approx(1e-5)
+
+
+def test_every_config_in_configs_is_valid() -> None:
+    paths = sorted((ROOT / "configs").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        assert isinstance(load_config(path), ExperimentConfig)
+        assert path.read_text().startswith("#"), f"{path.name} needs a comment saying what it runs"
+
+
+def test_trainer_section_mirrors_trainer_config() -> None:
+    # K of the periodic evaluations is evaluation.episodes, one K for the whole run.
+    fields = {f.name for f in dataclasses.fields(TrainerConfig)} - {"eval_episodes"}
+    assert set(TrainerSection.model_fields) == fields
+    for name in fields - {"seed"}:
+        assert TrainerSection.model_fields[name].default == getattr(TrainerConfig, name)
+
+
+def test_baseline_algorithm_arguments_are_checked() -> None:
+    msg = _error(_config(evaluation={"baseline_training": {"algo_kwargs": {"n_step": 64}}}))
+    assert "evaluation.baseline_training.algo_kwargs" in msg and "n_steps" in msg
+    msg = _error(_config(evaluation={"baseline_training": {"algo_kwargs": {"seed": 1}}}))
+    assert "'seed'" in msg

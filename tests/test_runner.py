@@ -1,0 +1,168 @@
+"""The experiment runner end to end: `metarl train` and `metarl eval` on a tiny budget."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from metarl.agents.rl2 import RL2Agent
+from metarl.cli import main
+from metarl.config import load_config
+from metarl.evaluation import AdaptationResult
+from metarl.runner import RunFolderError, run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
+# Seconds-sized: 2 tasks x 2 episodes x 20 steps per iteration, tiny networks.
+TINY = [
+    "env.train_tasks=4",
+    "env.test_tasks=2",
+    "sampler.num_envs=2",
+    "agent.meta_batch_size=2",
+    "agent.hidden_size=8",
+    "evaluation.episodes=2",
+]
+
+
+def _cli(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    code = info.value.code
+    return 0 if code is None else int(code)
+
+
+def _metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row.pop("wall_time")
+    return rows
+
+
+def test_train_writes_the_run_folder_and_eval_reproduces_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    # The trained baselines get a tiny budget here (SB3 PPO: 2 updates of 2 x 32 steps).
+    overrides = [
+        *TINY,
+        "trainer.iterations=2",
+        "evaluation.baseline_training.steps=128",
+        "evaluation.baseline_training.algo_kwargs={n_steps: 32, batch_size: 32, n_epochs: 1}",
+    ]
+    assert _cli(["train", CONFIG, *overrides, "--run-dir", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"report:     {run_dir / 'report.md'}" in out and "oracle gap closed" in out
+
+    for name in ("config.yaml", "metrics.csv", "adaptation.png", "report.md", "results.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "checkpoints" / "latest").is_file()
+    assert (run_dir / "adaptation.png").stat().st_size > 10_000
+    assert sorted(p.name for p in (run_dir / "baselines").iterdir()) == [
+        "multitask.pt",
+        "oracle.pt",
+    ]
+    # The snapshot is the resolved config: it loads to the config that ran.
+    assert load_config(run_dir / "config.yaml") == load_config(CONFIG, overrides)
+    assert [int(r["iteration"]) for r in _metrics(run_dir)] == [1, 2]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["methods"]) == ["rl2", "random", "multitask", "oracle"]
+    agent = AdaptationResult.from_dict(results["methods"]["rl2"])
+    assert agent.returns.shape == (2, 2)  # test tasks x K
+    assert results["methods"]["rl2"]["train_env_steps"] == 2 * 2 * 2 * 20
+    assert results["methods"]["multitask"]["train_env_steps"] == 128
+    report = (run_dir / "report.md").read_text()
+    for text in ("metarl/PointRobot-v0", "| RL2 |", "| oracle |", "k=2", "Oracle gap closed"):
+        assert text in report, text
+    assert "160 env steps" in report and "(adaptation.png)" in report
+
+    # metarl eval: same checkpoint, same tasks and seeds -> the same numbers; saved
+    # baselines are reused, not retrained.
+    mtime = (run_dir / "baselines" / "oracle.pt").stat().st_mtime
+    assert _cli(["eval", str(run_dir)]) == 0
+    again = json.loads((run_dir / "results.json").read_text())
+    for name in results["methods"]:
+        assert again["methods"][name]["returns"] == results["methods"][name]["returns"], name
+    assert (run_dir / "baselines" / "oracle.pt").stat().st_mtime == mtime
+    # A different K re-runs the protocol with it.
+    assert _cli(["eval", str(run_dir), "--episodes", "3"]) == 0
+    k3 = json.loads((run_dir / "results.json").read_text())
+    assert k3["episodes"] == 3 and len(k3["methods"]["rl2"]["mean"]) == 3
+    assert "k=3" in (run_dir / "report.md").read_text()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_continues_a_stopped_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = [
+        *TINY,
+        "trainer.iterations=4",
+        "trainer.checkpoint_every=2",
+        "trainer.eval_every=0",
+        "evaluation.baselines=[random]",
+    ]
+    assert _cli(["train", CONFIG, *overrides, "--run-dir", str(tmp_path / "full")]) == 0
+
+    # Stop a run in its 3rd update, after the checkpoint of iteration 2.
+    update = RL2Agent.update
+    calls = {"n": 0}
+
+    def stopping_update(self: RL2Agent, batch: Any) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise _Stop
+        return update(self, batch)
+
+    monkeypatch.setattr(RL2Agent, "update", stopping_update)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(_Stop):
+        run_experiment(load_config(CONFIG, overrides), stopped)
+    monkeypatch.setattr(RL2Agent, "update", update)
+    assert [int(r["iteration"]) for r in _metrics(stopped)] == [1, 2]
+    assert not (stopped / "report.md").exists()
+
+    assert _cli(["train", "--resume", str(stopped)]) == 0
+    # It continued from the checkpoint: the same numbers as the run never stopped.
+    assert _metrics(stopped) == _metrics(tmp_path / "full")
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    resumed = json.loads((stopped / "results.json").read_text())
+    assert resumed["methods"]["rl2"]["returns"] == full["methods"]["rl2"]["returns"]
+
+    # A finished run resumed with more iterations trains on, from iteration 4.
+    assert _cli(["train", "--resume", str(stopped), "trainer.iterations=5"]) == 0
+    assert [int(r["iteration"]) for r in _metrics(stopped)] == [1, 2, 3, 4, 5]
+    assert yaml.safe_load((stopped / "config.yaml").read_text())["trainer"]["iterations"] == 5
+
+    # What a resumed run may not change, and folders that cannot be resumed or reused.
+    capsys.readouterr()
+    assert _cli(["train", "--resume", str(stopped), "agent.hidden_size=16"]) == 2
+    err = capsys.readouterr().err
+    assert "agent.hidden_size: the run has 8, given 16" in err and "Traceback" not in err
+    assert _cli(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        run_experiment(load_config(CONFIG, overrides), stopped)
+
+
+def test_cli_reports_config_errors_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["train", CONFIG, "agent.lr=0.1", "trainer.iterations=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "agent.lr: unknown key" in err and "learning_rate" in err
+    assert "trainer.iterations" in err and "Traceback" not in err
+    assert _cli(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err
+    assert _cli(["eval", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
