@@ -166,3 +166,19 @@ def test_cli_reports_config_errors_without_traceback(
     assert "cannot read config" in capsys.readouterr().err
     assert _cli(["eval", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts Ray: ~15 s on 2 cores
+def test_ray_sampler_is_a_config_switch(tmp_path: Path) -> None:
+    # The Ray sampler collects the batches the local one does (same num_envs per worker),
+    # so switching sampler.kind changes where the episodes come from, not the run.
+    overrides = [*TINY, "trainer.iterations=2", "evaluation.baselines=[]"]
+    ray = ["sampler.kind=ray", "sampler.num_workers=1", "sampler.cpus_per_worker=0.5"]
+    for name, extra in (("local", []), ("ray", ray)):
+        run_experiment(load_config(CONFIG, [*overrides, *extra]), tmp_path / name)
+    assert _metrics(tmp_path / "ray") == _metrics(tmp_path / "local")
+    results = [json.loads((tmp_path / n / "results.json").read_text()) for n in ("local", "ray")]
+    local, ray_run = (r["methods"]["rl2"] for r in results)
+    assert local["returns"] == ray_run["returns"] and local["tasks"] == ray_run["tasks"]
+    assert results[1]["oracle_gap_closed"] is None
+    assert "Ray, 1 workers x 2 envs" in (tmp_path / "ray" / "report.md").read_text()
