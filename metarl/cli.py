@@ -117,12 +117,12 @@ def _train(args: argparse.Namespace) -> int:
     config_path, overrides = _split_config_arg(args)
     if args.resume is not None:
         if args.run_dir is not None:
-            raise SystemExit("error: give either --resume RUN_DIR or --run-dir DIR, not both")
+            args.parser.error("give either --resume RUN_DIR or --run-dir DIR, not both")
         config = load_run_config(args.resume, config_path, overrides)
         run_dir = run_experiment(config, args.resume, resume=True)
     else:
         if config_path is None:
-            raise SystemExit("error: metarl train needs a CONFIG file (or --resume RUN_DIR)")
+            args.parser.error("metarl train needs a CONFIG file (or --resume RUN_DIR)")
         config = load_config(config_path, overrides)
         run_dir = run_experiment(config, args.run_dir)
     _print_outcome(run_dir)
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-dir", default=None, help="run folder (default: <run.root>/<run.name>-<timestamp>)"
     )
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, parser=p)
 
     p = sub.add_parser("eval", help="re-run the final meta-test of a run folder")
     p.add_argument("run_dir", metavar="RUN_DIR")

@@ -245,6 +245,7 @@ def run_experiment(
     Raises:
         RunFolderError: ``resume`` without a ``run_dir`` that holds a checkpoint, or a
             new run in a folder that already holds one.
+        ConfigError: resuming with fewer ``trainer.iterations`` than the run has done.
     """
     if resume:
         if run_dir is None or latest_checkpoint(run_dir) is None:
@@ -260,7 +261,6 @@ def run_experiment(
                 "or choose another folder"
             )
         run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(config_to_yaml(config))
 
     log.info("run folder: %s", run_dir)
     sets = task_sets(config)
@@ -270,6 +270,12 @@ def run_experiment(
         trainer = Trainer(agent, sampler, sets.train, sets.test, run_dir, config.trainer_config())
         if resume:
             trainer.resume()
+            if trainer.iteration > config.trainer.iterations:
+                raise ConfigError(
+                    f"trainer.iterations: the run in {run_dir} has done {trainer.iteration} "
+                    f"iterations, more than the {config.trainer.iterations} given"
+                )
+        (run_dir / CONFIG_FILE).write_text(config_to_yaml(config))
         trainer.train()
     finally:
         sampler.close()

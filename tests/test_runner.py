@@ -148,6 +148,8 @@ def test_resume_continues_a_stopped_run(
     assert _cli(["train", "--resume", str(stopped), "agent.hidden_size=16"]) == 2
     err = capsys.readouterr().err
     assert "agent.hidden_size: the run has 8, given 16" in err and "Traceback" not in err
+    assert _cli(["train", "--resume", str(stopped), "trainer.iterations=3"]) == 2
+    assert "has done 5 iterations, more than the 3 given" in capsys.readouterr().err
     assert _cli(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="already holds a run"):
