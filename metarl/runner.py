@@ -275,7 +275,10 @@ def run_experiment(
                     f"trainer.iterations: the run in {run_dir} has done {trainer.iteration} "
                     f"iterations, more than the {config.trainer.iterations} given"
                 )
-        (run_dir / CONFIG_FILE).write_text(config_to_yaml(config))
+        (run_dir / CONFIG_FILE).write_text(
+            "# The resolved config of this run (every default filled in); "
+            f"`metarl train {CONFIG_FILE}` reruns it.\n" + config_to_yaml(config)
+        )
         trainer.train()
     finally:
         sampler.close()
