@@ -115,8 +115,11 @@ def test_oracle_on_plain_envs_says_how_to_wrap_them(
 ) -> None:
     _, oracle = trained
     assert oracle.env_wrappers == (TaskInObservation,)
+    plain = LocalSampler(POINT, num_envs=2, seed=0)
     with pytest.raises(ValueError, match=r"shape \(4,\), got \(2,\).*TaskInObservation"):
-        evaluate_adaptation(oracle, POINT, tasks.test[:2], 1)
+        evaluate_adaptation(oracle, plain, tasks.test[:2], 1)
+    # Given an env id, evaluate_adaptation wraps the envs as the agent asks.
+    assert evaluate_adaptation(oracle, POINT, tasks.test[:2], 1).returns.shape == (2, 1)
 
 
 def test_policy_noise_comes_from_the_row_generators(
