@@ -65,6 +65,8 @@ def rngs(n: int, seed: int = 0) -> list[np.random.Generator]:
         ("gae_lambda", -0.1),
         ("clip_range", float("nan")),
         ("entropy_coef", -1.0),
+        ("max_grad_norm", True),
+        ("normalize_values", 1),
         ("seed", -1),
     ],
 )
@@ -347,12 +349,16 @@ def meta_train_and_test(seed: int, iterations: int, **config: Any) -> np.ndarray
     return returns
 
 
-# Thresholds from measurements over seeds 0-7 at LEARNING_ITERATIONS (see the report in
-# the commit): the mean return per episode of the trial, and how much the last episode
-# beats the first. Random actions score about -20 per episode, staying at the origin
-# -15.3, going straight to the goal -2.4.
-MIN_MEAN_RETURN = -14.5
-MIN_ADAPTATION_GAIN = 1.0
+# Thresholds from measurements at LEARNING_ITERATIONS over training seeds 0-7 (same
+# tasks), returns per episode of the trial (mean; last episode minus first):
+#   previous reward fed:  mean -12.57 .. -11.75, gain 1.05 .. 3.02 (seed 0: -11.75, 3.02)
+#   zeros fed instead:    mean -15.56 .. -14.89, gain -0.18 .. 0.86 (seed 0: -15.14, 0.81)
+# The mean separates the two by 2.3; its threshold sits in the middle. The gain is the
+# "later episodes beat the first" requirement, at half the smallest gain measured.
+# For scale: random actions score about -20 per episode, staying at the origin -15.3,
+# going straight to the goal -2.4.
+MIN_MEAN_RETURN = -13.7
+MIN_ADAPTATION_GAIN = 0.5
 
 
 @pytest.mark.slow
