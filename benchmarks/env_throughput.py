@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
-import os
 import platform
 import statistics
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+from machine import machine_line
 
 import metarl  # noqa: F401  (registers the environments)
 from metarl.envs import TASK_ENVS
@@ -265,17 +265,6 @@ def breakdown_table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 HEADER = (
     "env",
     "task env steps/s",
@@ -329,7 +318,7 @@ def markdown_report(
         "",
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {os.cpu_count()} cores, {_cpu_model()}, no GPU (MuJoCo runs on the CPU)",
+        f"- machine: {machine_line()} (MuJoCo runs on the CPU)",
         f"- versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}",
         f"- method: {args.steps} steps of pre-generated uniform random actions per run, "

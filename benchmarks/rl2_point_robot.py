@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine_line
 
 from metarl.config import load_config
 from metarl.runner import run_experiment
@@ -58,17 +58,6 @@ def run_seeds(seeds: list[int], sampler: str, out: Path, extra: list[str]) -> li
     return results
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     import gymnasium
     import ray
@@ -83,7 +72,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         f"- command: `python benchmarks/rl2_point_robot.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {os.cpu_count()} cores, {_cpu_model()}, no GPU",
+        f"- machine: {machine_line()}",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"gymnasium {gymnasium.__version__}, stable-baselines3 {stable_baselines3.__version__}, "
         f"ray {ray.__version__}",
