@@ -37,9 +37,19 @@ def test_each_sub_env_gets_its_own_task(env_id: str, mode: str) -> None:
         envs.close()
 
 
-def test_set_tasks_checks_count_and_support() -> None:
-    envs = gym.make_vec("metarl/PointRobot-v0", num_envs=2, vectorization_mode="sync")
-    with pytest.raises(ValueError, match="got 1 tasks for a vector env of 2 envs"):
-        set_tasks(envs, [GoalTask((0.0, 0.0))])
-    with pytest.raises(ValueError, match="outside the allowed range"):
-        set_tasks(envs, [GoalTask((0.0, 0.0)), GoalTask((5.0, 0.0))])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_set_tasks_checks_count_and_support(mode: str) -> None:
+    envs = gym.make_vec("metarl/PointRobot-v0", num_envs=2, vectorization_mode=mode)
+    try:
+        before = [GoalTask((0.1, 0.1)), GoalTask((0.2, 0.2))]
+        set_tasks(envs, before)
+        with pytest.raises(ValueError, match="got 1 tasks for a vector env of 2 envs"):
+            set_tasks(envs, [GoalTask((0.0, 0.0))])
+        with pytest.raises(ValueError, match=r"tasks\[1\]: .*outside the allowed range"):
+            set_tasks(envs, [GoalTask((0.0, 0.0)), GoalTask((5.0, 0.0))])
+        # Nothing was set, and the (async) vector env still works.
+        assert get_tasks(envs) == before
+        envs.reset(seed=0)
+        envs.step(envs.action_space.sample())
+    finally:
+        envs.close()
