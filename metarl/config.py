@@ -200,6 +200,10 @@ class AgentEntry:
 
 AGENTS: dict[str, AgentEntry] = {
     "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent"),
+    "maml_trpo": AgentEntry(
+        "metarl.agents.maml_trpo:MAMLTRPOConfig", "metarl.agents.maml_trpo:MAMLTRPOAgent"
+    ),
+    "promp": AgentEntry("metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent"),
 }
 
 

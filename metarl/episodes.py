@@ -189,3 +189,29 @@ class EpisodeBatch:
             for ep in batch.episodes:
                 episodes.append(dataclasses.replace(ep, trial=ep.trial + offset))
         return EpisodeBatch(tuple(episodes), tuple(tasks), k)
+
+    @staticmethod
+    def chain(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
+        """Join batches collected one after another on the same tasks, trial by trial.
+
+        Trial ``i`` of the result holds the episodes of trial ``i`` of ``batches[0]``,
+        then those of ``batches[1]``, ... (renumbered ``k = 0, 1, ...``): e.g. a
+        gradient-based agent's meta-test episodes before and after each inner step.
+
+        Raises:
+            ValueError: no batches, or batches on different tasks.
+        """
+        if not batches:
+            raise ValueError("EpisodeBatch.chain needs at least one batch")
+        tasks = batches[0].tasks
+        if any(b.tasks != tasks for b in batches):
+            raise ValueError("EpisodeBatch.chain: the batches were collected on different tasks")
+        grouped = [b.trials() for b in batches]
+        episodes: list[Episode] = []
+        for i in range(len(tasks)):
+            k = 0
+            for trials in grouped:
+                for ep in trials[i]:
+                    episodes.append(dataclasses.replace(ep, trial=i, index_in_trial=k))
+                    k += 1
+        return EpisodeBatch(tuple(episodes), tasks, sum(b.episodes_per_task for b in batches))

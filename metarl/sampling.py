@@ -235,10 +235,13 @@ def _run_wave(
     buffers = [_EpisodeBuffer() for _ in range(n)]
     results: list[list[Episode]] = [[] for _ in range(m)]
     state = policy.initial_state(n)
+    row_trials = np.asarray(trials + [trials[-1]] * (n - m), dtype=np.int64)
 
     while active.any():
         out = policy.act(
-            PolicyInput(obs, prev_actions, prev_rewards, starts, active.copy()), state, rngs
+            PolicyInput(obs, prev_actions, prev_rewards, starts, active.copy(), row_trials.copy()),
+            state,
+            rngs,
         )
         actions = np.asarray(out.actions)
         next_obs, rewards, terms, truncs, info = vec.step(actions)

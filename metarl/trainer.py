@@ -2,8 +2,9 @@
 
 ``Trainer`` runs an ``Agent`` with a ``Sampler`` for a number of iterations. Each
 iteration draws ``agent.tasks_per_iteration`` tasks from the training set (with
-replacement, from the trainer's own generator), collects one trial of
-``agent.episodes_per_trial`` episodes on each, and calls ``agent.update``. Every
+replacement, from the trainer's own generator) and calls ``agent.train_step`` with
+the sampler's ``collect`` (by default: one trial of ``agent.episodes_per_trial``
+episodes on each task, then ``agent.update``). Every
 ``eval_every`` iterations it runs the meta-test protocol on the test tasks;
 every ``checkpoint_every`` iterations (and at the end) it writes a checkpoint
 atomically. ``Trainer.resume`` continues a run from its latest checkpoint, with
@@ -159,31 +160,22 @@ class Trainer:
                 start = time.perf_counter()
                 idx = self.rng.integers(len(self.train_tasks), size=self.agent.tasks_per_iteration)
                 tasks = [self.train_tasks[i] for i in idx]
-                batch = self.sampler.collect(
-                    self.agent.policy(), tasks, self.agent.episodes_per_trial
-                )
-                update = self.agent.update(batch)
+                step = self.agent.train_step(self.sampler.collect, tasks)
                 self.iteration += 1
-                self.env_steps += batch.num_steps
-                returns = batch.returns()
-                metrics = {
-                    "return_mean": float(returns.mean()),
-                    **{
-                        f"return_k{k + 1}": float(returns[:, k].mean())
-                        for k in range(returns.shape[1])
-                    },
-                    **{k: float(v) for k, v in update.items()},
-                }
+                self.env_steps += int(step.env_steps)
+                metrics = {k: float(v) for k, v in step.metrics.items()}
                 self.wall_time += time.perf_counter() - start
                 self._log(metrics)
                 bar.update(1)
-                bar.set_postfix(env_steps=self.env_steps, ret=f"{metrics['return_mean']:.2f}")
+                bar.set_postfix(
+                    env_steps=self.env_steps, ret=f"{metrics.get('return_mean', np.nan):.2f}"
+                )
                 last = self.iteration == cfg.iterations
                 if (cfg.eval_every and self.iteration % cfg.eval_every == 0) or last:
                     result = self.evaluate()
                     bar.set_postfix(
                         env_steps=self.env_steps,
-                        ret=f"{metrics['return_mean']:.2f}",
+                        ret=f"{metrics.get('return_mean', np.nan):.2f}",
                         test=" ".join(f"{m:.1f}" for m in result.mean),
                     )
                 if (cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0) or last:

@@ -1,7 +1,9 @@
 """The agent contract: what the trainer and the meta-test protocol need from a learner.
 
 An agent offers a policy to collect with, an update from a batch of episodes,
-and adaptation to new tasks from episodes it collects itself (``adapt``). It never
+one meta-training iteration on given tasks (``train_step``: by default one
+collection and one update; MAML collects before and after its inner steps), and
+adaptation to new tasks from episodes it collects itself (``adapt``). It never
 sees a sampler: it gets a ``collect`` function, so that no agent knows whether
 its episodes come from this process or from Ray workers.
 """
@@ -10,16 +12,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from metarl.agents.policy import Policy
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
-__all__ = ["Agent", "CollectFn"]
+__all__ = ["Agent", "CollectFn", "TrainStep", "return_metrics"]
 
 # ``collect(policy, tasks, episodes_per_task) -> EpisodeBatch``: a sampler's collect.
 CollectFn = Callable[[Policy, Sequence[Task], int], EpisodeBatch]
+
+
+class TrainStep(NamedTuple):
+    """What one meta-training iteration reports: the env steps it collected and its
+    scalar metrics (the same keys at every iteration)."""
+
+    env_steps: int
+    metrics: dict[str, float]
+
+
+def return_metrics(batch: EpisodeBatch, prefix: str = "") -> dict[str, float]:
+    """``{prefix}return_mean`` and ``{prefix}return_k{k}`` (mean return of the k-th
+    episode of each trial) of a batch."""
+    returns = batch.returns()
+    metrics = {f"{prefix}return_mean": float(returns.mean())}
+    for k in range(returns.shape[1]):
+        metrics[f"{prefix}return_k{k + 1}"] = float(returns[:, k].mean())
+    return metrics
 
 
 class Agent(ABC):
@@ -39,6 +59,18 @@ class Agent(ABC):
     @abstractmethod
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """One outer-loop update from ``batch``; returns scalar metrics to log."""
+
+    def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
+        """One meta-training iteration on ``tasks`` (``tasks_per_iteration`` of them).
+
+        The default collects one trial of ``episodes_per_trial`` episodes per task with
+        ``policy()`` and calls ``update``; its metrics are the batch's returns
+        (``return_metrics``) and the update's. Agents that collect more than once per
+        iteration (MAML: before and after the inner steps) override it.
+        """
+        batch = collect(self.policy(), tasks, self.episodes_per_trial)
+        update = self.update(batch)
+        return TrainStep(batch.num_steps, {**return_metrics(batch), **update})
 
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         """Meta-test on ``tasks``: ``episodes`` consecutive episodes per task, adapting.

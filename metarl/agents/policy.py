@@ -32,7 +32,11 @@ class PolicyInput(NamedTuple):
     - ``episode_starts``: ``(n,)`` bool, True at the first step of each episode
       (RL2's episode-boundary flag);
     - ``active``: ``(n,)`` bool, False for envs whose trial has ended (their
-      action is ignored; the row keeps the batch shape constant).
+      action is ignored; the row keeps the batch shape constant);
+    - ``trials``: ``(n,)`` int, the trial each row runs, as the index of its task in
+      the ``tasks`` of the collect call (rows without a trial repeat the last trial
+      of their wave). A policy that acts differently per task (MAML's adapted
+      parameters, PEARL's per-task posterior) selects by it; others ignore it.
     """
 
     observations: np.ndarray
@@ -40,6 +44,7 @@ class PolicyInput(NamedTuple):
     prev_rewards: np.ndarray
     episode_starts: np.ndarray
     active: np.ndarray
+    trials: np.ndarray
 
 
 class PolicyOutput(NamedTuple):

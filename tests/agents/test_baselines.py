@@ -65,6 +65,7 @@ def _inputs(obs: np.ndarray) -> PolicyInput:
         np.zeros(n, np.float32),
         np.ones(n, bool),
         np.ones(n, bool),
+        np.arange(n),
     )
 
 

@@ -44,6 +44,7 @@ def step_input(n: int, reward: float = 0.0, start: bool = False, obs: float = 0.
         prev_rewards=np.full(n, reward, dtype=np.float32),
         episode_starts=np.full(n, start),
         active=np.ones(n, dtype=bool),
+        trials=np.arange(n),
     )
 
 
@@ -151,6 +152,7 @@ def test_act_is_deterministic_given_rngs_and_rows_are_independent() -> None:
         prev_rewards=inputs.prev_rewards - np.arange(n, dtype=np.float32),
         episode_starts=np.array([False, True, True, False]),
         active=np.array([True, False, True, False]),
+        trials=np.arange(n),
     )
     other = other._replace(
         observations=np.concatenate([inputs.observations[:1], other.observations[1:]]),

@@ -1,0 +1,735 @@
+"""Gradient-based meta-RL (MAML, Finn et al. 2017): what MAML-TRPO and ProMP share.
+
+The meta-policy is a Gaussian MLP with parameters theta. On each task of a
+meta-batch it collects ``episodes_per_task`` episodes (pre-update), takes
+``num_inner_steps`` policy-gradient steps on them,
+
+    theta'_i = theta - inner_lr * grad L_inner(theta; D_i),
+
+and collects again with theta'_i (post-update). The outer loop (TRPO in
+``maml_trpo``, ProMP's clipped objective in ``promp``) improves theta for the
+post-update return, differentiating through the inner step.
+
+What lives here:
+
+- ``GradientMetaConfig``: the fields both algorithms have (each algorithm's
+  config extends it);
+- ``GaussianMLP``: the network, used functionally (``torch.func.functional_call``)
+  so that one set of modules serves theta and every theta'_i;
+- ``MetaPolicy``: the ``Policy`` the samplers run, holding one parameter set per
+  task and choosing each row's by ``PolicyInput.trials``;
+- ``TaskData`` / ``process_episodes``: a batch turned into per-task padded tensors
+  with advantages from a linear feature baseline fitted per task (Duan et al.
+  2016), as MAML does;
+- ``GradientMetaAgent``: collection before and after the inner steps
+  (``train_step``), the differentiable inner update vectorized over tasks
+  (``torch.func.vmap`` of ``torch.func.grad``, second order unless
+  ``first_order``), and the meta-test protocol (``adapt``).
+
+Choices (where the sources leave room):
+
+- The inner objective is MAML's log-likelihood surrogate ``-mean(log pi * A)``
+  or ProMP's low-variance curvature (LVC) surrogate ``-mean(pi / pi_old * A)``;
+  both have the same gradient at the sampling parameters and differ in their
+  Hessians, which is what the outer gradient sees.
+- Every task's loss is the mean over its valid steps; the meta-batch's loss is
+  the mean over tasks (ProMP's ``reduce_mean`` per task, then over tasks).
+- Advantages are GAE with ``gae_lambda`` (1.0 in the published configs: the
+  discounted return minus the baseline), standardized per task. The time limit
+  is not bootstrapped (the baseline's time features model it), as in rllab,
+  ProMP and garage.
+- Log-probabilities and distributions of the sampling policies are recomputed
+  from the stored parameters at the update, so the first ratio of an update is
+  exactly 1; the samplers' ``log_prob`` infos are kept for inspection.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from metarl.agents.base import Agent, CollectFn, TrainStep, return_metrics
+from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
+from metarl.agents.networks import (
+    ActionScaling,
+    gaussian_log_prob,
+    mlp,
+    to_numpy,
+    to_tensor,
+    torch_threads,
+)
+from metarl.agents.policy import PolicyInput, PolicyOutput
+from metarl.agents.ppo import compute_gae
+from metarl.episodes import EpisodeBatch
+from metarl.tasks import Task
+
+__all__ = [
+    "INNER_OBJECTIVES",
+    "GaussianMLP",
+    "GradientMetaAgent",
+    "GradientMetaConfig",
+    "MetaPolicy",
+    "Params",
+    "TaskData",
+    "gaussian_kl",
+    "mean_over_tasks",
+    "process_episodes",
+]
+
+Params = dict[str, torch.Tensor]
+INNER_OBJECTIVES = ("log_likelihood", "lvc")
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+@dataclass(frozen=True)
+class GradientMetaConfig:
+    """Hyperparameters shared by MAML-TRPO and ProMP.
+
+    Sources: "ProMP" is the ProMP repository's run scripts
+    (``run_scripts/maml_run_mujoco.py``, ``pro-mp_run_mujoco.py``); "MAML" is Finn et
+    al. 2017, Section 5.3 and Appendix A.2.
+    """
+
+    seed: int = 0
+    """Seed of the agent's torch generator (initialization)."""
+
+    meta_batch_size: int = 40
+    """Tasks per iteration. ProMP and MAML (locomotion): 40; MAML (2D navigation): 20."""
+
+    episodes_per_task: int = 20
+    """Episodes collected per task for each inner step and for the outer update
+    (ProMP's ``rollouts_per_meta_task``, MAML's 20 trajectories per gradient step)."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layers of the policy's mean network. ProMP: (64, 64); MAML: (100, 100)."""
+
+    activation: str = "tanh"
+    """Hidden activation, ``tanh`` or ``relu``. ProMP: tanh; MAML: ReLU."""
+
+    init_std: float = 1.0
+    """Initial action standard deviation in the unit box (the log-std is learned and
+    adapted with the rest of theta). ProMP: 1.0."""
+
+    inner_lr: float = 0.1
+    """Step size of the inner policy-gradient step. ProMP and MAML: 0.1."""
+
+    num_inner_steps: int = 1
+    """Inner policy-gradient steps during meta-training. ProMP and MAML: 1."""
+
+    first_order: bool = False
+    """Treat the inner gradient as a constant in the outer gradient (first-order MAML,
+    Finn et al. 2017, Section 5.2). Default: the full second-order meta-gradient."""
+
+    inner_objective: str = "log_likelihood"
+    """``log_likelihood``: MAML's ``-mean(log pi * A)``; ``lvc``: ProMP's low-variance
+    curvature surrogate ``-mean(pi / pi_sampling * A)``."""
+
+    gamma: float = 0.99
+    """Discount. ProMP and MAML: 0.99."""
+
+    gae_lambda: float = 1.0
+    """GAE lambda. ProMP: 1.0 (discounted return minus the linear baseline)."""
+
+    normalize_advantages: bool = True
+    """Standardize advantages per task. ProMP: ``normalize_adv=True``."""
+
+    baseline_reg: float = 1e-5
+    """Initial ridge coefficient of the linear feature baseline. rllab, ProMP: 1e-5."""
+
+    adapt_episodes: int | None = None
+    """Meta-test: episodes per task between two inner steps (default:
+    ``episodes_per_task``, as in training)."""
+
+    ablate_inner_lr: bool = False
+    """Ablation: no inner step at all (theta' = theta), during training and at
+    meta-test; the learning test uses it to show that adaptation is what it measures."""
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in ("meta_batch_size", "episodes_per_task", "num_inner_steps"):
+            _check_positive_int(name, key, getattr(self, key))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"{name}.seed must be a non-negative integer, got {self.seed!r}")
+        if self.adapt_episodes is not None:
+            _check_positive_int(name, "adapt_episodes", self.adapt_episodes)
+        sizes = self.hidden_sizes
+        if not isinstance(sizes, tuple | list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+        ):
+            raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
+        object.__setattr__(self, "hidden_sizes", tuple(sizes))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{name}.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.inner_objective not in INNER_OBJECTIVES:
+            raise ValueError(
+                f"{name}.inner_objective must be one of {list(INNER_OBJECTIVES)}, "
+                f"got {self.inner_objective!r}"
+            )
+        for key in ("init_std", "inner_lr", "baseline_reg"):
+            _check_real(name, key, getattr(self, key), positive=True)
+        for key in ("gamma", "gae_lambda"):
+            value = _check_real(name, key, getattr(self, key))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
+        for key in ("first_order", "normalize_advantages", "ablate_inner_lr"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
+
+
+def _check_positive_int(cls: str, key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{cls}.{key} must be a positive integer, got {value!r}")
+
+
+def _check_real(cls: str, key: str, value: Any, positive: bool = False) -> float:
+    """``value`` as a float; raises unless it is a finite real (and positive if asked)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not ok or (positive and not value > 0):
+        kind = "a positive number" if positive else "a finite number"
+        raise ValueError(f"{cls}.{key} must be {kind}, got {value!r}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- network
+
+
+class GaussianMLP(nn.Module):
+    """Observation -> mean of a diagonal Gaussian over unit-box actions, plus a learned
+    state-independent log-std (``log_std``), as ProMP's ``MetaGaussianMLPPolicy``."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        activation: type[nn.Module],
+        init_std: float,
+        generator: torch.Generator,
+    ):
+        super().__init__()
+        self.mean = mlp(
+            obs_dim, hidden_sizes, action_dim, generator, activation=activation, output_gain=0.01
+        )
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean ``(..., action_dim)`` and the log-std broadcast to its shape."""
+        mean = self.mean(obs)
+        return mean, self.log_std.expand_as(mean)
+
+    def forward_rows(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with a different parameter set per row: ``params`` ``(n, ...)``,
+        ``obs`` ``(n, obs_dim)``.
+
+        The same arithmetic as ``vmap(functional_call)`` as batched matrix products;
+        measured on the point robot (20 rows, 2x64 MLP) about ten times faster per step,
+        which matters because a sampler calls it at every step.
+        """
+        h = obs
+        for i, layer in enumerate(self.mean):
+            if isinstance(layer, nn.Linear):
+                w, b = params[f"mean.{i}.weight"], params[f"mean.{i}.bias"]
+                h = torch.baddbmm(b.unsqueeze(-1), w, h.unsqueeze(-1)).squeeze(-1)
+            else:
+                h = layer(h)
+        return h, params["log_std"]
+
+
+def gaussian_kl(
+    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
+) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over the last axis."""
+    var_p = torch.exp(2 * log_std_p)
+    var_q = torch.exp(2 * log_std_q)
+    per_dim = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
+    return per_dim.sum(-1)
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+class MetaPolicy:
+    """The ``Policy`` of a gradient-based meta-learner: one parameter set per task.
+
+    Args:
+        network: the architecture (its own parameter values are not used).
+        params: parameter sets stacked on a leading axis ``(P, ...)``.
+        scaling: the action space's scaling to the unit box.
+        assignment: ``assignment[trial]`` is the parameter set of a collect call's
+            trial ``trial`` (``PolicyInput.trials``); ``None``: set 0 for every trial.
+
+    ``act`` samples ``mean + std * noise`` in the unit box with row ``i``'s noise from
+    ``rngs[i]``, maps it to the action space (unclipped) and returns the
+    ``log_prob`` of the stored action. Inference runs on one thread without gradients.
+    """
+
+    def __init__(
+        self,
+        network: GaussianMLP,
+        params: Mapping[str, torch.Tensor],
+        scaling: ActionScaling,
+        action_shape: tuple[int, ...],
+        assignment: np.ndarray | None = None,
+    ):
+        self.network = network
+        self.params = {k: v.detach().clone() for k, v in params.items()}
+        self.scaling = scaling
+        self.action_shape = action_shape
+        self.assignment = None if assignment is None else np.asarray(assignment, dtype=np.int64)
+        sets = {len(v) for v in self.params.values()}
+        if len(sets) != 1:
+            raise ValueError(f"MetaPolicy params must share their leading axis, got sizes {sets}")
+        self.num_sets = sets.pop()
+
+    def initial_state(self, n: int) -> None:
+        """Stateless: ``None``."""
+        return None
+
+    def _distribution(self, sets: np.ndarray, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.num_sets == 1:
+            single = {k: v[0] for k, v in self.params.items()}
+            return functional_call(self.network, single, (obs,))
+        rows = {k: v[torch.from_numpy(sets)] for k, v in self.params.items()}
+        return self.network.forward_rows(rows, obs)
+
+    def act(
+        self, inputs: PolicyInput, state: Any, rngs: Sequence[np.random.Generator]
+    ) -> PolicyOutput:
+        """One action per row from the row's parameter set.
+
+        Raises:
+            ValueError: ``len(rngs)`` differs from the number of rows, or a trial has no
+                parameter set.
+        """
+        n = len(inputs.observations)
+        if len(rngs) != n:
+            raise ValueError(f"act got {len(rngs)} generators for {n} rows")
+        trials = np.asarray(inputs.trials, dtype=np.int64)
+        if self.assignment is None:
+            sets = np.zeros(n, dtype=np.int64)
+        else:
+            if trials.max(initial=0) >= len(self.assignment):
+                raise ValueError(
+                    f"MetaPolicy has parameter sets for {len(self.assignment)} trials, "
+                    f"got trial {int(trials.max())}"
+                )
+            sets = self.assignment[trials]
+        obs = to_tensor(np.asarray(inputs.observations).reshape(n, -1))
+        noise = np.stack([rng.standard_normal(self.scaling.dim) for rng in rngs])
+        with torch.no_grad(), torch_threads(1):
+            mean, log_std = self._distribution(sets, obs)
+            unit = mean + torch.exp(log_std) * to_tensor(noise)
+            actions = self.scaling.to_env(to_numpy(unit))
+            stored = torch.from_numpy(self.scaling.to_unit(actions))
+            log_prob = gaussian_log_prob(mean, log_std, stored)
+        return PolicyOutput(
+            actions=actions.reshape(n, *self.action_shape),
+            state=None,
+            infos={"log_prob": to_numpy(log_prob)},
+        )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class TaskData(NamedTuple):
+    """One collection's episodes as per-task tensors, padded to the longest task.
+
+    ``obs`` ``(T, N, obs_dim)``, ``actions`` ``(T, N, action_dim)`` (unit box),
+    ``advantages`` ``(T, N)``, ``mask`` ``(T, N)`` (1.0 on data, 0.0 on padding);
+    ``returns`` ``(T, K)`` are the episode returns, for metrics.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+    mask: torch.Tensor
+    returns: np.ndarray
+
+
+def process_episodes(
+    batch: EpisodeBatch,
+    scaling: ActionScaling,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool,
+    baseline_reg: float = 1e-5,
+) -> TaskData:
+    """Advantages per task from a linear feature baseline fitted on that task's episodes.
+
+    The baseline is fitted to the discounted returns of the trial's episodes; each
+    episode's advantages are GAE over its steps with the episode's end terminal.
+    With ``normalize`` they are standardized over the task's steps.
+    """
+    trials = batch.trials()
+    lengths = [sum(len(ep) for ep in trial) for trial in trials]
+    t, n = len(trials), max(lengths)
+    obs_dim = int(np.prod(batch.episodes[0].observations.shape[1:]))
+    obs = np.zeros((t, n, obs_dim), dtype=np.float32)
+    actions = np.zeros((t, n, scaling.dim), dtype=np.float32)
+    advantages = np.zeros((t, n), dtype=np.float32)
+    mask = np.zeros((t, n), dtype=np.float32)
+    for i, trial in enumerate(trials):
+        episode_obs = [ep.observations.reshape(len(ep), obs_dim) for ep in trial]
+        baseline = LinearFeatureBaseline(baseline_reg)
+        baseline.fit(episode_obs, [discounted_returns(ep.rewards, gamma) for ep in trial])
+        adv = []
+        for ep, o in zip(trial, episode_obs, strict=True):
+            dones = np.zeros(len(ep), dtype=bool)
+            dones[-1] = True
+            a, _ = compute_gae(ep.rewards, baseline.predict(o), 0.0, dones, gamma, gae_lambda)
+            adv.append(a)
+        task_adv = np.concatenate(adv)
+        if normalize:
+            task_adv = (task_adv - task_adv.mean()) / (task_adv.std() + 1e-8)
+        m = lengths[i]
+        obs[i, :m] = np.concatenate(episode_obs)
+        actions[i, :m] = scaling.to_unit(
+            np.concatenate([ep.actions.reshape(len(ep), scaling.dim) for ep in trial])
+        )
+        advantages[i, :m] = task_adv
+        mask[i, :m] = 1.0
+    return TaskData(
+        torch.from_numpy(obs),
+        torch.from_numpy(actions),
+        torch.from_numpy(advantages),
+        torch.from_numpy(mask),
+        batch.returns(),
+    )
+
+
+def _masked_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the last axis where ``mask`` is 1 (per task for ``(T, N)``)."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+
+
+# ----------------------------------------------------------------------------- agent
+
+
+class GradientMetaAgent(Agent):
+    """Collection, inner update and meta-test shared by MAML-TRPO and ProMP.
+
+    Subclasses implement ``outer_update(steps, post)``: ``steps[j]`` is the data
+    collected before inner step ``j`` (with ``TaskData`` and the sampling
+    parameters), ``post`` the post-update data.
+    """
+
+    config: GradientMetaConfig
+
+    def __init__(
+        self,
+        observation_space: spaces.Space[np.ndarray],
+        action_space: spaces.Space[np.ndarray],
+        config: GradientMetaConfig,
+    ):
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"observation space must be a gymnasium.spaces.Box, got {observation_space!r}"
+            )
+        self.config = config
+        self.scaling = ActionScaling(action_space)
+        self.action_shape = tuple(action_space.shape or ())
+        self.obs_dim = int(np.prod(observation_space.shape))
+        self.episodes_per_trial = config.episodes_per_task
+        self.tasks_per_iteration = config.meta_batch_size
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.network = GaussianMLP(
+            self.obs_dim,
+            self.scaling.dim,
+            config.hidden_sizes,
+            ACTIVATIONS[config.activation],
+            config.init_std,
+            self.generator,
+        )
+        self.iterations = 0
+
+    # -- parameters -------------------------------------------------------------------
+
+    def params(self) -> Params:
+        """The meta-parameters theta (the live tensors, requiring gradients)."""
+        return dict(self.network.named_parameters())
+
+    def flat_params(self) -> torch.Tensor:
+        """theta as one detached vector."""
+        return torch.cat([p.detach().reshape(-1) for p in self.network.parameters()])
+
+    def unflatten(self, flat: torch.Tensor) -> Params:
+        """A parameter dict of ``flat``'s values in theta's shapes (views of ``flat``)."""
+        out: Params = {}
+        offset = 0
+        for name, p in self.network.named_parameters():
+            out[name] = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        return out
+
+    def set_flat_params(self, flat: torch.Tensor) -> None:
+        """Write ``flat`` into theta."""
+        with torch.no_grad():
+            for name, value in self.unflatten(flat).items():
+                self.network.get_parameter(name).copy_(value)
+
+    # -- the functional policy --------------------------------------------------------
+
+    def distribution(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std of the policy with ``params`` at ``obs``."""
+        return functional_call(self.network, params, (obs,))
+
+    def log_prob(self, params: Params, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-density of unit-box ``actions`` under the policy with ``params``."""
+        mean, log_std = self.distribution(params, obs)
+        return gaussian_log_prob(mean, log_std, actions)
+
+    def inner_loss(
+        self,
+        params: Params,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        sampling_log_prob: torch.Tensor,
+    ) -> torch.Tensor:
+        """One task's inner objective (a loss) at ``params`` (arrays ``(N, ...)``)."""
+        log_prob = self.log_prob(params, obs, actions)
+        if self.config.inner_objective == "lvc":
+            surrogate = torch.exp(log_prob - sampling_log_prob) * advantages
+        else:
+            surrogate = log_prob * advantages
+        return -_masked_task_mean(surrogate, mask)
+
+    def inner_step(
+        self, params: Params, data: TaskData, sampling_log_prob: torch.Tensor, batched: bool
+    ) -> Params:
+        """theta'_i = theta_i - inner_lr * grad L_inner(theta_i; D_i) for every task i.
+
+        ``params`` is one set shared by the tasks (``batched`` False) or one set per
+        task (``(T, ...)``). The result is one set per task, differentiable in
+        ``params`` to second order (or first order with ``config.first_order``).
+        """
+        cfg = self.config
+        if cfg.ablate_inner_lr:
+            t = len(data.obs)
+            return params if batched else {k: v.expand(t, *v.shape) for k, v in params.items()}
+
+        def one_task(p: Params, *task: torch.Tensor) -> Params:
+            g = grad(self.inner_loss)(p, *task)
+            if cfg.first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            return {k: p[k] - cfg.inner_lr * g[k] for k in p}
+
+        in_dims = (0 if batched else None, 0, 0, 0, 0, 0)
+        adapted: Params = vmap(one_task, in_dims=in_dims)(
+            params, data.obs, data.actions, data.advantages, data.mask, sampling_log_prob
+        )
+        return adapted
+
+    def batched_log_prob(self, params: Params, data: TaskData) -> torch.Tensor:
+        """Log-probabilities ``(T, N)`` of each task's actions under its parameter set."""
+        return vmap(self.log_prob)(params, data.obs, data.actions)
+
+    def batched_distribution(
+        self, params: Params, data: TaskData
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and log-stds ``(T, N, action_dim)`` under each task's parameter set."""
+        return vmap(self.distribution)(params, data.obs)
+
+    def shared_log_prob(self, params: Params, data: TaskData) -> torch.Tensor:
+        """Log-probabilities ``(T, N)`` under one parameter set shared by all tasks."""
+        return self.log_prob(params, data.obs, data.actions)
+
+    def adapted_params(
+        self, params: Params, steps: Sequence[TaskData], sampling: Sequence[torch.Tensor]
+    ) -> tuple[Params, list[Params]]:
+        """Run the inner steps from ``params`` (shared) on the stored pre-update data.
+
+        ``sampling[j]`` is the log-probability ``(T, N)`` of ``steps[j]``'s actions under
+        the policy that collected them (the LVC objective's denominator). Returns the
+        final per-task parameters and the per-task parameters before each step
+        (entry 0 is ``params`` itself, shared).
+        """
+        before: list[Params] = []
+        current, batched = params, False
+        for data, logp in zip(steps, sampling, strict=True):
+            before.append(current)
+            current = self.inner_step(current, data, logp, batched)
+            batched = True
+        return current, before
+
+    def step_log_prob(self, params: Params, data: TaskData, batched: bool) -> torch.Tensor:
+        """Log-probabilities ``(T, N)`` of ``data`` under shared or per-task ``params``."""
+        return (
+            self.batched_log_prob(params, data) if batched else self.shared_log_prob(params, data)
+        )
+
+    def step_distribution(
+        self, params: Params, data: TaskData, batched: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and log-stds of ``data`` under shared or per-task ``params``."""
+        if batched:
+            return self.batched_distribution(params, data)
+        return self.distribution(params, data.obs)
+
+    # -- collection -------------------------------------------------------------------
+
+    def _policy_for(self, params: Params, batched: bool, num_tasks: int) -> MetaPolicy:
+        if batched:
+            stacked, assignment = params, np.arange(num_tasks)
+        else:
+            stacked, assignment = {k: v.unsqueeze(0) for k, v in params.items()}, None
+        return MetaPolicy(self.network, stacked, self.scaling, self.action_shape, assignment)
+
+    def policy(self) -> MetaPolicy:
+        """The pre-update policy theta (a detached copy, safe to ship)."""
+        return self._policy_for(self.params(), False, 1)
+
+    def process(self, batch: EpisodeBatch) -> TaskData:
+        """``process_episodes`` with this agent's discount, GAE and baseline settings."""
+        cfg = self.config
+        return process_episodes(
+            batch,
+            self.scaling,
+            cfg.gamma,
+            cfg.gae_lambda,
+            cfg.normalize_advantages,
+            cfg.baseline_reg,
+        )
+
+    def _collect_and_adapt(
+        self, collect: CollectFn, tasks: Sequence[Task], stages: Sequence[int]
+    ) -> tuple[list[EpisodeBatch], list[TaskData]]:
+        """Collect ``stages[j]`` episodes per task with the parameters after ``j`` inner
+        steps (an inner step follows every stage but the last). Returns the batches and
+        their ``TaskData`` (the last stage's is processed too)."""
+        batches: list[EpisodeBatch] = []
+        datas: list[TaskData] = []
+        params: Params = {k: v.detach() for k, v in self.params().items()}
+        batched = False
+        for j, episodes in enumerate(stages):
+            batch = collect(self._policy_for(params, batched, len(tasks)), tasks, episodes)
+            data = self.process(batch)
+            batches.append(batch)
+            datas.append(data)
+            if j + 1 < len(stages):
+                with torch.no_grad():
+                    logp = self.step_log_prob(params, data, batched)
+                params = {
+                    k: v.detach() for k, v in self.inner_step(params, data, logp, batched).items()
+                }
+                batched = True
+        return batches, datas
+
+    def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
+        """Collect pre-update episodes, take the inner steps, collect post-update
+        episodes, and run the outer update.
+
+        Metrics: ``return_mean`` (post-update episodes), ``return_step{j}`` (mean
+        episode return after ``j`` inner steps), ``adaptation_gain`` (post minus
+        pre-update) and the outer update's metrics.
+        """
+        cfg = self.config
+        stages = [cfg.episodes_per_task] * (cfg.num_inner_steps + 1)
+        batches, datas = self._collect_and_adapt(collect, tasks, stages)
+        metrics = return_metrics(batches[-1])
+        metrics = {"return_mean": metrics["return_mean"]}
+        for j, batch in enumerate(batches):
+            metrics[f"return_step{j}"] = float(batch.returns().mean())
+        metrics["adaptation_gain"] = (
+            metrics[f"return_step{len(batches) - 1}"] - metrics["return_step0"]
+        )
+        metrics.update(self.outer_update(datas[:-1], datas[-1]))
+        metrics["action_std"] = float(torch.exp(self.network.log_std.detach()).mean())
+        self.iterations += 1
+        return TrainStep(sum(b.num_steps for b in batches), metrics)
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        """Not used: MAML needs pre- and post-update data (``train_step`` collects both).
+
+        Raises:
+            NotImplementedError: always; call ``train_step``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} updates from pre- and post-update episodes it collects "
+            "itself: call train_step(collect, tasks)"
+        )
+
+    def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
+        """Meta-test: ``episodes`` episodes per task, an inner step after every
+        ``adapt_episodes`` (default ``episodes_per_task``) of them.
+
+        The result is one trial per task, episodes in the order collected: with
+        ``adapt_episodes = B``, episodes ``1..B`` use theta, ``B+1..2B`` the parameters
+        after one inner step, and so on (more steps than in training if asked).
+        """
+        per_step = self.config.adapt_episodes or self.config.episodes_per_task
+        stages = [per_step] * (episodes // per_step)
+        if episodes % per_step:
+            stages.append(episodes % per_step)
+        batches, _ = self._collect_and_adapt(collect, tasks, stages)
+        return EpisodeBatch.chain(batches)
+
+    # -- the outer update ---------------------------------------------------------------
+
+    def outer_update(self, steps: Sequence[TaskData], post: TaskData) -> dict[str, float]:
+        """Update theta from the pre-update data of each inner step and the post-update data."""
+        raise NotImplementedError
+
+    def sampling_log_probs(self, steps: Sequence[TaskData]) -> list[torch.Tensor]:
+        """Log-probabilities of each stage's actions under the parameters that collected
+        them, recomputed from theta before the update (detached)."""
+        out: list[torch.Tensor] = []
+        with torch.no_grad():
+            params: Params = {k: v.detach() for k, v in self.params().items()}
+            batched = False
+            for data in steps:
+                logp = self.step_log_prob(params, data, batched)
+                out.append(logp)
+                params = self.inner_step(params, data, logp, batched)
+                batched = True
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        """Subclasses: state beyond the network (optimizers, penalty coefficients)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Subclasses: restore ``extra_state``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Network, iteration count, config and the subclass's extra state (copies)."""
+        return copy.deepcopy(
+            {
+                "network": self.network.state_dict(),
+                "iterations": self.iterations,
+                "config": dataclasses.asdict(self.config),
+                "extra": self.extra_state(),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned.
+
+        Raises:
+            KeyError: an entry is missing.
+            RuntimeError: the network's shapes differ (torch's message names the tensor).
+        """
+        self.network.load_state_dict(state["network"])
+        self.iterations = int(state["iterations"])
+        self.load_extra_state(state["extra"])
+
+
+def mean_over_tasks(per_step: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean over tasks of each task's mean over its valid steps (``(T, N)`` inputs)."""
+    return _masked_task_mean(per_step, mask).mean()

@@ -1,0 +1,422 @@
+"""MAML-TRPO and ProMP: configs, shared pieces, the meta-gradient against finite
+differences, the per-task policy, meta-test adaptation, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch.func import functional_call
+
+from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
+from metarl.agents.maml import (
+    GradientMetaAgent,
+    MetaPolicy,
+    TaskData,
+    gaussian_kl,
+    mean_over_tasks,
+    process_episodes,
+)
+from metarl.agents.maml_trpo import MAMLTRPOAgent, MAMLTRPOConfig
+from metarl.agents.policy import PolicyInput
+from metarl.agents.promp import ProMPAgent, ProMPConfig
+from metarl.agents.trpo import backtracking_line_search, conjugate_gradient
+from metarl.episodes import EpisodeBatch
+from metarl.sampling import LocalSampler
+from metarl.tasks import GoalTask
+
+POINT = "metarl/PointRobot-v0"
+
+
+def point_spaces() -> tuple[spaces.Box, spaces.Box]:
+    obs = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    act = spaces.Box(-0.1, 0.1, (2,), np.float32)
+    return obs, act
+
+
+def goals(n: int, seed: int = 0) -> list[GoalTask]:
+    rng = np.random.default_rng(seed)
+    return [GoalTask(goal=tuple(float(x) for x in rng.uniform(-1, 1, 2))) for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value", "message"),
+    [
+        (MAMLTRPOConfig, "meta_batch_size", 0, "meta_batch_size must be a positive integer"),
+        (MAMLTRPOConfig, "inner_lr", -0.1, "inner_lr must be a positive number"),
+        (MAMLTRPOConfig, "hidden_sizes", (64, 0), "hidden_sizes must be positive integers"),
+        (MAMLTRPOConfig, "activation", "gelu", "activation must be one of ['tanh', 'relu']"),
+        (MAMLTRPOConfig, "inner_objective", "dice", "must be one of ['log_likelihood', 'lvc']"),
+        (MAMLTRPOConfig, "gamma", 1.5, "gamma must be in [0, 1]"),
+        (MAMLTRPOConfig, "backtrack_ratio", 1.0, "backtrack_ratio must be in (0, 1)"),
+        (MAMLTRPOConfig, "max_kl", 0.0, "max_kl must be a positive number"),
+        (MAMLTRPOConfig, "first_order", 1, "first_order must be True or False"),
+        (ProMPConfig, "clip_range", float("nan"), "clip_range must be a positive number"),
+        (ProMPConfig, "inner_kl_penalty", -1.0, "inner_kl_penalty must be non-negative"),
+        (ProMPConfig, "num_steps", 0, "num_steps must be a positive integer"),
+        (ProMPConfig, "adapt_episodes", 0, "adapt_episodes must be a positive integer"),
+    ],
+)
+def test_config_errors_name_the_field(cls: type, field: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field}.*") as err:
+        cls(**{field: value})
+    assert message in str(err.value)
+
+
+def test_published_defaults() -> None:
+    """ProMP's run scripts: 40 tasks x 20 episodes, (64, 64), inner lr 0.1, KL 0.01 /
+    5 Adam steps of 1e-3, clip 0.3, eta 5e-4; ProMP uses the LVC inner objective."""
+    trpo, promp = MAMLTRPOConfig(), ProMPConfig()
+    for cfg in (trpo, promp):
+        assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.hidden_sizes) == (40, 20, (64, 64))
+        assert (cfg.inner_lr, cfg.num_inner_steps, cfg.gamma, cfg.gae_lambda) == (0.1, 1, 0.99, 1.0)
+    assert trpo.inner_objective == "log_likelihood" and trpo.max_kl == 0.01
+    assert promp.inner_objective == "lvc"
+    assert (promp.learning_rate, promp.num_steps, promp.clip_range) == (1e-3, 5, 0.3)
+    assert promp.inner_kl_penalty == 5e-4
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def test_linear_baseline_recovers_a_linear_target() -> None:
+    rng = np.random.default_rng(0)
+    episodes = [rng.normal(size=(30, 3)) for _ in range(4)]
+    true = rng.normal(size=2 * 3 + 4)
+    targets = [LinearFeatureBaseline.features(o) @ true for o in episodes]
+    baseline = LinearFeatureBaseline()
+    np.testing.assert_array_equal(baseline.predict(episodes[0]), np.zeros(30))
+    baseline.fit(episodes, targets)
+    np.testing.assert_allclose(baseline.predict(episodes[1]), targets[1], atol=1e-3)
+    with pytest.raises(ValueError, match="matching, non-empty"):
+        baseline.fit(episodes, targets[:2])
+
+
+def test_discounted_returns() -> None:
+    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 3.0]), 0.5), [2.75, 3.5, 3.0])
+
+
+def test_conjugate_gradient_solves_spd_system() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    h = a @ a.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: h @ v, b, iterations=20)
+    torch.testing.assert_close(h @ x, b)
+
+
+def test_line_search_accepts_first_improving_step_within_kl() -> None:
+    # loss (x - 1)^2, kl x^2 / 2 from 0 along +2: x = 2 does not lower the loss, 1.6,
+    # 1.28 and 1.024 break the KL bound 0.5, 0.8192 = 2 * 0.8^4 is accepted.
+    def evaluate(x: torch.Tensor) -> tuple[float, float]:
+        return float((x - 1) ** 2), float(x**2 / 2)
+
+    result = backtracking_line_search(evaluate, torch.tensor(0.0), torch.tensor(2.0), 1.0, 0.5)
+    assert result.accepted and result.backtracks == 4
+    assert float(result.params) == pytest.approx(0.8192)
+    # No candidate improves: the start is kept.
+    stay = backtracking_line_search(evaluate, torch.tensor(0.0), torch.tensor(-1.0), 1.0, 0.5)
+    assert not stay.accepted and float(stay.params) == 0.0
+
+
+def test_gaussian_kl_matches_torch_distributions() -> None:
+    gen = torch.Generator().manual_seed(1)
+    m1, m2, s1, s2 = (torch.randn(5, 3, generator=gen) for _ in range(4))
+    p = torch.distributions.Normal(m1, s1.exp())
+    q = torch.distributions.Normal(m2, s2.exp())
+    expected = torch.distributions.kl_divergence(p, q).sum(-1)
+    torch.testing.assert_close(gaussian_kl(m1, s1, m2, s2), expected)
+
+
+def test_process_episodes_normalizes_per_task_and_pads() -> None:
+    with LocalSampler(POINT, num_envs=2, seed=0) as sampler:
+        agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(episodes_per_task=3))
+        batch = sampler.collect(agent.policy(), goals(2), 3)
+    data = process_episodes(batch, agent.scaling, 0.99, 1.0, normalize=True)
+    assert data.obs.shape == (2, 60, 2) and data.mask.sum() == 120
+    for i in range(2):
+        adv = data.advantages[i][data.mask[i] > 0].double()
+        assert float(adv.mean()) == pytest.approx(0.0, abs=1e-6)
+        assert float(adv.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(data.returns, batch.returns())
+    # The actions are stored in the unit box.
+    np.testing.assert_allclose(
+        data.actions[0, :20].numpy(), batch.episodes[0].actions / 0.1, rtol=1e-5
+    )
+
+
+# ----------------------------------------------------------------------------- meta-gradient
+
+
+def tiny_agent(cls: type[GradientMetaAgent], **overrides: Any) -> GradientMetaAgent:
+    cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
+    cfg = cfg_cls(hidden_sizes=(3,), inner_lr=0.5, init_std=0.7, **overrides)
+    agent = cls(*point_spaces(), cfg)
+    agent.network.double()
+    with torch.no_grad():  # non-trivial means so that every term of the Hessian matters
+        for p in agent.network.parameters():
+            p.add_(
+                0.3
+                * torch.randn(
+                    p.shape, generator=torch.Generator().manual_seed(p.numel()), dtype=p.dtype
+                )
+            )
+    return agent
+
+
+def tiny_data(seed: int, tasks: int = 3, steps: int = 7) -> TaskData:
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.ones(tasks, steps, dtype=torch.float64)
+    mask[0, -2:] = 0.0  # padding must not count
+    return TaskData(
+        torch.randn(tasks, steps, 2, generator=gen, dtype=torch.float64),
+        torch.randn(tasks, steps, 2, generator=gen, dtype=torch.float64),
+        torch.randn(tasks, steps, generator=gen, dtype=torch.float64),
+        mask,
+        np.zeros((tasks, 1)),
+    )
+
+
+def outer_objective(
+    agent: GradientMetaAgent,
+    flat: torch.Tensor,
+    pre: TaskData,
+    post: TaskData,
+    sampling: torch.Tensor,
+) -> torch.Tensor:
+    adapted, _ = agent.adapted_params(agent.unflatten(flat), [pre], [sampling])
+    return -mean_over_tasks(agent.batched_log_prob(adapted, post) * post.advantages, post.mask)
+
+
+def finite_difference_gradient(f: Any, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        e = torch.zeros_like(x)
+        e[i] = eps
+        out[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("cls", "objective"), [(MAMLTRPOAgent, "log_likelihood"), (ProMPAgent, "lvc")]
+)
+def test_second_order_meta_gradient_matches_finite_differences(
+    cls: type[GradientMetaAgent], objective: str
+) -> None:
+    """The outer gradient through the inner step equals central finite differences of
+    the post-update objective (float64, a 19-parameter policy); the first-order
+    gradient does not, so the comparison can fail."""
+    agent = tiny_agent(cls, inner_objective=objective)
+    pre, post = tiny_data(0), tiny_data(1)
+    theta = agent.flat_params()
+    with torch.no_grad():
+        sampling = agent.shared_log_prob(agent.unflatten(theta), pre) - 0.2 * pre.advantages
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return outer_objective(agent, x, pre, post, sampling)
+
+    x = theta.clone().requires_grad_(True)
+    (autodiff,) = torch.autograd.grad(f(x), x)
+    with torch.no_grad():
+        numeric = finite_difference_gradient(f, theta)
+    second_order_error = float((autodiff - numeric).abs().max())
+    assert second_order_error < 1e-7 * max(1.0, float(numeric.abs().max()))
+
+    first = tiny_agent(cls, inner_objective=objective, first_order=True)
+    x = theta.clone().requires_grad_(True)
+    (first_grad,) = torch.autograd.grad(outer_objective(first, x, pre, post, sampling), x)
+    assert float((first_grad - numeric).abs().max()) > 1e3 * second_order_error
+
+
+def test_trpo_kl_hessian_vector_product_matches_finite_differences() -> None:
+    """The curvature TRPO uses: the KL of post-update policies as a function of theta,
+    its Hessian-vector product by double back-propagation through the inner step."""
+    agent = tiny_agent(MAMLTRPOAgent)
+    pre, post = tiny_data(2), tiny_data(3)
+    theta = agent.flat_params()
+    with torch.no_grad():
+        sampling = agent.shared_log_prob(agent.unflatten(theta), pre)
+        adapted_old, _ = agent.adapted_params(agent.unflatten(theta), [pre], [sampling])
+        old = agent.batched_distribution(adapted_old, post)
+
+    def kl_grad(x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        x = x if x.requires_grad else x.clone().requires_grad_(True)
+        adapted, _ = agent.adapted_params(agent.unflatten(x), [pre], [sampling])
+        kl = mean_over_tasks(
+            gaussian_kl(*old, *agent.batched_distribution(adapted, post)), post.mask
+        )
+        (g,) = torch.autograd.grad(kl, x, create_graph=create_graph)
+        return g
+
+    v = torch.randn(len(theta), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x = theta.clone().requires_grad_(True)
+    (hv,) = torch.autograd.grad(torch.dot(kl_grad(x, True), v), x)
+    eps = 1e-5
+    numeric = (kl_grad(theta + eps * v, False) - kl_grad(theta - eps * v, False)) / (2 * eps)
+    torch.testing.assert_close(hv, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_vectorized_inner_step_equals_per_task_loop() -> None:
+    agent = tiny_agent(ProMPAgent)
+    pre = tiny_data(4)
+    params = agent.unflatten(agent.flat_params())
+    with torch.no_grad():
+        sampling = agent.shared_log_prob(params, pre)
+    adapted = agent.inner_step(params, pre, sampling, batched=False)
+    for i in range(3):
+        task = (pre.obs[i], pre.actions[i], pre.advantages[i], pre.mask[i], sampling[i])
+        x = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        grads = torch.autograd.grad(agent.inner_loss(x, *task), list(x.values()))
+        for (name, value), g in zip(params.items(), grads, strict=True):
+            torch.testing.assert_close(adapted[name][i], value - 0.5 * g)
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def policy_input(obs: np.ndarray, trials: np.ndarray) -> PolicyInput:
+    n = len(obs)
+    return PolicyInput(
+        obs.astype(np.float32),
+        np.zeros((n, 2), np.float32),
+        np.zeros(n, np.float32),
+        np.ones(n, bool),
+        np.ones(n, bool),
+        trials,
+    )
+
+
+def test_meta_policy_uses_each_trials_parameter_set() -> None:
+    agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(hidden_sizes=(8,)))
+    gen = torch.Generator().manual_seed(0)
+    sets = {
+        k: v.detach() + 0.5 * torch.randn(3, *v.shape, generator=gen)
+        for k, v in agent.params().items()
+    }
+    policy = MetaPolicy(agent.network, sets, agent.scaling, (2,), assignment=np.array([2, 0, 1]))
+    obs = np.random.default_rng(0).normal(size=(4, 2))
+    trials = np.array([0, 1, 2, 0])
+    out = policy.act(policy_input(obs, trials), None, [np.random.default_rng(i) for i in range(4)])
+    for row, trial in enumerate(trials):
+        p = {k: v[[2, 0, 1][trial]] for k, v in sets.items()}
+        mean, log_std = functional_call(
+            agent.network, p, (torch.as_tensor(obs[row], dtype=torch.float32),)
+        )
+        noise = np.random.default_rng(row).standard_normal(2)
+        expected = 0.1 * (mean.detach().numpy() + np.exp(log_std.detach().numpy()) * noise)
+        np.testing.assert_allclose(out.actions[row], expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="parameter sets for 3 trials, got trial 3"):
+        policy.act(
+            policy_input(obs, np.array([0, 1, 2, 3])),
+            None,
+            [np.random.default_rng(i) for i in range(4)],
+        )
+
+
+def test_meta_policy_log_prob_is_of_the_stored_action() -> None:
+    agent = ProMPAgent(*point_spaces())
+    policy = agent.policy()
+    obs = np.zeros((2, 2))
+    out = policy.act(
+        policy_input(obs, np.arange(2)), None, [np.random.default_rng(i) for i in range(2)]
+    )
+    unit = torch.as_tensor(out.actions / 0.1)
+    expected = agent.shared_log_prob(
+        agent.params(),
+        TaskData(torch.zeros(2, 2), unit.float(), torch.zeros(2), torch.ones(2), np.zeros(1)),
+    )
+    np.testing.assert_allclose(out.infos["log_prob"], expected.detach().numpy(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- training loop
+
+
+@pytest.mark.parametrize("cls", [MAMLTRPOAgent, ProMPAgent])
+def test_train_step_collects_pre_and_post_and_updates(cls: type[GradientMetaAgent]) -> None:
+    cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
+    agent = cls(
+        *point_spaces(),
+        cfg_cls(meta_batch_size=3, episodes_per_task=4, hidden_sizes=(16,), num_inner_steps=2),
+    )
+    calls: list[tuple[int, int]] = []
+    with LocalSampler(POINT, num_envs=3, seed=0) as sampler:
+
+        def collect(policy: Any, tasks: Any, k: int) -> EpisodeBatch:
+            calls.append((len(tasks), k))
+            return sampler.collect(policy, tasks, k)
+
+        before = agent.flat_params()
+        step = agent.train_step(collect, goals(3))
+    assert calls == [(3, 4)] * 3  # before each of the 2 inner steps, and after them
+    assert step.env_steps == 3 * 3 * 4 * 20
+    assert {
+        "return_mean",
+        "return_step0",
+        "return_step1",
+        "return_step2",
+        "adaptation_gain",
+        "action_std",
+    } <= set(step.metrics)
+    assert step.metrics["return_mean"] == step.metrics["return_step2"]
+    assert not torch.equal(before, agent.flat_params())
+    with pytest.raises(NotImplementedError, match="train_step"):
+        agent.update(EpisodeBatch((), (), 1))
+
+
+def test_adapt_takes_an_inner_step_after_each_batch() -> None:
+    """Meta-test: K = 5 with 2 episodes per step gives stages of 2, 2 and 1 episodes,
+    with theta, theta' and theta'' (a second step beyond the trained one)."""
+    agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(adapt_episodes=2, hidden_sizes=(16,)))
+    seen: list[tuple[int, int]] = []
+    with LocalSampler(POINT, num_envs=2, seed=0) as sampler:
+
+        def collect(policy: MetaPolicy, tasks: Any, k: int) -> EpisodeBatch:
+            seen.append((policy.num_sets, k))
+            return sampler.collect(policy, tasks, k)
+
+        batch = agent.adapt(collect, goals(2), 5)
+    assert seen == [(1, 2), (2, 2), (2, 1)]
+    assert batch.episodes_per_task == 5 and batch.returns().shape == (2, 5)
+    assert [ep.index_in_trial for ep in batch.trials()[1]] == [0, 1, 2, 3, 4]
+
+
+def test_ablated_inner_step_keeps_theta() -> None:
+    agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(ablate_inner_lr=True, hidden_sizes=(8,)))
+    pre = tiny_data(0)
+    pre = pre._replace(
+        obs=pre.obs.float(),
+        actions=pre.actions.float(),
+        advantages=pre.advantages.float(),
+        mask=pre.mask.float(),
+    )
+    params = agent.params()
+    adapted = agent.inner_step(params, pre, torch.zeros(3, 7), batched=False)
+    for k, v in params.items():
+        for i in range(3):
+            torch.testing.assert_close(adapted[k][i], v.detach())
+
+
+@pytest.mark.parametrize("cls", [MAMLTRPOAgent, ProMPAgent])
+def test_state_dict_round_trip_continues_identically(cls: type[GradientMetaAgent]) -> None:
+    cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
+    cfg = cfg_cls(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,))
+    a = cls(*point_spaces(), cfg)
+    with LocalSampler(POINT, num_envs=2, seed=0) as s1:
+        a.train_step(s1.collect, goals(2))
+        state = a.state_dict()
+        b = cls(*point_spaces(), dataclasses.replace(cfg, seed=7))
+        b.load_state_dict(state)
+        calls = s1.calls
+        ma = a.train_step(s1.collect, goals(2, seed=1)).metrics
+    with LocalSampler(POINT, num_envs=2, seed=0) as s2:
+        s2.calls = calls
+        mb = b.train_step(s2.collect, goals(2, seed=1)).metrics
+    assert ma == mb
+    torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
