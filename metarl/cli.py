@@ -93,16 +93,22 @@ def _split_config_arg(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def _print_outcome(run_dir: Path) -> None:
+    from metarl.evaluation import AdaptationResult
     from metarl.runner import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 
     results = json.loads((run_dir / RESULTS_FILE).read_text())
     k = results["episodes"]
-    print(f"\nreturn of episode k on {results['test_tasks']} held-out tasks (mean ± std):")
-    for m in results["methods"].values():
+    methods = {n: AdaptationResult.from_dict(m) for n, m in results["methods"].items()}
+    size = methods[results["agent"]].stage_size
+    what = "episode k" if size == 1 else f"episodes k..k+{size - 1} (one adaptation stage)"
+    print(f"\nreturn of {what} on {results['test_tasks']} held-out tasks (mean ± std):")
+    for name, result in methods.items():
+        per_stage = result.stage_returns(size)
         cells = "  ".join(
-            f"{mu:8.2f} ± {sd:6.2f}" for mu, sd in zip(m["mean"], m["std"], strict=True)
+            f"{mu:8.2f} ± {sd:6.2f}"
+            for mu, sd in zip(per_stage.mean(0), per_stage.std(0), strict=True)
         )
-        print(f"  {m['label']:12} {cells}")
+        print(f"  {results['methods'][name]['label']:12} {cells}")
     if results["oracle_gap_closed"] is not None:
         print(f"oracle gap closed after {k} episodes: {results['oracle_gap_closed']:.2f}")
     print(f"run folder: {run_dir}")

@@ -180,11 +180,12 @@ class AgentEntry:
 
     Either may be given as ``"module:Name"`` (imported when first used) or as the
     object. The agent class is called as ``agent(observation_space, action_space,
-    config)``.
+    config)``. ``label`` is its name in reports (default: the registry key).
     """
 
     config: str | type
     agent: str | Callable[..., Any]
+    label: str | None = None
 
     def config_class(self) -> type:
         """The agent's config dataclass."""
@@ -199,17 +200,23 @@ class AgentEntry:
 
 
 AGENTS: dict[str, AgentEntry] = {
-    "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent"),
+    "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent", "RL2"),
     "maml_trpo": AgentEntry(
-        "metarl.agents.maml_trpo:MAMLTRPOConfig", "metarl.agents.maml_trpo:MAMLTRPOAgent"
+        "metarl.agents.maml_trpo:MAMLTRPOConfig",
+        "metarl.agents.maml_trpo:MAMLTRPOAgent",
+        "MAML-TRPO",
     ),
-    "promp": AgentEntry("metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent"),
+    "promp": AgentEntry(
+        "metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent", "ProMP"
+    ),
 }
 
 
-def register_agent(name: str, config: str | type, agent: str | Callable[..., Any]) -> None:
+def register_agent(
+    name: str, config: str | type, agent: str | Callable[..., Any], label: str | None = None
+) -> None:
     """Make ``agent.name: <name>`` usable in configs (replaces an entry of that name)."""
-    AGENTS[name] = AgentEntry(config, agent)
+    AGENTS[name] = AgentEntry(config, agent, label)
     _agent_models.pop(name, None)
     _model_cache.pop(name, None)
 
@@ -446,6 +453,10 @@ class EvaluationConfig(BaseModel):
     information), ``oracle`` (the task in its observation)."""
     baseline_training: BaselineTraining = Field(default_factory=lambda: BaselineTraining())
     """How the multi-task and oracle baselines are trained (Stable-Baselines3)."""
+    baseline_dir: str | None = Field(default=None, min_length=1)
+    """Folder where trained baselines are saved and looked up (default: the run
+    folder's ``baselines/``). Share one between runs that compare agents on the same
+    env, tasks, seed and budget: a baseline is reused only if all of these match."""
 
     @field_validator("baselines")
     @classmethod

@@ -26,11 +26,17 @@ __all__ = ["AdaptationResult", "evaluate_adaptation", "plot_adaptation"]
 
 @dataclass(frozen=True)
 class AdaptationResult:
-    """Returns of ``K`` consecutive episodes on each task: ``returns[task, k]``."""
+    """Returns of ``K`` consecutive episodes on each task: ``returns[task, k]``.
+
+    ``stage_size`` is the number of consecutive episodes that share one adaptation
+    state (``Agent.adaptation_batch``: MAML's episodes between inner steps; 1 for
+    agents that adapt after every episode); ``stage_returns`` averages over them.
+    """
 
     tasks: tuple[Task, ...]
     returns: np.ndarray
     env_steps: int = 0
+    stage_size: int = 1
 
     def __post_init__(self) -> None:
         if self.returns.shape[0] != len(self.tasks) or self.returns.ndim != 2:
@@ -38,6 +44,24 @@ class AdaptationResult:
                 f"AdaptationResult.returns must have shape ({len(self.tasks)}, K), "
                 f"got {self.returns.shape}"
             )
+        if (
+            isinstance(self.stage_size, bool)
+            or not isinstance(self.stage_size, int)
+            or not (1 <= self.stage_size)
+        ):
+            raise ValueError(
+                f"AdaptationResult.stage_size must be a positive integer, got {self.stage_size!r}"
+            )
+
+    def stages(self, size: int | None = None) -> list[range]:
+        """The episode indices of each stage of ``size`` (default ``stage_size``)
+        episodes; the last stage may be shorter."""
+        size = size or self.stage_size
+        return [range(a, min(a + size, self.episodes)) for a in range(0, self.episodes, size)]
+
+    def stage_returns(self, size: int | None = None) -> np.ndarray:
+        """Mean return over each stage's episodes, per task: ``(tasks, stages)``."""
+        return np.stack([self.returns[:, list(r)].mean(axis=1) for r in self.stages(size)], axis=1)
 
     @property
     def episodes(self) -> int:
@@ -62,6 +86,7 @@ class AdaptationResult:
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "env_steps": self.env_steps,
+            "stage_size": self.stage_size,
         }
 
     @classmethod
@@ -71,6 +96,7 @@ class AdaptationResult:
             tuple(Task.from_dict(t) for t in data["tasks"]),
             np.asarray(data["returns"], dtype=np.float64),
             int(data.get("env_steps", 0)),
+            int(data.get("stage_size", 1)),
         )
 
 
@@ -120,7 +146,8 @@ def evaluate_adaptation(
     finally:
         if own:
             sampler.close()
-    return AdaptationResult(tuple(batch.tasks), batch.returns(), batch.num_steps)
+    stage = min(int(getattr(agent, "adaptation_batch", 1)), K)
+    return AdaptationResult(tuple(batch.tasks), batch.returns(), batch.num_steps, stage)
 
 
 def plot_adaptation(

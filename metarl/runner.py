@@ -363,10 +363,22 @@ def _baseline(
     if name == "random":
         return baselines.RandomAgent.for_env(config.env.id, config.env.kwargs), None, None
     bt = config.evaluation.baseline_training
-    path = run_dir / BASELINE_DIR / f"{name}.pt"
+    if config.evaluation.baseline_dir is None:
+        path = run_dir / BASELINE_DIR / f"{name}.pt"
+    else:  # a folder shared between runs: name the file by env and seed too
+        env_slug = config.env.id.replace("/", "_")
+        path = Path(config.evaluation.baseline_dir) / f"{env_slug}_seed{config.run.seed}_{name}.pt"
     # Reuse a saved baseline only if it was trained as asked now (a resumed run that
-    # trained longer gives its baselines a larger budget).
-    setup = {"steps": steps, "training": bt.model_dump(mode="json", exclude={"deterministic"})}
+    # trained longer gives its baselines a larger budget; a shared folder may hold
+    # baselines of other tasks or seeds).
+    setup = {
+        "steps": steps,
+        "training": bt.model_dump(mode="json", exclude={"deterministic"}),
+        "env": config.env.id,
+        "env_kwargs": dict(config.env.kwargs),
+        "train_tasks": [t.to_dict() for t in train_tasks],
+        "seed": config.run.seed,
+    }
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=False)
         if saved.get("setup") == setup:
@@ -419,7 +431,7 @@ def _final_evaluation(
     start = time.perf_counter()
     methods = {
         config.agent.name: _Method(
-            config.agent.name.upper() if len(config.agent.name) <= 4 else config.agent.name,
+            AGENTS[config.agent.name].label or config.agent.name,
             _evaluate(config, agent, sets.test),
             env_steps,
             wall_time,
@@ -465,9 +477,11 @@ def _final_evaluation(
 
 
 def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> float | None:
-    """BENCHMARKS.md P3: (agent's episode K - multi-task) / (oracle - multi-task).
+    """BENCHMARKS.md P3: (agent after adapting - multi-task) / (oracle - multi-task).
 
-    The baselines do not adapt, so each is its mean over all K episodes. ``None``
+    "After adapting" is the agent's last stage: its episode K, or the mean of its last
+    ``stage_size`` episodes (MAML: the episodes after the last inner step). The
+    baselines do not adapt, so each is its mean over all K episodes. ``None``
     without both baselines or when oracle and multi-task tie.
     """
     if "multitask" not in methods or "oracle" not in methods:
@@ -476,7 +490,8 @@ def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> fl
     oracle = float(methods["oracle"].result.returns.mean())
     if math.isclose(oracle, multitask):
         return None
-    return (float(agent.mean[-1]) - multitask) / (oracle - multitask)
+    final = float(agent.stage_returns()[:, -1].mean())
+    return (final - multitask) / (oracle - multitask)
 
 
 def _fmt_steps(n: int | None) -> str:
@@ -500,6 +515,9 @@ def _report(
     agent_name = config.agent.name
     main = methods[agent_name]
     K = config.evaluation.episodes
+    stages = main.result.stages()
+    labels = [f"k={r.start + 1}" if len(r) == 1 else f"k={r.start + 1}-{r.stop}" for r in stages]
+    final = labels[-1].replace("k=", "episode " if len(stages[-1]) == 1 else "episodes ")
     s = config.sampler
     sampler = (
         f"Ray, {s.num_workers} workers x {s.num_envs} envs"
@@ -543,16 +561,22 @@ def _report(
         "",
         "Every method meets the same start states on each (task, k), so the differences "
         "between methods are paired; a trend over k that all of them share, random included, "
-        "comes from those start states, not from adaptation.",
+        "comes from those start states, not from adaptation."
+        + (
+            f" A column `k=a-b` is the mean return of episodes a..b, the {main.result.stage_size} "
+            f"episodes that {main.label} runs between two adaptation steps."
+            if main.result.stage_size > 1
+            else ""
+        ),
         "",
-        "| method | "
-        + " | ".join(f"k={k}" for k in range(1, K + 1))
-        + " | env steps | wall time |",
-        "| --- | " + " | ".join("---:" for _ in range(K)) + " | ---: | ---: |",
+        "| method | " + " | ".join(labels) + " | env steps | wall time |",
+        "| --- | " + " | ".join("---:" for _ in labels) + " | ---: | ---: |",
     ]
     for m in methods.values():
+        per_stage = m.result.stage_returns(main.result.stage_size)
         cells = " | ".join(
-            f"{mu:.2f} ± {sd:.2f}" for mu, sd in zip(m.result.mean, m.result.std, strict=True)
+            f"{mu:.2f} ± {sd:.2f}"
+            for mu, sd in zip(per_stage.mean(0), per_stage.std(0), strict=True)
         )
         lines.append(
             f"| {m.label} | {cells} | {_fmt_steps(m.train_env_steps)} | "
@@ -566,7 +590,7 @@ def _report(
         )
     else:
         lines.append(
-            f"**{gap:.2f}** = ({main.label} episode {K} - multi-task) / (oracle - multi-task), "
+            f"**{gap:.2f}** = ({main.label} {final} - multi-task) / (oracle - multi-task), "
             "BENCHMARKS.md P3; the baselines do not adapt, so each counts as its mean over "
             f"the {K} episodes. 1 means the agent matches the oracle after {K} episodes; 0 "
             "means it does no better than the multi-task policy."

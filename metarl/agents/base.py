@@ -51,6 +51,10 @@ class Agent(ABC):
 
     episodes_per_trial: int = 1
     tasks_per_iteration: int = 1
+    # Meta-test episodes that share one adaptation state, in order: MAML's episodes
+    # between two inner steps; 1 for agents that adapt from episode to episode (RL2,
+    # PEARL) or not at all. Reports average the meta-test returns over these groups.
+    adaptation_batch: int = 1
 
     @abstractmethod
     def policy(self) -> Policy:

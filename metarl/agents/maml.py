@@ -455,6 +455,11 @@ class GradientMetaAgent(Agent):
         )
         self.iterations = 0
 
+    @property
+    def adaptation_batch(self) -> int:  # type: ignore[override]
+        """Meta-test episodes per inner step (``adapt_episodes`` or ``episodes_per_task``)."""
+        return self.config.adapt_episodes or self.config.episodes_per_task
+
     # -- parameters -------------------------------------------------------------------
 
     def params(self) -> Params:
@@ -671,7 +676,7 @@ class GradientMetaAgent(Agent):
         ``adapt_episodes = B``, episodes ``1..B`` use theta, ``B+1..2B`` the parameters
         after one inner step, and so on (more steps than in training if asked).
         """
-        per_step = self.config.adapt_episodes or self.config.episodes_per_task
+        per_step = self.adaptation_batch
         stages = [per_step] * (episodes // per_step)
         if episodes % per_step:
             stages.append(episodes % per_step)

@@ -420,3 +420,30 @@ def test_state_dict_round_trip_continues_identically(cls: type[GradientMetaAgent
         mb = b.train_step(s2.collect, goals(2, seed=1)).metrics
     assert ma == mb
     torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def meta_train_point_robot(
+    cls: type[GradientMetaAgent], seed: int, iterations: int, **overrides: Any
+) -> tuple[float, float]:
+    """Meta-train on 40 point-robot goals (20 per iteration), then meta-test on 20
+    held-out goals: 20 episodes with theta, an inner step, 20 episodes with theta'.
+    Returns the mean return per episode before and after the inner step."""
+    import gymnasium as gym
+
+    from metarl.envs import task_distribution
+    from metarl.evaluation import evaluate_adaptation
+
+    env = gym.make(POINT)
+    sets = task_distribution(env).task_sets(0, 40, 20)
+    env.close()
+    cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
+    agent = cls(*point_spaces(), cfg_cls(seed=seed, meta_batch_size=20, **overrides))
+    rng = np.random.default_rng(seed)
+    with LocalSampler(POINT, num_envs=20, seed=seed) as sampler:
+        for _ in range(iterations):
+            agent.train_step(sampler.collect, [sets.train[i] for i in rng.integers(40, size=20)])
+        result = evaluate_adaptation(agent, sampler, sets.test, 40)
+    return float(result.returns[:, :20].mean()), float(result.returns[:, 20:].mean())
