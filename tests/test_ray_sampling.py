@@ -254,6 +254,58 @@ def test_half_cheetah_same_batches_as_local() -> None:
     _check_reward_sum_state(got[2])
 
 
+class TrialEchoPolicy:
+    """Zero actions; records the trial the sampler reports for each row."""
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+
+    def initial_state(self, n: int) -> None:
+        return None
+
+    def act(
+        self, inputs: PolicyInput, state: Any, rngs: Sequence[np.random.Generator]
+    ) -> PolicyOutput:
+        n = len(inputs.trials)
+        actions = np.zeros((n, self.action_dim), dtype=np.float32)
+        return PolicyOutput(actions, None, {"trial": np.array(inputs.trials, copy=True)})
+
+
+def test_rows_know_their_trial_and_per_task_policies_match_local() -> None:
+    """``PolicyInput.trials`` is the trial's index in the whole collect call on every
+    worker, so a policy with one parameter set per task (MAML's adapted policies) acts
+    with each task's own parameters, bit-equal to LocalSampler."""
+    from metarl.agents.maml import MetaPolicy
+    from metarl.agents.maml_trpo import MAMLTRPOAgent, MAMLTRPOConfig
+
+    env: Any = gym.make(POINT)
+    agent = MAMLTRPOAgent(
+        env.observation_space, env.action_space, MAMLTRPOConfig(hidden_sizes=(8,))
+    )
+    env.close()
+    tasks = sample_tasks(POINT, 5)  # shares: trials 0..3 and 4
+    gen = torch.Generator().manual_seed(0)
+    per_task = {
+        k: v.detach() + torch.randn(len(tasks), *v.shape, generator=gen)
+        for k, v in agent.params().items()
+    }
+    meta = MetaPolicy(agent.network, per_task, agent.scaling, (2,), np.arange(len(tasks)))
+    echo = TrialEchoPolicy(2)
+    with LocalSampler(POINT, num_envs=2, seed=3) as local:
+        expected = [local.collect(p, tasks, 2) for p in (echo, meta)]
+    with RaySampler(POINT, num_workers=2, envs_per_worker=2, seed=3) as sampler:
+        got = [sampler.collect(p, tasks, 2) for p in (echo, meta)]
+    _assert_same_batches(got, expected)
+    for ep in got[0]:
+        np.testing.assert_array_equal(ep.agent_infos["trial"], ep.trial)
+    # Each task's parameters: a policy with the sets permuted acts differently.
+    permuted = MetaPolicy(agent.network, per_task, agent.scaling, (2,), np.arange(5)[::-1].copy())
+    with LocalSampler(POINT, num_envs=2, seed=3) as local:
+        local.calls = 1
+        other = local.collect(permuted, tasks, 2)
+    assert other.trials()[0] != expected[1].trials()[0]
+
+
 # -- fault tolerance -------------------------------------------------------------------
 
 
