@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -82,6 +83,7 @@ __all__ = [
     "Params",
     "TaskData",
     "gaussian_kl",
+    "masked_ratio",
     "mean_over_tasks",
     "process_episodes",
 ]
@@ -111,7 +113,8 @@ class GradientMetaConfig:
     (ProMP's ``rollouts_per_meta_task``, MAML's 20 trajectories per gradient step)."""
 
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layers of the policy's mean network. ProMP: (64, 64); MAML: (100, 100)."""
+    """Hidden layers of the policy's mean network (``[]``: a linear policy). ProMP:
+    (64, 64); MAML: (100, 100)."""
 
     activation: str = "tanh"
     """Hidden activation, ``tanh`` or ``relu``. ProMP: tanh; MAML: ReLU."""
@@ -189,7 +192,7 @@ class GradientMetaConfig:
 
 
 def _check_positive_int(cls: str, key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{cls}.{key} must be a positive integer, got {value!r}")
 
 
@@ -207,7 +210,12 @@ def _check_real(cls: str, key: str, value: Any, positive: bool = False) -> float
 
 class GaussianMLP(nn.Module):
     """Observation -> mean of a diagonal Gaussian over unit-box actions, plus a learned
-    state-independent log-std (``log_std``), as ProMP's ``MetaGaussianMLPPolicy``."""
+    state-independent log-std (``log_std``), as ProMP's ``MetaGaussianMLPPolicy``.
+
+    Initialization is the package's (``metarl.agents.networks``: orthogonal, gain
+    sqrt(2) on hidden layers, 0.01 on the mean layer, zero biases), not ProMP's
+    Xavier-uniform: the first actions are then zero-mean noise of ``init_std``.
+    """
 
     def __init__(
         self,
@@ -320,10 +328,11 @@ class MetaPolicy:
         if self.assignment is None:
             sets = np.zeros(n, dtype=np.int64)
         else:
-            if trials.max(initial=0) >= len(self.assignment):
+            if trials.min(initial=0) < 0 or trials.max(initial=0) >= len(self.assignment):
+                bad = int(trials.min()) if trials.min(initial=0) < 0 else int(trials.max())
                 raise ValueError(
-                    f"MetaPolicy has parameter sets for {len(self.assignment)} trials, "
-                    f"got trial {int(trials.max())}"
+                    f"MetaPolicy has parameter sets for trials 0..{len(self.assignment) - 1}, "
+                    f"got trial {bad}"
                 )
             sets = self.assignment[trials]
         obs = to_tensor(np.asarray(inputs.observations).reshape(n, -1))
@@ -373,6 +382,8 @@ def process_episodes(
     episode's advantages are GAE over its steps with the episode's end terminal.
     With ``normalize`` they are standardized over the task's steps.
     """
+    if len(batch) == 0:
+        raise ValueError("process_episodes needs a batch with at least one episode")
     trials = batch.trials()
     lengths = [sum(len(ep) for ep in trial) for trial in trials]
     t, n = len(trials), max(lengths)
@@ -410,6 +421,12 @@ def process_episodes(
     )
 
 
+def masked_ratio(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``exp(log_ratio)`` on data and 1 on padding (where an overflow would turn the
+    masked-out ``inf * 0`` into NaN)."""
+    return torch.exp(torch.where(mask > 0, log_ratio, torch.zeros_like(log_ratio)))
+
+
 def _masked_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the last axis where ``mask`` is 1 (per task for ``(T, N)``)."""
     return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
@@ -421,19 +438,32 @@ def _masked_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class GradientMetaAgent(Agent):
     """Collection, inner update and meta-test shared by MAML-TRPO and ProMP.
 
-    Subclasses implement ``outer_update(steps, post)``: ``steps[j]`` is the data
-    collected before inner step ``j`` (with ``TaskData`` and the sampling
-    parameters), ``post`` the post-update data.
+    Args:
+        observation_space: a ``Box`` (flattened into the network input).
+        action_space: a ``Box``, bounded on every axis or on none.
+        config: hyperparameters, an instance of the subclass's ``config_class``
+            (default: its defaults, with their sources in its docstring).
+
+    Subclasses set ``config_class`` and implement ``outer_update(steps, post)``:
+    ``steps[j]`` is the data collected before inner step ``j``, ``post`` the
+    post-update data.
     """
 
     config: GradientMetaConfig
+    config_class: type[GradientMetaConfig] = GradientMetaConfig
 
     def __init__(
         self,
         observation_space: spaces.Space[np.ndarray],
         action_space: spaces.Space[np.ndarray],
-        config: GradientMetaConfig,
+        config: GradientMetaConfig | None = None,
     ):
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(
                 f"observation space must be a gymnasium.spaces.Box, got {observation_space!r}"
@@ -508,7 +538,7 @@ class GradientMetaAgent(Agent):
         """One task's inner objective (a loss) at ``params`` (arrays ``(N, ...)``)."""
         log_prob = self.log_prob(params, obs, actions)
         if self.config.inner_objective == "lvc":
-            surrogate = torch.exp(log_prob - sampling_log_prob) * advantages
+            surrogate = masked_ratio(log_prob - sampling_log_prob, mask) * advantages
         else:
             surrogate = log_prob * advantages
         return -_masked_task_mean(surrogate, mask)

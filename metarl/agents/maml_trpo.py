@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -37,6 +36,7 @@ from metarl.agents.maml import (
     _check_positive_int,
     _check_real,
     gaussian_kl,
+    masked_ratio,
     mean_over_tasks,
 )
 from metarl.agents.trpo import backtracking_line_search, conjugate_gradient
@@ -82,20 +82,10 @@ class MAMLTRPOConfig(GradientMetaConfig):
 
 
 class MAMLTRPOAgent(GradientMetaAgent):
-    """MAML with a TRPO outer loop.
-
-    Args:
-        observation_space: a ``Box`` (flattened into the network input).
-        action_space: a ``Box``, bounded on every axis or on none.
-        config: hyperparameters (defaults and sources in ``MAMLTRPOConfig``).
-    """
+    """MAML with a TRPO outer loop (arguments: ``GradientMetaAgent``'s)."""
 
     config: MAMLTRPOConfig
-
-    def __init__(
-        self, observation_space: Any, action_space: Any, config: MAMLTRPOConfig | None = None
-    ):
-        super().__init__(observation_space, action_space, config or MAMLTRPOConfig())
+    config_class = MAMLTRPOConfig
 
     def _objectives(
         self,
@@ -109,7 +99,7 @@ class MAMLTRPOAgent(GradientMetaAgent):
         """The surrogate loss and the mean KL at ``params``, through the inner steps."""
         adapted, _ = self.adapted_params(params, steps, sampling)
         log_prob = self.batched_log_prob(adapted, post)
-        ratio = torch.exp(log_prob - old_log_prob)
+        ratio = masked_ratio(log_prob - old_log_prob, post.mask)
         loss = -mean_over_tasks(ratio * post.advantages, post.mask)
         mean, log_std = self.batched_distribution(adapted, post)
         kl = mean_over_tasks(gaussian_kl(old_dist[0], old_dist[1], mean, log_std), post.mask)
@@ -132,13 +122,11 @@ class MAMLTRPOAgent(GradientMetaAgent):
                 self.unflatten(flat), steps, sampling, post, old_log_prob, old_dist
             )
 
-        x = theta.clone().requires_grad_(True)
-        loss, _ = objectives(x)
-        (g,) = torch.autograd.grad(loss, x)
-
-        # The KL's gradient is built once with its graph; each product back-propagates it.
+        # One pass through the inner step gives the surrogate's gradient and the KL's,
+        # the latter with its graph: each Hessian-vector product back-propagates it.
         y = theta.clone().requires_grad_(True)
-        _, kl = objectives(y)
+        loss, kl = objectives(y)
+        (g,) = torch.autograd.grad(loss, y, retain_graph=True)
         (kl_grad,) = torch.autograd.grad(kl, y, create_graph=True)
 
         def hvp(v: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ Two changes to MAML-TRPO (``metarl.agents.maml_trpo``), everything else shared
 
       J(theta) = mean_tasks [ J_clip(theta'_i) ] - eta * mean_tasks KL(pi_theta_o || pi_theta)
 
-  with one coefficient ``eta_j`` per inner step, fixed or adapted towards
+  with one coefficient ``eta_j`` per inner step (the KL of step j's pre-update
+  policy on step j's episodes), the penalty being the mean over steps of
+  ``eta_j * KL_j`` as in ProMP's code, each ``eta_j`` fixed or adapted towards
   ``target_inner_kl`` (ProMP's ``adaptive_inner_kl_penalty``).
 """
 
@@ -24,21 +26,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from metarl.agents.maml import (
     GradientMetaAgent,
     GradientMetaConfig,
+    Params,
     TaskData,
     _check_positive_int,
     _check_real,
     gaussian_kl,
+    masked_ratio,
     mean_over_tasks,
 )
 
 __all__ = ["ProMPAgent", "ProMPConfig"]
+
+
+class _Reference(NamedTuple):
+    """What an update compares against: the pre-update data of each inner step, the
+    log-probabilities of its actions under its sampling policy, the post-update data
+    and the log-probabilities and distributions of the sampling policies there."""
+
+    steps: list[TaskData]
+    sampling: list[torch.Tensor]
+    post: TaskData
+    old_log_prob: torch.Tensor
+    old_dists: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class _Objective(NamedTuple):
+    loss: torch.Tensor
+    clip_objective: torch.Tensor
+    inner_kls: list[torch.Tensor]
+    outer_kl: torch.Tensor
+    clip_fraction: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -89,29 +113,51 @@ class ProMPConfig(GradientMetaConfig):
 
 
 class ProMPAgent(GradientMetaAgent):
-    """ProMP: LVC inner step, clipped outer objective with the inner KL penalty.
-
-    Args:
-        observation_space: a ``Box`` (flattened into the network input).
-        action_space: a ``Box``, bounded on every axis or on none.
-        config: hyperparameters (defaults and sources in ``ProMPConfig``).
-    """
+    """ProMP: LVC inner step, clipped outer objective with the inner KL penalty
+    (arguments: ``GradientMetaAgent``'s)."""
 
     config: ProMPConfig
+    config_class = ProMPConfig
 
     def __init__(
         self, observation_space: Any, action_space: Any, config: ProMPConfig | None = None
     ):
-        super().__init__(observation_space, action_space, config or ProMPConfig())
+        super().__init__(observation_space, action_space, config)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.learning_rate)
         self.kl_penalties = [self.config.inner_kl_penalty] * self.config.num_inner_steps
 
-    def outer_update(self, steps: Sequence[TaskData], post: TaskData) -> dict[str, float]:
-        """``num_steps`` Adam steps on the ProMP objective. Metrics: ``loss`` and
-        ``clip_objective`` (first step), ``clip_fraction``, ``outer_kl`` (approximate KL
-        of the post-update policies after the update), ``inner_kl`` (mean over inner
-        steps after the update) and ``kl_penalty`` (mean eta)."""
+    def objective(self, params: Params, ref: _Reference) -> _Objective:
+        """The ProMP loss at ``params`` (shared theta), through the inner steps.
+
+        ``loss = -mean_tasks J_clip(theta') + mean_j eta_j * KL_j`` with ``KL_j`` the
+        mean over tasks of KL(step j's sampling policy || step j's policy at
+        ``params``) on step j's episodes.
+        """
         cfg = self.config
+        adapted, before = self.adapted_params(params, ref.steps, ref.sampling)
+        log_ratio = (self.batched_log_prob(adapted, ref.post) - ref.old_log_prob) * ref.post.mask
+        ratio = masked_ratio(log_ratio, ref.post.mask)
+        adv = ref.post.advantages
+        clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
+        clip_objective = mean_over_tasks(torch.minimum(ratio * adv, clipped * adv), ref.post.mask)
+        inner_kls = []
+        for j, (p, d, old) in enumerate(zip(before, ref.steps, ref.old_dists, strict=True)):
+            mean, log_std = self.step_distribution(p, d, j > 0)
+            inner_kls.append(mean_over_tasks(gaussian_kl(old[0], old[1], mean, log_std), d.mask))
+        # The mean over inner steps of eta_j * KL_j (ProMP's reduce_mean).
+        penalty = sum(eta * kl for eta, kl in zip(self.kl_penalties, inner_kls, strict=True)) / len(
+            inner_kls
+        )
+        loss = -clip_objective + penalty
+        with torch.no_grad():
+            outer_kl = mean_over_tasks((ratio - 1) - log_ratio, ref.post.mask)
+            clip_fraction = mean_over_tasks(
+                ((ratio - 1).abs() > cfg.clip_range).to(ratio.dtype), ref.post.mask
+            )
+        return _Objective(loss, clip_objective, inner_kls, outer_kl, clip_fraction)
+
+    def reference(self, steps: Sequence[TaskData], post: TaskData) -> _Reference:
+        """The sampling policies' quantities the objective compares against (detached)."""
         sampling = self.sampling_log_probs(steps)
         with torch.no_grad():
             # Copies: views of the live parameters would be changed by the optimizer.
@@ -122,46 +168,29 @@ class ProMPAgent(GradientMetaAgent):
                 self.step_distribution(p, d, j > 0)
                 for j, (p, d) in enumerate(zip(before_old, steps, strict=True))
             ]
+        return _Reference(list(steps), sampling, post, old_log_prob, old_dists)
+
+    def outer_update(self, steps: Sequence[TaskData], post: TaskData) -> dict[str, float]:
+        """``num_steps`` Adam steps on the ProMP objective. Metrics: ``loss`` and
+        ``clip_objective`` (first step), ``clip_fraction``, ``outer_kl`` (approximate KL
+        of the post-update policies after the update), ``inner_kl`` (mean over inner
+        steps after the update) and ``kl_penalty`` (mean eta)."""
+        cfg = self.config
+        ref = self.reference(steps, post)
         first: dict[str, float] = {}
         for _ in range(cfg.num_steps):
-            adapted, before = self.adapted_params(self.params(), steps, sampling)
-            log_ratio = self.batched_log_prob(adapted, post) - old_log_prob
-            ratio = torch.exp(log_ratio)
-            clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
-            clip_objective = mean_over_tasks(
-                torch.minimum(ratio * post.advantages, clipped * post.advantages), post.mask
-            )
-            inner_kls = []
-            for j, (p, d, old) in enumerate(zip(before, steps, old_dists, strict=True)):
-                mean, log_std = self.step_distribution(p, d, j > 0)
-                inner_kls.append(
-                    mean_over_tasks(gaussian_kl(old[0], old[1], mean, log_std), d.mask)
-                )
-            penalty = sum(eta * kl for eta, kl in zip(self.kl_penalties, inner_kls, strict=True))
-            loss = -clip_objective + penalty
+            obj = self.objective(self.params(), ref)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            obj.loss.backward()
             self.optimizer.step()
             if not first:
                 first = {
-                    "loss": float(loss.detach()),
-                    "clip_objective": float(clip_objective.detach()),
+                    "loss": float(obj.loss.detach()),
+                    "clip_objective": float(obj.clip_objective.detach()),
                 }
-
         with torch.no_grad():
-            adapted, before = self.adapted_params(self.params(), steps, sampling)
-            log_ratio = self.batched_log_prob(adapted, post) - old_log_prob
-            ratio = torch.exp(log_ratio)
-            outer_kl = mean_over_tasks((ratio - 1) - log_ratio, post.mask)
-            clip_fraction = mean_over_tasks(
-                ((ratio - 1).abs() > cfg.clip_range).to(ratio.dtype), post.mask
-            )
-            final_kls = []
-            for j, (p, d, old) in enumerate(zip(before, steps, old_dists, strict=True)):
-                mean, log_std = self.step_distribution(p, d, j > 0)
-                final_kls.append(
-                    float(mean_over_tasks(gaussian_kl(old[0], old[1], mean, log_std), d.mask))
-                )
+            final = self.objective(self.params(), ref)
+        final_kls = [float(kl) for kl in final.inner_kls]
         if cfg.adaptive_inner_kl_penalty:
             for j, kl in enumerate(final_kls):
                 if kl < cfg.target_inner_kl / 1.5:
@@ -170,8 +199,8 @@ class ProMPAgent(GradientMetaAgent):
                     self.kl_penalties[j] *= 2
         return {
             **first,
-            "clip_fraction": float(clip_fraction),
-            "outer_kl": float(outer_kl),
+            "clip_fraction": float(final.clip_fraction),
+            "outer_kl": float(final.outer_kl),
             "inner_kl": sum(final_kls) / len(final_kls),
             "kl_penalty": sum(self.kl_penalties) / len(self.kl_penalties),
         }
@@ -182,5 +211,11 @@ class ProMPAgent(GradientMetaAgent):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore ``extra_state``."""
+        penalties = [float(x) for x in state["kl_penalties"]]
+        if len(penalties) != self.config.num_inner_steps:
+            raise ValueError(
+                f"checkpoint has {len(penalties)} kl_penalties; this agent's "
+                f"num_inner_steps is {self.config.num_inner_steps}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
-        self.kl_penalties = [float(x) for x in state["kl_penalties"]]
+        self.kl_penalties = penalties

@@ -152,6 +152,57 @@ def test_process_episodes_normalizes_per_task_and_pads() -> None:
     )
 
 
+def _episode(task: GoalTask, trial: int, k: int, steps: int, seed: int) -> Any:
+    from metarl.episodes import Episode
+
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(steps, 2)).astype(np.float32)
+    return Episode(
+        task,
+        obs,
+        obs,
+        rng.uniform(-0.1, 0.1, (steps, 2)).astype(np.float32),
+        rng.normal(size=steps),
+        np.zeros(steps, bool),
+        np.arange(steps) == steps - 1,
+        trial=trial,
+        index_in_trial=k,
+    )
+
+
+def test_process_episodes_advantages_are_returns_minus_the_tasks_own_baseline() -> None:
+    """Episodes of 3 and 6 steps: per episode, discounted returns minus the linear
+    baseline fitted on that task's episodes only (gae_lambda 1, no normalization)."""
+    tasks = goals(2)
+    lengths = [[3, 6], [6, 4]]
+    episodes = [
+        _episode(t, i, k, lengths[i][k], 10 * i + k) for i, t in enumerate(tasks) for k in range(2)
+    ]
+    batch = EpisodeBatch(tuple(episodes), tuple(tasks), 2)
+    scaling = MAMLTRPOAgent(*point_spaces()).scaling
+    data = process_episodes(batch, scaling, 0.9, 1.0, normalize=False)
+    assert data.obs.shape == (2, 10, 2)
+    np.testing.assert_array_equal(data.mask.sum(1).numpy(), [9, 10])
+    for i in range(2):
+        trial = episodes[2 * i : 2 * i + 2]
+        baseline = LinearFeatureBaseline()
+        baseline.fit(
+            [ep.observations for ep in trial], [discounted_returns(ep.rewards, 0.9) for ep in trial]
+        )
+        expected = np.concatenate(
+            [
+                discounted_returns(ep.rewards, 0.9) - baseline.predict(ep.observations)
+                for ep in trial
+            ]
+        )
+        np.testing.assert_allclose(
+            data.advantages[i, : len(expected)].numpy(), expected, rtol=1e-5, atol=1e-5
+        )
+        assert float(data.advantages[i, len(expected) :].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="at least one episode"):
+        process_episodes(EpisodeBatch((), (), 1), scaling, 0.9, 1.0, normalize=False)
+
+
 # ----------------------------------------------------------------------------- meta-gradient
 
 
@@ -233,6 +284,15 @@ def test_second_order_meta_gradient_matches_finite_differences(
     x = theta.clone().requires_grad_(True)
     (first_grad,) = torch.autograd.grad(outer_objective(first, x, pre, post, sampling), x)
     assert float((first_grad - numeric).abs().max()) > 1e3 * second_order_error
+    # First-order MAML: the outer gradient at each task's adapted parameters, summed
+    # over tasks (d theta' / d theta taken as the identity).
+    with torch.no_grad():
+        adapted, _ = first.adapted_params(first.unflatten(theta), [pre], [sampling])
+    leaves = {k: v.clone().requires_grad_(True) for k, v in adapted.items()}
+    loss = -mean_over_tasks(first.batched_log_prob(leaves, post) * post.advantages, post.mask)
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    fomaml = torch.cat([g.sum(0).reshape(-1) for g in grads])
+    torch.testing.assert_close(first_grad, fomaml)
 
 
 def test_trpo_kl_hessian_vector_product_matches_finite_differences() -> None:
@@ -312,12 +372,13 @@ def test_meta_policy_uses_each_trials_parameter_set() -> None:
         noise = np.random.default_rng(row).standard_normal(2)
         expected = 0.1 * (mean.detach().numpy() + np.exp(log_std.detach().numpy()) * noise)
         np.testing.assert_allclose(out.actions[row], expected, rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="parameter sets for 3 trials, got trial 3"):
-        policy.act(
-            policy_input(obs, np.array([0, 1, 2, 3])),
-            None,
-            [np.random.default_rng(i) for i in range(4)],
-        )
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=rf"sets for trials 0..2, got trial {bad}"):
+            policy.act(
+                policy_input(obs, np.array([0, 1, 2, bad])),
+                None,
+                [np.random.default_rng(i) for i in range(4)],
+            )
 
 
 def test_meta_policy_log_prob_is_of_the_stored_action() -> None:
@@ -374,17 +435,29 @@ def test_adapt_takes_an_inner_step_after_each_batch() -> None:
     """Meta-test: K = 5 with 2 episodes per step gives stages of 2, 2 and 1 episodes,
     with theta, theta' and theta'' (a second step beyond the trained one)."""
     agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(adapt_episodes=2, hidden_sizes=(16,)))
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[MetaPolicy, int]] = []
+    stage_batches: list[EpisodeBatch] = []
     with LocalSampler(POINT, num_envs=2, seed=0) as sampler:
 
         def collect(policy: MetaPolicy, tasks: Any, k: int) -> EpisodeBatch:
-            seen.append((policy.num_sets, k))
-            return sampler.collect(policy, tasks, k)
+            seen.append((policy, k))
+            stage_batches.append(sampler.collect(policy, tasks, k))
+            return stage_batches[-1]
 
         batch = agent.adapt(collect, goals(2), 5)
-    assert seen == [(1, 2), (2, 2), (2, 1)]
+    assert [(p.num_sets, k) for p, k in seen] == [(1, 2), (2, 2), (2, 1)]
     assert batch.episodes_per_task == 5 and batch.returns().shape == (2, 5)
     assert [ep.index_in_trial for ep in batch.trials()[1]] == [0, 1, 2, 3, 4]
+    # Stage j + 1 runs the inner step from stage j's parameters on stage j's episodes.
+    assert EpisodeBatch.chain(stage_batches) == batch
+    for j, stage in enumerate(stage_batches[:2]):
+        params = {k: v if j else v[0] for k, v in seen[j][0].params.items()}
+        data = agent.process(stage)
+        with torch.no_grad():
+            logp = agent.step_log_prob(params, data, batched=j > 0)
+            expected = agent.inner_step(params, data, logp, batched=j > 0)
+        for name, value in expected.items():
+            torch.testing.assert_close(seen[j + 1][0].params[name], value)
 
 
 def test_ablated_inner_step_keeps_theta() -> None:
@@ -405,8 +478,16 @@ def test_ablated_inner_step_keeps_theta() -> None:
 
 @pytest.mark.parametrize("cls", [MAMLTRPOAgent, ProMPAgent])
 def test_state_dict_round_trip_continues_identically(cls: type[GradientMetaAgent]) -> None:
-    cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
-    cfg = cfg_cls(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,))
+    cfg: MAMLTRPOConfig | ProMPConfig = (
+        MAMLTRPOConfig(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,))
+        if cls is MAMLTRPOAgent
+        else ProMPConfig(
+            meta_batch_size=2,
+            episodes_per_task=2,
+            hidden_sizes=(8,),
+            adaptive_inner_kl_penalty=True,
+        )
+    )
     a = cls(*point_spaces(), cfg)
     with LocalSampler(POINT, num_envs=2, seed=0) as s1:
         a.train_step(s1.collect, goals(2))
@@ -420,6 +501,83 @@ def test_state_dict_round_trip_continues_identically(cls: type[GradientMetaAgent
         mb = b.train_step(s2.collect, goals(2, seed=1)).metrics
     assert ma == mb
     torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+
+
+def test_update_recomputes_the_log_probs_the_samplers_stored() -> None:
+    """The update's sampling log-probabilities (pre-update, recomputed from theta, and
+    post-update, through the inner step) are those the policies acted with."""
+    agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(hidden_sizes=(16,)))
+    tasks = goals(3)
+    with LocalSampler(POINT, num_envs=3, seed=0) as sampler:
+        batches, datas = agent._collect_and_adapt(sampler.collect, tasks, [4, 4])
+    (pre_logp,) = agent.sampling_log_probs(datas[:1])
+    with torch.no_grad():
+        adapted, _ = agent.adapted_params(agent.params(), datas[:1], [pre_logp])
+        post_logp = agent.batched_log_prob(adapted, datas[1])
+    for batch, logp in ((batches[0], pre_logp), (batches[1], post_logp)):
+        for i, trial in enumerate(batch.trials()):
+            stored = np.concatenate([ep.agent_infos["log_prob"] for ep in trial])
+            np.testing.assert_allclose(logp[i, : len(stored)].numpy(), stored, rtol=1e-4, atol=1e-4)
+
+
+def test_trpo_step_respects_the_trust_region_and_rejects_useless_steps() -> None:
+    agent = tiny_agent(MAMLTRPOAgent, max_kl=0.01)
+    pre, post = tiny_data(6), tiny_data(7)
+    before = agent.flat_params()
+    metrics = agent.outer_update([pre], post)
+    assert metrics["step_accepted"] == 1.0
+    assert metrics["kl"] <= 0.01 and metrics["surrogate_after"] < metrics["surrogate_before"]
+    assert not torch.equal(before, agent.flat_params())
+    # Zero advantages: no direction improves the surrogate, theta stays.
+    flat = post._replace(advantages=torch.zeros_like(post.advantages))
+    kept = agent.flat_params()
+    metrics = agent.outer_update([pre], flat)
+    assert metrics["step_accepted"] == 0.0
+    torch.testing.assert_close(agent.flat_params(), kept, rtol=0, atol=0)
+
+
+def test_promp_objective_is_the_clipped_surrogate_minus_the_mean_step_penalty() -> None:
+    """At perturbed parameters, with 2 inner steps and different eta per step, the
+    objective equals an independent computation (torch.distributions for the KLs)."""
+    agent = tiny_agent(ProMPAgent, num_inner_steps=2, clip_range=0.2)
+    agent.kl_penalties = [0.3, 0.7]
+    steps, post = [tiny_data(8), tiny_data(9)], tiny_data(10)
+    ref = agent.reference(steps, post)
+    theta = agent.flat_params()
+    shifted = agent.unflatten(
+        theta
+        + 0.05
+        * torch.randn(len(theta), generator=torch.Generator().manual_seed(3), dtype=theta.dtype)
+    )
+    got = agent.objective(shifted, ref)
+
+    adapted, before = agent.adapted_params(shifted, steps, ref.sampling)
+    ratio = torch.exp(agent.batched_log_prob(adapted, post) - ref.old_log_prob)
+    per_step = torch.minimum(ratio * post.advantages, ratio.clamp(0.8, 1.2) * post.advantages)
+    clip = torch.stack([per_step[i][post.mask[i] > 0].mean() for i in range(3)]).mean()
+    kls = []
+    for j, (p, d, (m0, s0)) in enumerate(zip(before, steps, ref.old_dists, strict=True)):
+        m1, s1 = agent.step_distribution(p, d, j > 0)
+        kl = torch.distributions.kl_divergence(
+            torch.distributions.Normal(m0, s0.exp()), torch.distributions.Normal(m1, s1.exp())
+        ).sum(-1)
+        kls.append(torch.stack([kl[i][d.mask[i] > 0].mean() for i in range(3)]).mean())
+    expected = -clip + (0.3 * kls[0] + 0.7 * kls[1]) / 2
+    torch.testing.assert_close(got.loss, expected)
+    assert float(kls[0]) > 0 and float(kls[1]) > 0
+
+
+@pytest.mark.parametrize(("target", "factor"), [(1e3, 0.5), (1e-12, 2.0)])
+def test_promp_adaptive_penalty_halves_or_doubles(target: float, factor: float) -> None:
+    agent = tiny_agent(
+        ProMPAgent,
+        adaptive_inner_kl_penalty=True,
+        target_inner_kl=target,
+        inner_kl_penalty=0.01,
+        learning_rate=1e-2,
+    )
+    agent.outer_update([tiny_data(11)], tiny_data(12))
+    assert agent.kl_penalties == [pytest.approx(0.01 * factor)]
 
 
 # ----------------------------------------------------------------------------- learning
@@ -478,3 +636,9 @@ def test_learns_to_adapt_on_point_robot(
         f"{cls.__name__} ablate={ablate}: pre-update {pre:.2f}, post-update {post:.2f}, "
         f"margin {MIN_ADAPTATION_GAIN}"
     )
+
+
+def test_promp_checkpoint_of_another_step_count_is_refused() -> None:
+    state = ProMPAgent(*point_spaces(), ProMPConfig(num_inner_steps=2)).state_dict()
+    with pytest.raises(ValueError, match="2 kl_penalties; this agent's num_inner_steps is 1"):
+        ProMPAgent(*point_spaces()).load_state_dict(state)
