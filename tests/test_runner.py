@@ -14,7 +14,7 @@ from metarl.agents.rl2 import RL2Agent
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.evaluation import AdaptationResult
-from metarl.runner import RunFolderError, run_experiment
+from metarl.runner import RunFolderError, build_agent, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
@@ -184,3 +184,58 @@ def test_ray_sampler_is_a_config_switch(tmp_path: Path) -> None:
     assert local["returns"] == ray_run["returns"] and local["tasks"] == ray_run["tasks"]
     assert results[1]["oracle_gap_closed"] is None
     assert "Ray, 1 workers x 2 envs" in (tmp_path / "ray" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["maml_trpo", "promp"])
+def test_gradient_agents_run_resume_and_report_by_stage(name: str, tmp_path: Path) -> None:
+    """MAML-TRPO and ProMP through the runner: 3 episodes with theta, an inner step, 3
+    more; the report groups the meta-test by stage; a resumed run ends where an
+    uninterrupted one does."""
+    config = str(ROOT / "configs" / f"{name}_point_robot.yaml")
+    overrides = [
+        "env.train_tasks=4",
+        "env.test_tasks=2",
+        "sampler.num_envs=2",
+        "agent.meta_batch_size=2",
+        "agent.episodes_per_task=3",
+        "agent.hidden_sizes=[8]",
+        "evaluation.episodes=6",
+        "evaluation.baselines=[random]",
+        "trainer.eval_every=0",
+        "trainer.checkpoint_every=1",
+        "trainer.progress=false",
+    ]
+    full = run_experiment(
+        load_config(config, [*overrides, "trainer.iterations=2"]), tmp_path / "full"
+    )
+    results = json.loads((full / "results.json").read_text())
+    agent = AdaptationResult.from_dict(results["methods"][name])
+    assert agent.returns.shape == (2, 6) and agent.stage_size == 3
+    assert results["methods"][name]["train_env_steps"] == 2 * 2 * 2 * 3 * 20
+    report = (full / "report.md").read_text()
+    label = "MAML-TRPO" if name == "maml_trpo" else "ProMP"
+    assert f"| {label} |" in report and "| k=1-3 | k=4-6 |" in report
+    assert "return_step1" in (full / "metrics.csv").read_text().splitlines()[0]
+
+    # Stop a run in its 2nd outer update, after the checkpoint of iteration 1; resume.
+    from metarl.agents.maml import GradientMetaAgent
+
+    agent_cls = type(build_agent(load_config(config, overrides)))
+    update = agent_cls.outer_update
+    calls = {"n": 0}
+
+    def stopping_update(self: GradientMetaAgent, *args: Any) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise _Stop
+        return update(self, *args)
+
+    two = load_config(config, [*overrides, "trainer.iterations=2"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(agent_cls, "outer_update", stopping_update)
+        with pytest.raises(_Stop):
+            run_experiment(two, tmp_path / "part")
+    resumed = run_experiment(two, tmp_path / "part", resume=True)
+    again = json.loads((resumed / "results.json").read_text())
+    assert again["methods"][name]["returns"] == results["methods"][name]["returns"]
+    assert _metrics(resumed) == _metrics(full)
