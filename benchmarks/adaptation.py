@@ -21,6 +21,7 @@ Usage::
         configs/promp_point_robot.yaml --seeds 0 1 2
     python benchmarks/adaptation.py configs/rl2_point_robot.yaml --sampler local \\
         --set trainer.iterations=10
+    python benchmarks/adaptation.py --collect --out runs/benchmarks   # table of finished runs
 """
 
 from __future__ import annotations
@@ -73,11 +74,34 @@ def run_configs(
             data["run_dir"] = str(run_dir)
             data["seed"] = seed
             data["total_wall_time_s"] = time.perf_counter() - start
+            # Kept with the run, so that --collect can print the table again.
+            (run_dir / "benchmark.json").write_text(
+                json.dumps({"total_wall_time_s": data["total_wall_time_s"]})
+            )
             results[path].append(data)
             print(
                 f"{path.name} seed {seed}: {run_dir} ({data['total_wall_time_s']:.0f} s)",
                 file=sys.stderr,
             )
+    return results
+
+
+def collect_runs(out: Path) -> dict[Path, list[dict[str, Any]]]:
+    """The ``results.json`` of the finished runs under ``out`` (as ``run_configs`` left
+    them), grouped by config in the order of their seeds: the table of a benchmark
+    that was stopped early, or printed again."""
+    results: dict[Path, list[dict[str, Any]]] = {}
+    for path in sorted(out.glob("*_seed*-*/results.json")):
+        stem, seed = path.parent.name.rsplit("-", 2)[0].rsplit("_seed", 1)
+        data = json.loads(path.read_text())
+        data.update(run_dir=str(path.parent), seed=int(seed))
+        timing = path.parent / "benchmark.json"
+        data["total_wall_time_s"] = (
+            json.loads(timing.read_text())["total_wall_time_s"] if timing.exists() else float("nan")
+        )
+        results.setdefault(Path(f"{stem}.yaml"), []).append(data)
+    for runs in results.values():
+        runs.sort(key=lambda r: r["seed"])
     return results
 
 
@@ -140,8 +164,12 @@ def table(path: Path, results: list[dict[str, Any]]) -> list[str]:
     steps = int(np.mean([r["methods"][agent]["train_env_steps"] for r in results]))
     lines.append(
         f"Meta-training budget: {steps:,} env steps ({label}); published: "
-        f"{PUBLISHED.get(agent, 'see TASKS.md')}. Wall time per seed (training, baselines "
-        f"unless shared, evaluation): {total:.0f} s."
+        f"{PUBLISHED.get(agent, 'see TASKS.md')}."
+        + (
+            f" Wall time per seed (training, baselines unless shared, evaluation): {total:.0f} s."
+            if np.isfinite(total)
+            else ""
+        )
     )
     return lines
 
@@ -172,7 +200,12 @@ def markdown(results: dict[Path, list[dict[str, Any]]], argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", type=Path, nargs="+", help="experiment YAML files")
+    parser.add_argument("configs", type=Path, nargs="*", help="experiment YAML files")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: print the table of the finished runs under --out",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--sampler",
@@ -189,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         help="extra config overrides key.sub=value for every config",
     )
     args = parser.parse_args(argv)
-    results = run_configs(args.configs, args.seeds, args.sampler, args.out, args.overrides)
+    if args.collect:
+        results = collect_runs(args.out)
+    elif args.configs:
+        results = run_configs(args.configs, args.seeds, args.sampler, args.out, args.overrides)
+    else:
+        parser.error("give configs to run, or --collect")
     print(markdown(results, argv))
     return 0
 
