@@ -1,0 +1,606 @@
+"""PEARL (Rakelly et al. 2019, "Efficient Off-Policy Meta-Reinforcement Learning via
+Probabilistic Context Variables"): a SAC agent conditioned on a latent task
+variable z inferred from a context of transitions.
+
+- Context encoder: an MLP maps each context transition (s, a, r[, s']) to the mean
+  and variance of a Gaussian factor over z; the posterior is their product
+  (``product_of_gaussians``), regularized by ``kl_lambda * KL(q(z|c) || N(0, I))``
+  summed over the meta-batch's tasks.
+- SAC with twin Q-functions, a state-value function V and its Polyak-averaged
+  target (the structure of the paper's code): the Q loss trains the encoder
+  through z; the V and policy losses see z detached, so that the actor does not
+  shape the task inference.
+- Per-task replay buffers for the RL losses and separate encoder buffers holding
+  each task's most recent prior data, from which contexts are sampled.
+- Collection per iteration on ``num_tasks_sample`` tasks: the encoder buffer of the
+  task is emptied, ``num_steps_prior`` steps with z from the prior go to both
+  buffers, ``num_steps_posterior`` steps with z from the posterior of that data go
+  to both, ``num_extra_rl_steps_posterior`` more with z from the posterior to the
+  RL buffer only. Before the first iteration every training task gets
+  ``num_initial_steps`` steps with z from the prior.
+- Meta-test (``adapt``): the first episode with z from the prior, then after each
+  episode z from the posterior of all context gathered on the task so far.
+
+Steps are collected as whole episodes through the sampler, ``ceil(steps / horizon)``
+episodes per task, one trial per episode (z is drawn per episode, as the paper's
+``resample_z_rate = 1``). Defaults are the paper's configs (``oyster/configs/default.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.nn import functional as F
+
+from metarl.agents.base import Agent, CollectFn, TrainStep, return_metrics
+from metarl.agents.networks import ActionScaling, mlp, to_numpy, to_tensor, torch_threads
+from metarl.agents.policy import PolicyInput, PolicyOutput
+from metarl.agents.replay import TaskReplayBuffers, Transitions
+from metarl.agents.sac import TanhGaussianPolicy, soft_update
+from metarl.episodes import Episode, EpisodeBatch
+from metarl.tasks import Task
+
+__all__ = ["PEARLAgent", "PEARLConfig", "PEARLPolicy", "product_of_gaussians"]
+
+
+@dataclass(frozen=True)
+class PEARLConfig:
+    """Hyperparameters of PEARL. Defaults: the paper's ``configs/default.py`` (oyster)."""
+
+    seed: int = 0
+    """Seed of the agent's generators (initialization, minibatches, z draws)."""
+    latent_size: int = 5
+    """Size of z. Paper: 5."""
+    encoder_hidden_sizes: tuple[int, ...] = (200, 200, 200)
+    """Context encoder's hidden layers. Paper: three of 200."""
+    hidden_sizes: tuple[int, ...] = (300, 300, 300)
+    """Policy, Q and V networks' hidden layers. Paper: three of 300."""
+    use_next_obs_in_context: bool = False
+    """Put s' into context transitions. Paper: False."""
+    kl_lambda: float = 0.1
+    """Weight of the KL of the posterior to the prior. Paper: 0.1."""
+    reward_scale: float = 5.0
+    """Scale of the reward in the Q target. Paper: 5 (the per-env configs change it)."""
+    discount: float = 0.99
+    """Paper: 0.99."""
+    soft_target_tau: float = 0.005
+    """Polyak rate of the target V. Paper: 0.005."""
+    learning_rate: float = 3e-4
+    """Adam step size of the policy, Q and V. Paper: 3e-4."""
+    context_learning_rate: float = 3e-4
+    """Adam step size of the encoder. Paper: 3e-4."""
+    batch_size: int = 256
+    """RL transitions per task per gradient step. Paper: 256."""
+    embedding_batch_size: int = 100
+    """Context transitions per task per gradient step. Paper: 100."""
+    meta_batch_size: int = 16
+    """Tasks per gradient step. Paper: 16."""
+    num_initial_steps: int = 2000
+    """Prior-z steps on every training task before training. Paper: 2000."""
+    num_tasks_sample: int = 5
+    """Tasks collected on per iteration. Paper: 5."""
+    num_steps_prior: int = 400
+    """Steps with z from the prior per sampled task. Paper: 400."""
+    num_steps_posterior: int = 0
+    """Steps with z from the posterior, into both buffers. Paper: 0."""
+    num_extra_rl_steps_posterior: int = 400
+    """Steps with z from the posterior, into the RL buffer only. Paper: 400."""
+    num_train_steps_per_itr: int = 2000
+    """Gradient steps per iteration. Paper: 2000."""
+    policy_mean_reg: float = 1e-3
+    """Weight of the squared pre-tanh mean in the policy loss. Paper: 1e-3."""
+    policy_std_reg: float = 1e-3
+    """Weight of the squared log-std in the policy loss. Paper: 1e-3."""
+    replay_buffer_size: int = 1_000_000
+    """Transitions kept per task. Paper: 1e6."""
+    critic_reward: str | None = None
+    """``env_infos`` key the critic trains on instead of the env reward (the sparse
+    point robot: ``dense_reward``; the encoder still sees the sparse reward)."""
+    eval_deterministic: bool = True
+    """Meta-test with the policy's mean action (exploration comes from z). Paper: True."""
+    ablate_context: bool = False
+    """Ablation: the encoder sees zeros (a broken encoder); for the learning test."""
+
+    def __post_init__(self) -> None:
+        name = "PEARLConfig"
+        ints = (
+            "latent_size",
+            "batch_size",
+            "embedding_batch_size",
+            "meta_batch_size",
+            "num_tasks_sample",
+            "num_train_steps_per_itr",
+            "replay_buffer_size",
+        )
+        for key in ints:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}.{key} must be a positive integer, got {value!r}")
+        for key in (
+            "seed",
+            "num_initial_steps",
+            "num_steps_prior",
+            "num_steps_posterior",
+            "num_extra_rl_steps_posterior",
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}.{key} must be a non-negative integer, got {value!r}")
+        for key in ("encoder_hidden_sizes", "hidden_sizes"):
+            sizes = getattr(self, key)
+            if (
+                not isinstance(sizes, tuple | list)
+                or not sizes
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
+            ):
+                raise ValueError(f"{name}.{key} must be positive integers, got {sizes!r}")
+            object.__setattr__(self, key, tuple(sizes))
+        for key in ("reward_scale", "learning_rate", "context_learning_rate"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name}.{key} must be a positive number, got {value!r}")
+        for key in ("kl_lambda", "policy_mean_reg", "policy_std_reg"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name}.{key} must be a non-negative number, got {value!r}")
+        for key in ("discount", "soft_target_tau"):
+            value = getattr(self, key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0 <= value <= 1)
+            ):
+                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
+        if self.num_steps_prior + self.num_steps_posterior < 1:
+            raise ValueError(
+                f"{name}: num_steps_prior + num_steps_posterior must be positive (the "
+                "encoder buffer is refilled from them), got "
+                f"{self.num_steps_prior} + {self.num_steps_posterior}"
+            )
+        for key in ("use_next_obs_in_context", "eval_deterministic", "ablate_context"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
+        if self.critic_reward is not None and not (
+            isinstance(self.critic_reward, str) and self.critic_reward
+        ):
+            raise ValueError(
+                f"{name}.critic_reward must be an env_infos key or None, got {self.critic_reward!r}"
+            )
+
+
+def product_of_gaussians(
+    means: torch.Tensor, variances: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product of Gaussian factors ``(..., N, L)`` over the ``N`` axis: the mean and
+    variance ``(..., L)`` with ``1 / var = sum 1 / var_n`` and
+    ``mean = var * sum mean_n / var_n``."""
+    variances = variances.clamp_min(1e-7)
+    var = 1.0 / (1.0 / variances).sum(-2)
+    return var * (means / variances).sum(-2), var
+
+
+class ContextEncoder(nn.Module):
+    """Context transitions ``(..., N, context_dim)`` -> the posterior over z."""
+
+    def __init__(
+        self, context_dim: int, latent_size: int, hidden: Sequence[int], generator: torch.Generator
+    ):
+        super().__init__()
+        self.latent_size = latent_size
+        self.net = mlp(context_dim, hidden, 2 * latent_size, generator, activation=nn.ReLU)
+
+    def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance ``(..., latent_size)``."""
+        out = self.net(context)
+        means, raw = out[..., : self.latent_size], out[..., self.latent_size :]
+        return product_of_gaussians(means, F.softplus(raw))
+
+
+class PEARLPolicy:
+    """The ``Policy`` the samplers run: SAC's actor on ``[observation, z]``, with one z
+    per trial (``z[assignment[trial]]``); the tanh-squashed action is mapped to the
+    action space. ``deterministic``: the mean action (noise is still drawn)."""
+
+    def __init__(
+        self,
+        actor: TanhGaussianPolicy,
+        z: np.ndarray,
+        assignment: np.ndarray,
+        scaling: ActionScaling,
+        action_shape: tuple[int, ...],
+        deterministic: bool,
+    ):
+        self.actor = actor
+        self.z = np.asarray(z, dtype=np.float32)
+        self.assignment = np.asarray(assignment, dtype=np.int64)
+        self.scaling = scaling
+        self.action_shape = action_shape
+        self.deterministic = deterministic
+
+    def initial_state(self, n: int) -> None:
+        """Stateless: ``None``."""
+        return None
+
+    def act(
+        self, inputs: PolicyInput, state: Any, rngs: Sequence[np.random.Generator]
+    ) -> PolicyOutput:
+        """One action per row with its trial's z.
+
+        Raises:
+            ValueError: a trial without a z, or ``len(rngs)`` differs from the rows.
+        """
+        n = len(inputs.observations)
+        if len(rngs) != n:
+            raise ValueError(f"act got {len(rngs)} generators for {n} rows")
+        trials = np.asarray(inputs.trials, dtype=np.int64)
+        if trials.min(initial=0) < 0 or trials.max(initial=0) >= len(self.assignment):
+            raise ValueError(
+                f"PEARLPolicy has z for trials 0..{len(self.assignment) - 1}, got {trials.tolist()}"
+            )
+        z = self.z[self.assignment[trials]]
+        x = np.concatenate([np.asarray(inputs.observations, np.float32).reshape(n, -1), z], 1)
+        noise = np.stack([rng.standard_normal(self.scaling.dim) for rng in rngs])
+        with torch.no_grad(), torch_threads(1):
+            mean, log_std = self.actor(torch.from_numpy(x))
+            pre = mean if self.deterministic else mean + torch.exp(log_std) * to_tensor(noise)
+            unit = torch.tanh(pre)
+        actions = self.scaling.to_env(to_numpy(unit))
+        return PolicyOutput(actions.reshape(n, *self.action_shape), None, {})
+
+
+class PEARLAgent(Agent):
+    """PEARL: SAC conditioned on a latent task variable inferred from context.
+
+    Args:
+        observation_space: a ``Box``.
+        action_space: a bounded ``Box`` (the actor's tanh output is mapped onto it).
+        config: hyperparameters (defaults and sources in ``PEARLConfig``).
+        horizon: episode length used to turn step counts into episodes (the
+            registered horizon of the env, 200 for the locomotion families).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space[np.ndarray],
+        action_space: spaces.Space[np.ndarray],
+        config: PEARLConfig | None = None,
+        horizon: int = 200,
+    ):
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"observation space must be a gymnasium.spaces.Box, got {observation_space!r}"
+            )
+        self.scaling = ActionScaling(action_space)
+        if not self.scaling.bounded:
+            raise ValueError(f"PEARL needs a bounded action space, got {action_space!r}")
+        cfg = self.config = config if config is not None else PEARLConfig()
+        self.horizon = int(horizon)
+        self.obs_dim = int(np.prod(observation_space.shape))
+        self.action_dim = self.scaling.dim
+        self.action_shape = tuple(action_space.shape or ())
+        self.tasks_per_iteration = cfg.num_tasks_sample
+        self.episodes_per_trial = 1
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        latent, hidden = cfg.latent_size, cfg.hidden_sizes
+        context_dim = (
+            2 * self.obs_dim + self.action_dim + 1
+            if cfg.use_next_obs_in_context
+            else self.obs_dim + self.action_dim + 1
+        )
+        g = self.generator
+        self.encoder = ContextEncoder(context_dim, latent, cfg.encoder_hidden_sizes, g)
+        self.actor = TanhGaussianPolicy(self.obs_dim + latent, self.action_dim, hidden, g)
+        self.qf1 = mlp(self.obs_dim + self.action_dim + latent, hidden, 1, g, activation=nn.ReLU)
+        self.qf2 = mlp(self.obs_dim + self.action_dim + latent, hidden, 1, g, activation=nn.ReLU)
+        self.vf = mlp(self.obs_dim + latent, hidden, 1, g, activation=nn.ReLU)
+        self.target_vf = copy.deepcopy(self.vf).requires_grad_(False)
+        lr = cfg.learning_rate
+        self.optimizers = {
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=lr),
+            "qf": torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=lr),
+            "vf": torch.optim.Adam(self.vf.parameters(), lr=lr),
+            "encoder": torch.optim.Adam(self.encoder.parameters(), lr=cfg.context_learning_rate),
+        }
+        extras = (cfg.critic_reward,) if cfg.critic_reward else ()
+        self.replay = TaskReplayBuffers(
+            self.obs_dim, self.action_dim, cfg.replay_buffer_size, extras
+        )
+        self.encoder_replay = TaskReplayBuffers(
+            self.obs_dim, self.action_dim, cfg.replay_buffer_size, extras
+        )
+        self.iterations = 0
+        self.initialized_tasks: set[Task] = set()
+
+    # -- context and z ----------------------------------------------------------------
+
+    def context_features(self, t: Transitions) -> np.ndarray:
+        """Context vectors ``(n, context_dim)``: observation, unit-box action, the env
+        reward (the sparse one on a sparse env) and, if configured, s'."""
+        parts = [
+            t.observations,
+            np.clip(self.scaling.to_unit(t.actions), -1, 1),
+            t.rewards.reshape(-1, 1),
+        ]
+        if self.config.use_next_obs_in_context:
+            parts.append(t.next_observations)
+        out = np.concatenate(parts, axis=1).astype(np.float32)
+        return np.zeros_like(out) if self.config.ablate_context else out
+
+    def episode_context(self, episodes: Sequence[Episode]) -> np.ndarray:
+        """Context vectors of whole episodes (meta-test: all the task's data so far)."""
+        rows = []
+        for ep in episodes:
+            n = len(ep)
+            rows.append(
+                self.context_features(
+                    Transitions(
+                        ep.observations.reshape(n, -1).astype(np.float32),
+                        ep.actions.reshape(n, -1).astype(np.float32),
+                        ep.rewards.astype(np.float32),
+                        ep.next_observations.reshape(n, -1).astype(np.float32),
+                        ep.terminations,
+                        {},
+                    )
+                )
+            )
+        return np.concatenate(rows)
+
+    def _sample_z(self, mean: torch.Tensor, var: torch.Tensor) -> np.ndarray:
+        eps = torch.randn(mean.shape, generator=self.generator)
+        return to_numpy(mean + var.sqrt() * eps)
+
+    def prior_z(self, n: int) -> np.ndarray:
+        """``n`` draws of z from the prior N(0, I)."""
+        return self._sample_z(
+            torch.zeros(n, self.config.latent_size), torch.ones(n, self.config.latent_size)
+        )
+
+    def posterior_z(self, contexts: Sequence[np.ndarray]) -> np.ndarray:
+        """One draw of z per context ``(N_i, context_dim)`` from its posterior."""
+        with torch.no_grad():
+            draws = [self._sample_z(*self.encoder(torch.from_numpy(c))) for c in contexts]
+        return np.stack(draws)
+
+    def _policy(self, z: np.ndarray, assignment: np.ndarray, deterministic: bool) -> PEARLPolicy:
+        actor = copy.deepcopy(self.actor).requires_grad_(False).eval()
+        return PEARLPolicy(actor, z, assignment, self.scaling, self.action_shape, deterministic)
+
+    def policy(self) -> PEARLPolicy:
+        """The actor with z from the prior, one z per trial of up to 1024 trials."""
+        return self._policy(self.prior_z(1024), np.arange(1024), deterministic=False)
+
+    # -- collection ------------------------------------------------------------------
+
+    def _episodes_for(self, steps: int) -> int:
+        return math.ceil(steps / self.horizon)
+
+    def _collect(
+        self, collect: CollectFn, tasks: Sequence[Task], episodes: int, z_source: str
+    ) -> EpisodeBatch:
+        """``episodes`` episodes per task, each its own trial with its own z (from the
+        prior, or from the posterior of the task's encoder buffer)."""
+        per_trial = [t for t in tasks for _ in range(episodes)]
+        if z_source == "prior":
+            z = self.prior_z(len(per_trial))
+        else:
+            contexts = []
+            for task in per_trial:
+                buf = self.encoder_replay[task]
+                sample = buf.sample(self.rng, self.config.embedding_batch_size)
+                contexts.append(self.context_features(sample))
+            z = self.posterior_z(contexts)
+        return collect(self._policy(z, np.arange(len(per_trial)), False), per_trial, 1)
+
+    def _store(self, batch: EpisodeBatch, encoder_too: bool) -> None:
+        for ep in batch.episodes:
+            self.replay[ep.task].add_episode(ep)
+            if encoder_too:
+                self.encoder_replay[ep.task].add_episode(ep)
+
+    def collect_initial(self, collect: CollectFn, tasks: Sequence[Task]) -> EpisodeBatch | None:
+        """``num_initial_steps`` of prior-z data on each task not collected on yet."""
+        new = [t for t in dict.fromkeys(tasks) if t not in self.initialized_tasks]
+        if not new or self.config.num_initial_steps == 0:
+            self.initialized_tasks.update(new)
+            return None
+        batch = self._collect(
+            collect, new, self._episodes_for(self.config.num_initial_steps), "prior"
+        )
+        self._store(batch, encoder_too=True)
+        self.initialized_tasks.update(new)
+        return batch
+
+    def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
+        """Collect on ``tasks`` (prior, then posterior data) and take
+        ``num_train_steps_per_itr`` gradient steps on tasks with data."""
+        cfg = self.config
+        batches: list[EpisodeBatch] = []
+        initial = self.collect_initial(collect, tasks)
+        for task in tasks:
+            self.encoder_replay[task].clear()
+            if cfg.num_steps_prior:
+                b = self._collect(collect, [task], self._episodes_for(cfg.num_steps_prior), "prior")
+                self._store(b, encoder_too=True)
+                batches.append(b)
+            if cfg.num_steps_posterior:
+                b = self._collect(
+                    collect, [task], self._episodes_for(cfg.num_steps_posterior), "posterior"
+                )
+                self._store(b, encoder_too=True)
+                batches.append(b)
+            if cfg.num_extra_rl_steps_posterior:
+                b = self._collect(
+                    collect,
+                    [task],
+                    self._episodes_for(cfg.num_extra_rl_steps_posterior),
+                    "posterior",
+                )
+                self._store(b, encoder_too=False)
+                batches.append(b)
+        losses = self.train(cfg.num_train_steps_per_itr)
+        self.iterations += 1
+        steps = sum(b.num_steps for b in batches) + (initial.num_steps if initial else 0)
+        collected = EpisodeBatch.concatenate(batches) if batches else None
+        metrics = return_metrics(collected) if collected else {"return_mean": float("nan")}
+        return TrainStep(steps, {"return_mean": metrics["return_mean"], **losses})
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        """Not used: PEARL collects its own prior and posterior data (``train_step``).
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError("PEARLAgent collects its own data: call train_step")
+
+    # -- gradient steps ----------------------------------------------------------------
+
+    def _sample_batch(self, tasks: Sequence[Task]) -> tuple[torch.Tensor, ...]:
+        cfg = self.config
+        ctx, obs, act, rew, nxt, term = [], [], [], [], [], []
+        for task in tasks:
+            c = self.encoder_replay[task].sample(self.rng, cfg.embedding_batch_size)
+            ctx.append(self.context_features(c))
+            t = self.replay[task].sample(self.rng, cfg.batch_size)
+            obs.append(t.observations)
+            act.append(np.clip(self.scaling.to_unit(t.actions), -1 + 1e-6, 1 - 1e-6))
+            rew.append(t.extras[cfg.critic_reward] if cfg.critic_reward else t.rewards)
+            nxt.append(t.next_observations)
+            term.append(t.terminations.astype(np.float32))
+        return tuple(
+            torch.from_numpy(np.stack(x).astype(np.float32))
+            for x in (ctx, obs, act, rew, nxt, term)
+        )
+
+    def train(self, steps: int) -> dict[str, float]:
+        """``steps`` gradient steps on meta-batches of tasks with data; mean losses."""
+        tasks = [t for t in self.replay.buffers if t in self.replay and t in self.encoder_replay]
+        if not tasks:
+            raise ValueError("PEARL has no task with data to train on")
+        sums: dict[str, float] = {}
+        for _ in range(steps):
+            idx = self.rng.choice(
+                len(tasks), size=min(self.config.meta_batch_size, len(tasks)), replace=False
+            )
+            for k, v in self.gradient_step([tasks[i] for i in idx]).items():
+                sums[k] = sums.get(k, 0.0) + v
+        return {k: v / steps for k, v in sums.items()}
+
+    def gradient_step(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """One step of the encoder, Q, V and the actor on a meta-batch (paper's order)."""
+        cfg = self.config
+        context, obs, act, rew, nxt, term = self._sample_batch(tasks)
+        mean, var = self.encoder(context)  # (T, L)
+        z_task = mean + var.sqrt() * torch.randn(mean.shape, generator=self.generator)
+        b = obs.shape[1]
+        z = z_task.unsqueeze(1).expand(-1, b, -1)  # (T, B, L)
+        kl = 0.5 * (var + mean**2 - 1.0 - torch.log(var)).sum(-1).sum()
+        q1 = self.qf1(torch.cat([obs, act, z], -1)).squeeze(-1)
+        q2 = self.qf2(torch.cat([obs, act, z], -1)).squeeze(-1)
+        with torch.no_grad():
+            target_v = self.target_vf(torch.cat([nxt, z], -1)).squeeze(-1)
+            q_target = rew * cfg.reward_scale + (1.0 - term) * cfg.discount * target_v
+        qf_loss = F.mse_loss(q1, q_target) + F.mse_loss(q2, q_target)
+        self.optimizers["encoder"].zero_grad(set_to_none=True)
+        self.optimizers["qf"].zero_grad(set_to_none=True)
+        (cfg.kl_lambda * kl + qf_loss).backward()
+        self.optimizers["qf"].step()
+        self.optimizers["encoder"].step()
+
+        obs_zd = torch.cat([obs, z.detach()], -1)
+        noise = torch.randn((*obs.shape[:2], self.action_dim), generator=self.generator)
+        new_act, log_pi, pre_mean, log_std = self.actor.sample(obs_zd, noise)
+        sa = torch.cat([obs, new_act, z.detach()], -1)
+        min_q = torch.minimum(self.qf1(sa), self.qf2(sa)).squeeze(-1)
+        v = self.vf(obs_zd).squeeze(-1)
+        vf_loss = F.mse_loss(v, (min_q - log_pi).detach())
+        self.optimizers["vf"].zero_grad(set_to_none=True)
+        vf_loss.backward()
+        self.optimizers["vf"].step()
+        soft_update(self.target_vf, self.vf, cfg.soft_target_tau)
+
+        policy_loss = (log_pi - min_q).mean()
+        policy_loss = (
+            policy_loss
+            + cfg.policy_mean_reg * (pre_mean**2).mean()
+            + cfg.policy_std_reg * (log_std**2).mean()
+        )
+        self.optimizers["actor"].zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.optimizers["actor"].step()
+        return {
+            "qf_loss": float(qf_loss.detach()),
+            "vf_loss": float(vf_loss.detach()),
+            "policy_loss": float(policy_loss.detach()),
+            "kl": float(kl.detach()) / len(tasks),
+            "z_mean_abs": float(mean.detach().abs().mean()),
+            "z_var": float(var.detach().mean()),
+        }
+
+    # -- meta-test ----------------------------------------------------------------------
+
+    def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
+        """Episode 1 with z from the prior; episode k + 1 with z from the posterior of
+        the task's episodes 1..k. One trial per task, episodes in order."""
+        stages: list[EpisodeBatch] = []
+        n = len(tasks)
+        for k in range(episodes):
+            if k == 0:
+                z = self.prior_z(n)
+            else:
+                z = self.posterior_z(
+                    [self.episode_context([s.trials()[i][0] for s in stages]) for i in range(n)]
+                )
+            policy = self._policy(z, np.arange(n), self.config.eval_deterministic)
+            stages.append(collect(policy, tasks, 1))
+        return EpisodeBatch.chain(stages)
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {
+            "encoder": self.encoder,
+            "actor": self.actor,
+            "qf1": self.qf1,
+            "qf2": self.qf2,
+            "vf": self.vf,
+            "target_vf": self.target_vf,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizers, generator states, both replay buffers, tasks seen."""
+        return copy.deepcopy(
+            {
+                "modules": {k: m.state_dict() for k, m in self._modules().items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "generator": self.generator.get_state(),
+                "rng": self.rng.bit_generator.state,
+                "replay": self.replay.state_dict(),
+                "encoder_replay": self.encoder_replay.state_dict(),
+                "initialized_tasks": list(self.initialized_tasks),
+                "iterations": self.iterations,
+                "config": dataclasses.asdict(self.config),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (replay buffers included)."""
+        for k, m in self._modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.replay.load_state_dict(state["replay"])
+        self.encoder_replay.load_state_dict(state["encoder_replay"])
+        self.initialized_tasks = set(state["initialized_tasks"])
+        self.iterations = int(state["iterations"])
