@@ -16,8 +16,8 @@ variable z inferred from a context of transitions.
   task is emptied, ``num_steps_prior`` steps with z from the prior go to both
   buffers, ``num_steps_posterior`` steps with z from the posterior of that data go
   to both, ``num_extra_rl_steps_posterior`` more with z from the posterior to the
-  RL buffer only. Before the first iteration every training task gets
-  ``num_initial_steps`` steps with z from the prior.
+  RL buffer only. Before the first iteration (``prepare``, which the trainer
+  calls) every training task gets ``num_initial_steps`` steps with z from the prior.
 - Meta-test (``adapt``): the first episode with z from the prior, then after each
   episode z from the posterior of all context gathered on the task so far.
 
@@ -58,6 +58,9 @@ class PEARLConfig:
 
     seed: int = 0
     """Seed of the agent's generators (initialization, minibatches, z draws)."""
+    max_path_length: int = 200
+    """Episode length the step counts below are divided by (``ceil(steps / length)``
+    episodes per collection). Paper: 200 (the point robots: 20)."""
     latent_size: int = 5
     """Size of z. Paper: 5."""
     encoder_hidden_sizes: tuple[int, ...] = (200, 200, 200)
@@ -113,6 +116,7 @@ class PEARLConfig:
     def __post_init__(self) -> None:
         name = "PEARLConfig"
         ints = (
+            "max_path_length",
             "latent_size",
             "batch_size",
             "embedding_batch_size",
@@ -264,8 +268,6 @@ class PEARLAgent(Agent):
         observation_space: a ``Box``.
         action_space: a bounded ``Box`` (the actor's tanh output is mapped onto it).
         config: hyperparameters (defaults and sources in ``PEARLConfig``).
-        horizon: episode length used to turn step counts into episodes (the
-            registered horizon of the env, 200 for the locomotion families).
     """
 
     def __init__(
@@ -273,7 +275,6 @@ class PEARLAgent(Agent):
         observation_space: spaces.Space[np.ndarray],
         action_space: spaces.Space[np.ndarray],
         config: PEARLConfig | None = None,
-        horizon: int = 200,
     ):
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(
@@ -283,7 +284,6 @@ class PEARLAgent(Agent):
         if not self.scaling.bounded:
             raise ValueError(f"PEARL needs a bounded action space, got {action_space!r}")
         cfg = self.config = config if config is not None else PEARLConfig()
-        self.horizon = int(horizon)
         self.obs_dim = int(np.prod(observation_space.shape))
         self.action_dim = self.scaling.dim
         self.action_shape = tuple(action_space.shape or ())
@@ -319,7 +319,6 @@ class PEARLAgent(Agent):
             self.obs_dim, self.action_dim, cfg.replay_buffer_size, extras
         )
         self.iterations = 0
-        self.initialized_tasks: set[Task] = set()
 
     # -- context and z ----------------------------------------------------------------
 
@@ -382,7 +381,7 @@ class PEARLAgent(Agent):
     # -- collection ------------------------------------------------------------------
 
     def _episodes_for(self, steps: int) -> int:
-        return math.ceil(steps / self.horizon)
+        return math.ceil(steps / self.config.max_path_length)
 
     def _collect(
         self, collect: CollectFn, tasks: Sequence[Task], episodes: int, z_source: str
@@ -407,25 +406,22 @@ class PEARLAgent(Agent):
             if encoder_too:
                 self.encoder_replay[ep.task].add_episode(ep)
 
-    def collect_initial(self, collect: CollectFn, tasks: Sequence[Task]) -> EpisodeBatch | None:
-        """``num_initial_steps`` of prior-z data on each task not collected on yet."""
-        new = [t for t in dict.fromkeys(tasks) if t not in self.initialized_tasks]
-        if not new or self.config.num_initial_steps == 0:
-            self.initialized_tasks.update(new)
-            return None
-        batch = self._collect(
-            collect, new, self._episodes_for(self.config.num_initial_steps), "prior"
-        )
+    def prepare(self, collect: CollectFn, train_tasks: Sequence[Task]) -> int:
+        """Before the first iteration: ``num_initial_steps`` of prior-z data on every
+        training task (the paper's initial collection). Returns the env steps."""
+        if self.config.num_initial_steps == 0:
+            return 0
+        tasks = list(dict.fromkeys(train_tasks))
+        episodes = self._episodes_for(self.config.num_initial_steps)
+        batch = self._collect(collect, tasks, episodes, "prior")
         self._store(batch, encoder_too=True)
-        self.initialized_tasks.update(new)
-        return batch
+        return batch.num_steps
 
     def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
         """Collect on ``tasks`` (prior, then posterior data) and take
         ``num_train_steps_per_itr`` gradient steps on tasks with data."""
         cfg = self.config
         batches: list[EpisodeBatch] = []
-        initial = self.collect_initial(collect, tasks)
         for task in tasks:
             self.encoder_replay[task].clear()
             if cfg.num_steps_prior:
@@ -449,7 +445,7 @@ class PEARLAgent(Agent):
                 batches.append(b)
         losses = self.train(cfg.num_train_steps_per_itr)
         self.iterations += 1
-        steps = sum(b.num_steps for b in batches) + (initial.num_steps if initial else 0)
+        steps = sum(b.num_steps for b in batches)
         collected = EpisodeBatch.concatenate(batches) if batches else None
         metrics = return_metrics(collected) if collected else {"return_mean": float("nan")}
         return TrainStep(steps, {"return_mean": metrics["return_mean"], **losses})
@@ -515,6 +511,9 @@ class PEARLAgent(Agent):
         (cfg.kl_lambda * kl + qf_loss).backward()
         self.optimizers["qf"].step()
         self.optimizers["encoder"].step()
+        # Cleared now: the V and actor losses below must leave the encoder without
+        # gradients (z is detached for them); the tests check that it stays so.
+        self.optimizers["encoder"].zero_grad(set_to_none=True)
 
         obs_zd = torch.cat([obs, z.detach()], -1)
         noise = torch.randn((*obs.shape[:2], self.action_dim), generator=self.generator)
@@ -586,7 +585,6 @@ class PEARLAgent(Agent):
                 "rng": self.rng.bit_generator.state,
                 "replay": self.replay.state_dict(),
                 "encoder_replay": self.encoder_replay.state_dict(),
-                "initialized_tasks": list(self.initialized_tasks),
                 "iterations": self.iterations,
                 "config": dataclasses.asdict(self.config),
             }
@@ -602,5 +600,4 @@ class PEARLAgent(Agent):
         self.rng.bit_generator.state = state["rng"]
         self.replay.load_state_dict(state["replay"])
         self.encoder_replay.load_state_dict(state["encoder_replay"])
-        self.initialized_tasks = set(state["initialized_tasks"])
         self.iterations = int(state["iterations"])

@@ -1,0 +1,171 @@
+"""PEARL: the posterior, the per-trial z, gradient isolation of the encoder, collection,
+meta-test, checkpoints with replay buffers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import metarl  # noqa: F401  (registers the environments)
+from metarl.agents.pearl import PEARLAgent, PEARLConfig, product_of_gaussians
+from metarl.agents.policy import PolicyInput
+from metarl.envs import task_distribution
+from metarl.episodes import EpisodeBatch
+from metarl.sampling import LocalSampler
+from metarl.tasks import Task
+
+POINT = "metarl/PointRobot-v0"
+SPARSE = "metarl/PointRobotSparse-v0"
+TINY = dict(
+    max_path_length=20,
+    hidden_sizes=(16, 16),
+    encoder_hidden_sizes=(16,),
+    num_initial_steps=40,
+    num_tasks_sample=2,
+    num_steps_prior=40,
+    num_extra_rl_steps_posterior=20,
+    num_train_steps_per_itr=3,
+    batch_size=8,
+    embedding_batch_size=6,
+    meta_batch_size=3,
+)
+
+
+def make(env_id: str = POINT, **overrides: Any) -> tuple[PEARLAgent, list[Task]]:
+    env = gym.make(env_id)
+    tasks = list(task_distribution(env).sample(np.random.default_rng(0), 4))
+    agent = PEARLAgent(
+        env.observation_space, env.action_space, PEARLConfig(**{**TINY, **overrides})
+    )
+    env.close()
+    return agent, tasks
+
+
+def test_product_of_gaussians() -> None:
+    means = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+    variances = torch.tensor([[1.0, 4.0], [1.0, 4.0]])
+    mean, var = product_of_gaussians(means, variances)
+    torch.testing.assert_close(var, torch.tensor([0.5, 2.0]))
+    torch.testing.assert_close(mean, torch.tensor([2.0, 1.0]))
+    one_mean, one_var = product_of_gaussians(means[:1], variances[:1])
+    torch.testing.assert_close(one_mean, means[0]) and torch.testing.assert_close(
+        one_var, variances[0]
+    )
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match=r"PEARLConfig\.latent_size must be a positive integer"):
+        PEARLConfig(latent_size=0)
+    with pytest.raises(ValueError, match=r"PEARLConfig\.discount must be in \[0, 1\]"):
+        PEARLConfig(discount=1.5)
+    with pytest.raises(ValueError, match="num_steps_prior \\+ num_steps_posterior"):
+        PEARLConfig(num_steps_prior=0, num_steps_posterior=0)
+
+
+def test_policy_acts_with_each_trials_z() -> None:
+    agent, _ = make()
+    z = np.array([[3.0] * 5, [-3.0] * 5], dtype=np.float32)
+    policy = agent._policy(z, np.array([0, 1, 0]), deterministic=True)
+    inputs = PolicyInput(
+        np.zeros((3, 2), np.float32),
+        np.zeros((3, 2), np.float32),
+        np.zeros(3, np.float32),
+        np.ones(3, bool),
+        np.ones(3, bool),
+        np.array([0, 1, 2]),
+    )
+    out = policy.act(inputs, None, [np.random.default_rng(i) for i in range(3)])
+    np.testing.assert_allclose(out.actions[0], out.actions[2], rtol=1e-5, atol=1e-8)
+    assert not np.array_equal(out.actions[0], out.actions[1])
+    assert np.all(np.abs(out.actions) <= 0.1)
+
+
+def test_gradient_step_trains_the_encoder_through_q_only() -> None:
+    agent, tasks = make()
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks)
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in agent._modules().items()}
+    metrics = agent.gradient_step(tasks[:3])
+    assert set(metrics) >= {"qf_loss", "vf_loss", "policy_loss", "kl"}
+    # The V and actor losses run after the encoder's step and its gradients are cleared:
+    # with z detached for them, none reaches the encoder.
+    assert all(p.grad is None for p in agent.encoder.parameters())
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    for name in ("encoder", "actor", "qf1", "vf", "target_vf"):
+        after = list(agent._modules()[name].parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(after, before[name], strict=True)), name
+
+
+def test_train_step_collects_prior_and_posterior_data() -> None:
+    agent, tasks = make()
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        assert agent.prepare(sampler.collect, tasks) == 4 * 2 * 20
+        step = agent.train_step(sampler.collect, tasks[:2])
+    # Per task: 2 prior episodes (both buffers) and 1 posterior episode (RL buffer).
+    assert step.env_steps == 2 * 3 * 20
+    assert len(agent.encoder_replay[tasks[0]]) == 40  # emptied, then the new prior data
+    assert len(agent.replay[tasks[0]]) == 40 + 60
+    assert len(agent.replay[tasks[3]]) == 40
+    assert np.isfinite(step.metrics["qf_loss"])
+
+
+def test_sparse_env_critic_trains_on_the_dense_reward() -> None:
+    agent, tasks = make(SPARSE, critic_reward="dense_reward")
+    with LocalSampler(SPARSE, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks)
+    buf = agent.replay[tasks[0]]
+    dense = buf.extras["dense_reward"][: len(buf)]
+    assert np.all(dense <= 0) and np.any(dense < 0)
+    batch = agent._sample_batch(tasks[:2])
+    context, reward = batch[0], batch[3]
+    assert bool((reward <= 0).all())  # the critic's: dense
+    assert bool((context[..., -1] >= 0).all())  # the encoder's: sparse, in [0, 1]
+
+
+def test_meta_test_updates_the_posterior_after_each_episode() -> None:
+    agent, tasks = make()
+    seen: list[np.ndarray] = []
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+
+        def collect(policy: Any, t: Any, k: int) -> EpisodeBatch:
+            seen.append(policy.z.copy())
+            return sampler.collect(policy, t, k)
+
+        batch = agent.adapt(collect, tasks[:3], 3)
+    assert batch.returns().shape == (3, 3) and len(seen) == 3
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_ablated_context_is_zero() -> None:
+    agent, tasks = make(ablate_context=True)
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks)
+    context = agent._sample_batch(tasks[:2])[0]
+    assert float(context.abs().sum()) == 0.0
+
+
+def test_checkpoint_keeps_the_replay_buffers_and_continues_identically() -> None:
+    agent, tasks = make()
+    with LocalSampler(POINT, num_envs=4, seed=0) as s1:
+        agent.prepare(s1.collect, tasks)
+        agent.train_step(s1.collect, tasks[:2])
+        state = agent.state_dict()
+        calls = s1.calls
+        a = agent.train_step(s1.collect, tasks[2:])
+    other, _ = make(seed=5)
+    other.load_state_dict(state)
+    assert other.replay.num_transitions() == 4 * 40 + 2 * 60
+    with LocalSampler(POINT, num_envs=4, seed=0) as s2:
+        s2.calls = calls
+        b = other.train_step(s2.collect, tasks[2:])
+    assert a == b
+    for x, y in zip(agent.actor.parameters(), other.actor.parameters(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    with pytest.raises(NotImplementedError, match="train_step"):
+        agent.update(EpisodeBatch((), (), 1))
+    assert dataclasses.asdict(other.config)["seed"] == 5
