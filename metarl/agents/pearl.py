@@ -18,8 +18,9 @@ variable z inferred from a context of transitions.
   to both, ``num_extra_rl_steps_posterior`` more with z from the posterior to the
   RL buffer only. Before the first iteration (``prepare``, which the trainer
   calls) every training task gets ``num_initial_steps`` steps with z from the prior.
-- Meta-test (``adapt``): the first episode with z from the prior, then after each
-  episode z from the posterior of all context gathered on the task so far.
+- Meta-test (``adapt``): the first ``num_exp_traj_eval`` episodes with z from the
+  prior, then after each episode z from the posterior of all context gathered on
+  the task so far.
 
 Steps are collected as whole episodes through the sampler, ``ceil(steps / horizon)``
 episodes per task, one trial per episode (z is drawn per episode, as the paper's
@@ -83,8 +84,9 @@ class PEARLConfig:
     """Adam step size of the encoder. Paper: 3e-4."""
     batch_size: int = 256
     """RL transitions per task per gradient step. Paper: 256."""
-    embedding_batch_size: int = 100
-    """Context transitions per task per gradient step. Paper: 100."""
+    embedding_batch_size: int = 64
+    """Context transitions per task per gradient step. Paper: 64 (default), 100 or 256
+    in the per-family configs."""
     meta_batch_size: int = 16
     """Tasks per gradient step. Paper: 16."""
     num_initial_steps: int = 2000
@@ -108,6 +110,9 @@ class PEARLConfig:
     critic_reward: str | None = None
     """``env_infos`` key the critic trains on instead of the env reward (the sparse
     point robot: ``dense_reward``; the encoder still sees the sparse reward)."""
+    num_exp_traj_eval: int = 1
+    """Meta-test: episodes with z from the prior before the posterior is used. Paper:
+    1 (default), 2 in the locomotion configs, 5 for the sparse point robot."""
     eval_deterministic: bool = True
     """Meta-test with the policy's mean action (exploration comes from z). Paper: True."""
     ablate_context: bool = False
@@ -122,6 +127,7 @@ class PEARLConfig:
             "embedding_batch_size",
             "meta_batch_size",
             "num_tasks_sample",
+            "num_exp_traj_eval",
             "num_train_steps_per_itr",
             "replay_buffer_size",
         )
@@ -548,12 +554,13 @@ class PEARLAgent(Agent):
     # -- meta-test ----------------------------------------------------------------------
 
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
-        """Episode 1 with z from the prior; episode k + 1 with z from the posterior of
-        the task's episodes 1..k. One trial per task, episodes in order."""
+        """Episodes 1..``num_exp_traj_eval`` with z drawn from the prior; episode k + 1
+        after them with z drawn from the posterior of the task's episodes 1..k (the
+        paper's ``collect_paths`` with ``accum_context``). One trial per task."""
         stages: list[EpisodeBatch] = []
         n = len(tasks)
         for k in range(episodes):
-            if k == 0:
+            if k < self.config.num_exp_traj_eval:
                 z = self.prior_z(n)
             else:
                 z = self.posterior_z(
