@@ -4,9 +4,11 @@
 actions, rewards, next observations, terminations, and any extra per-step fields
 named at construction (e.g. a sparse-reward env's dense reward, which PEARL's
 critic trains on while its encoder sees the sparse one). ``TaskReplayBuffers``
-keeps one per task. Sampling draws from an explicit ``numpy.random.Generator``;
-``state_dict`` holds every stored transition, so that a resumed run continues with
-all the data it had collected.
+keeps one per task. Storage grows by doubling up to the capacity, so that a
+million-transition capacity per task (PEARL's) costs only what is stored.
+Sampling draws from an explicit ``numpy.random.Generator``; ``state_dict`` holds
+every stored transition, so that a resumed run continues with all the data it had
+collected.
 
 Episodes go in whole (``add_episode``): a truncated episode's last transition keeps
 ``termination = False``, so that a critic bootstraps through a time limit.
@@ -59,14 +61,42 @@ class ReplayBuffer:
                 raise ValueError(f"ReplayBuffer.{name} must be a positive integer, got {value!r}")
         self.capacity = capacity
         self.extra_names = tuple(extras)
-        self.observations = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.next_observations = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.terminations = np.zeros(capacity, dtype=bool)
-        self.extras = {name: np.zeros(capacity, dtype=np.float32) for name in self.extra_names}
+        self._allocate(min(capacity, 1024), obs_dim, action_dim)
         self.size = 0
         self.next_index = 0
+
+    def _allocate(self, n: int, obs_dim: int, action_dim: int) -> None:
+        self.observations = np.zeros((n, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((n, action_dim), dtype=np.float32)
+        self.rewards = np.zeros(n, dtype=np.float32)
+        self.next_observations = np.zeros((n, obs_dim), dtype=np.float32)
+        self.terminations = np.zeros(n, dtype=bool)
+        self.extras = {name: np.zeros(n, dtype=np.float32) for name in self.extra_names}
+
+    def _reserve(self, n: int) -> None:
+        """Grow the arrays (doubling, at most to ``capacity``) to hold ``n`` transitions.
+        Only called before the ring first wraps, when the data is ``[0, size)``."""
+        allocated = len(self.rewards)
+        if n <= allocated or allocated == self.capacity:
+            return
+        new = min(self.capacity, max(n, 2 * allocated))
+        old = (
+            self.observations,
+            self.actions,
+            self.rewards,
+            self.next_observations,
+            self.terminations,
+            self.extras,
+        )
+        self._allocate(new, self.observations.shape[1], self.actions.shape[1])
+        keep = slice(0, self.size)
+        self.observations[keep] = old[0][keep]
+        self.actions[keep] = old[1][keep]
+        self.rewards[keep] = old[2][keep]
+        self.next_observations[keep] = old[3][keep]
+        self.terminations[keep] = old[4][keep]
+        for name in self.extra_names:
+            self.extras[name][keep] = old[5][name][keep]
 
     def __len__(self) -> int:
         return self.size
@@ -93,6 +123,7 @@ class ReplayBuffer:
                 f"{actions.shape[1]}; the buffer stores {self.observations.shape[1]} and "
                 f"{self.actions.shape[1]}"
             )
+        self._reserve(self.size + n)
         idx = (self.next_index + np.arange(n)) % self.capacity
         self.observations[idx] = obs
         self.actions[idx] = actions
@@ -157,6 +188,8 @@ class ReplayBuffer:
                 f"{sorted(self.extras)}"
             )
         size = int(state["size"])
+        self.size = 0
+        self._reserve(size)
         keep = slice(0, size)
         self.observations[keep] = state["observations"]
         self.actions[keep] = state["actions"]

@@ -82,3 +82,19 @@ def test_task_buffers() -> None:
     restored = TaskReplayBuffers(2, 2, capacity=10)
     restored.load_state_dict(buffers.state_dict())
     np.testing.assert_array_equal(restored[3].observations, buffers[3].observations)
+
+
+def test_storage_grows_to_the_capacity_then_wraps() -> None:
+    buf = ReplayBuffer(2, 2, capacity=3000)
+    assert len(buf.rewards) == 1024  # allocated lazily
+    for start in range(0, 2500, 500):
+        buf.add_episode(episode(start, 500, dense=False))
+    assert len(buf) == 2500 and len(buf.rewards) == 3000
+    np.testing.assert_array_equal(buf.observations[:2500, 0], np.arange(2500))
+    buf.add_episode(episode(2500, 700, dense=False))  # wraps: 200 overwrite the oldest
+    assert len(buf) == 3000 and len(buf.rewards) == 3000
+    np.testing.assert_array_equal(buf.observations[:200, 0], np.arange(3000, 3200))
+    np.testing.assert_array_equal(buf.observations[200:, 0], np.arange(200, 3000))
+    restored = ReplayBuffer(2, 2, capacity=3000)
+    restored.load_state_dict(buf.state_dict())
+    np.testing.assert_array_equal(restored.observations, buf.observations)
