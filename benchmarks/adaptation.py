@@ -125,7 +125,7 @@ def table(path: Path, results: list[dict[str, Any]]) -> list[str]:
         f"K = {first['episodes']} consecutive meta-test episodes per test task"
         + (f", an adaptation step after every {size}" if size > 1 else ""),
         "- a cell is the mean over seeds of the mean return over test tasks, +- the standard "
-        "deviation over seeds",
+        "deviation over seeds (one seed: no +-)",
         "",
         "| method | "
         + " | ".join(_stage_label(r) for r in stages)
@@ -142,7 +142,8 @@ def table(path: Path, results: list[dict[str, Any]]) -> list[str]:
         steps = [r["methods"][name]["train_env_steps"] for r in results]
         times = [r["methods"][name]["train_wall_time_s"] for r in results]
         cells = [
-            f"{m:.2f} +- {s:.2f}" for m, s in zip(per_seed.mean(0), per_seed.std(0), strict=True)
+            f"{m:.2f} +- {s:.2f}" if len(results) > 1 else f"{m:.2f}"
+            for m, s in zip(per_seed.mean(0), per_seed.std(0), strict=True)
         ]
         steps_cell = f"{int(np.mean(steps)):,}" if steps[0] is not None else "-"
         time_cell = f"{np.mean(times):.0f}" if times[0] is not None else "-"
@@ -157,7 +158,9 @@ def table(path: Path, results: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"Oracle gap closed = ({label} {_stage_label(stages[-1])} - multi-task) / (oracle - "
             "multi-task), the baselines averaged over all K episodes: "
-            f"**{np.mean(gaps):.2f} +- {np.std(gaps):.2f}** over seeds "
+            f"**{np.mean(gaps):.2f}"
+            + (f" +- {np.std(gaps):.2f}" if len(gaps) > 1 else "")
+            + "** over seeds "
             f"({', '.join(f'{g:.2f}' for g in gaps)})."
         )
     total = np.mean([r["total_wall_time_s"] for r in results])

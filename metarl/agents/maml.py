@@ -82,6 +82,8 @@ __all__ = [
     "MetaPolicy",
     "Params",
     "TaskData",
+    "check_positive_int",
+    "check_real",
     "gaussian_kl",
     "masked_ratio",
     "mean_over_tasks",
@@ -160,11 +162,11 @@ class GradientMetaConfig:
     def __post_init__(self) -> None:
         name = type(self).__name__
         for key in ("meta_batch_size", "episodes_per_task", "num_inner_steps"):
-            _check_positive_int(name, key, getattr(self, key))
+            check_positive_int(name, key, getattr(self, key))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"{name}.seed must be a non-negative integer, got {self.seed!r}")
         if self.adapt_episodes is not None:
-            _check_positive_int(name, "adapt_episodes", self.adapt_episodes)
+            check_positive_int(name, "adapt_episodes", self.adapt_episodes)
         sizes = self.hidden_sizes
         if not isinstance(sizes, tuple | list) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
@@ -181,9 +183,9 @@ class GradientMetaConfig:
                 f"got {self.inner_objective!r}"
             )
         for key in ("init_std", "inner_lr", "baseline_reg"):
-            _check_real(name, key, getattr(self, key), positive=True)
+            check_real(name, key, getattr(self, key), positive=True)
         for key in ("gamma", "gae_lambda"):
-            value = _check_real(name, key, getattr(self, key))
+            value = check_real(name, key, getattr(self, key))
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
         for key in ("first_order", "normalize_advantages", "ablate_inner_lr"):
@@ -191,12 +193,13 @@ class GradientMetaConfig:
                 raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
 
 
-def _check_positive_int(cls: str, key: str, value: Any) -> None:
+def check_positive_int(cls: str, key: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``cls.key`` unless ``value`` is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{cls}.{key} must be a positive integer, got {value!r}")
 
 
-def _check_real(cls: str, key: str, value: Any, positive: bool = False) -> float:
+def check_real(cls: str, key: str, value: Any, positive: bool = False) -> float:
     """``value`` as a float; raises unless it is a finite real (and positive if asked)."""
     ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
     if not ok or (positive and not value > 0):

@@ -33,8 +33,8 @@ from metarl.agents.maml import (
     GradientMetaConfig,
     Params,
     TaskData,
-    _check_positive_int,
-    _check_real,
+    check_positive_int,
+    check_real,
     gaussian_kl,
     masked_ratio,
     mean_over_tasks,
@@ -72,9 +72,9 @@ class MAMLTRPOConfig(GradientMetaConfig):
         super().__post_init__()
         name = type(self).__name__
         for key in ("cg_iterations", "max_backtracks"):
-            _check_positive_int(name, key, getattr(self, key))
+            check_positive_int(name, key, getattr(self, key))
         for key in ("max_kl", "cg_damping", "backtrack_ratio"):
-            _check_real(name, key, getattr(self, key), positive=True)
+            check_real(name, key, getattr(self, key), positive=True)
         if not self.backtrack_ratio < 1:
             raise ValueError(
                 f"{name}.backtrack_ratio must be in (0, 1), got {self.backtrack_ratio!r}"

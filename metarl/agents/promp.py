@@ -35,8 +35,8 @@ from metarl.agents.maml import (
     GradientMetaConfig,
     Params,
     TaskData,
-    _check_positive_int,
-    _check_real,
+    check_positive_int,
+    check_real,
     gaussian_kl,
     masked_ratio,
     mean_over_tasks,
@@ -98,10 +98,10 @@ class ProMPConfig(GradientMetaConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        _check_positive_int(name, "num_steps", self.num_steps)
+        check_positive_int(name, "num_steps", self.num_steps)
         for key in ("learning_rate", "clip_range", "target_inner_kl"):
-            _check_real(name, key, getattr(self, key), positive=True)
-        if _check_real(name, "inner_kl_penalty", self.inner_kl_penalty) < 0:
+            check_real(name, key, getattr(self, key), positive=True)
+        if check_real(name, "inner_kl_penalty", self.inner_kl_penalty) < 0:
             raise ValueError(
                 f"{name}.inner_kl_penalty must be non-negative, got {self.inner_kl_penalty!r}"
             )
