@@ -484,7 +484,17 @@ class PEARLAgent(Agent):
         )
 
     def train(self, steps: int) -> dict[str, float]:
-        """``steps`` gradient steps on meta-batches of tasks with data; mean losses."""
+        """``steps`` gradient steps on meta-batches of tasks with data; mean losses.
+
+        Runs on one intra-op thread, as RL2's update: with two processes on 2 cores
+        (two runs, or a run beside Ray workers) torch's default of one OpenMP thread
+        per core was measured to stall (no iteration in 7 minutes where one thread
+        took 15 s).
+        """
+        with torch_threads(1):
+            return self._train(steps)
+
+    def _train(self, steps: int) -> dict[str, float]:
         tasks = [t for t in self.replay.buffers if t in self.replay and t in self.encoder_replay]
         if not tasks:
             raise ValueError("PEARL has no task with data to train on")
