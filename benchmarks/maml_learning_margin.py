@@ -22,7 +22,7 @@ from pathlib import Path
 from machine import machine_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agents"))
-from test_maml import MAMLTRPOAgent, ProMPAgent, meta_train_point_robot  # noqa: E402
+from test_maml import MAMLTRPOAgent, ProMPAgent, meta_train_point_robot
 
 VARIANTS = {
     "maml_trpo": (MAMLTRPOAgent, 15, {}),

@@ -646,3 +646,10 @@ def test_promp_checkpoint_of_another_step_count_is_refused() -> None:
     state = ProMPAgent(*point_spaces(), ProMPConfig(num_inner_steps=2)).state_dict()
     with pytest.raises(ValueError, match="2 kl_penalties; this agent's num_inner_steps is 1"):
         ProMPAgent(*point_spaces()).load_state_dict(state)
+
+
+def test_agent_refuses_a_wrong_config_or_space() -> None:
+    with pytest.raises(TypeError, match="ProMPAgent needs a ProMPConfig, got MAMLTRPOConfig"):
+        ProMPAgent(*point_spaces(), MAMLTRPOConfig())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="observation space must be a gymnasium.spaces.Box"):
+        MAMLTRPOAgent(spaces.Discrete(3), point_spaces()[1])  # type: ignore[arg-type]
