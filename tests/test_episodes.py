@@ -62,3 +62,14 @@ def test_concatenate_renumbers_trials() -> None:
     assert joined.tasks == (TASKS[0], TASKS[1], TASKS[0])
     assert [ep.trial for ep in joined] == [0, 1, 2]
     np.testing.assert_array_equal(joined.returns()[:, 0], [0, 30, 15])
+
+
+def test_adaptation_result_stages() -> None:
+    from metarl.evaluation import AdaptationResult
+
+    result = AdaptationResult(tuple(TASKS), np.arange(10.0).reshape(2, 5), stage_size=2)
+    assert [list(r) for r in result.stages()] == [[0, 1], [2, 3], [4]]
+    np.testing.assert_array_equal(result.stage_returns(), [[0.5, 2.5, 4.0], [5.5, 7.5, 9.0]])
+    assert AdaptationResult.from_dict(result.to_dict()).stage_size == 2
+    with pytest.raises(ValueError, match="stage_size must be a positive integer, got 0"):
+        AdaptationResult(tuple(TASKS), np.zeros((2, 5)), stage_size=0)

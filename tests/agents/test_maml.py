@@ -607,13 +607,15 @@ def meta_train_point_robot(
     return float(result.returns[:, :20].mean()), float(result.returns[:, 20:].mean())
 
 
-# Thresholds from measurements of meta_train_point_robot (20 held-out goals; mean return
-# per episode after the inner step minus before it; 2026-11-26, 2 shared cores):
-#   MAML-TRPO, 15 iterations, training seeds 0, 1, 2:        gain 5.57, 6.33, 6.17
-#   MAML-TRPO, 15 iterations, no inner step, seed 0:         gain -0.04
-#   MAML-TRPO, 15 iterations, first order, seeds 0, 1:       gain 4.70, 5.91
-#   ProMP, 30 iterations, seeds 0, 1, 2 (its 5 Adam steps of 1e-3 move slower than
-#   TRPO's 0.01 trust region at first):                      gain 4.19, 4.19, 3.52
+# Thresholds from `python benchmarks/maml_learning_margin.py` (it runs
+# meta_train_point_robot; 20 held-out goals; mean return per episode after the inner
+# step minus before it; 2026-11-26, 2 cores AMD EPYC; table in benchmarks/RESULTS.md),
+# training seeds 0, 1, 2:
+#   MAML-TRPO, 15 iterations:                  gain 5.57, 6.33, 6.17
+#   MAML-TRPO, 15 iterations, no inner step:   gain -0.04, 0.23, 0.06
+#   MAML-TRPO, 15 iterations, first order:     gain 4.70, 5.91, 4.52
+#   ProMP, 30 iterations (its 5 Adam steps of 1e-3 move slower than TRPO's 0.01
+#   trust region at first):                    gain 4.19, 4.19, 3.52
 # First-order MAML adapts nearly as well on this task, so the test breaks the method
 # by removing the inner step (inner learning rate 0), which must fail the margin. The
 # margin sits below the smallest learned gain, far above the ablation's. For scale:
@@ -646,3 +648,10 @@ def test_promp_checkpoint_of_another_step_count_is_refused() -> None:
     state = ProMPAgent(*point_spaces(), ProMPConfig(num_inner_steps=2)).state_dict()
     with pytest.raises(ValueError, match="2 kl_penalties; this agent's num_inner_steps is 1"):
         ProMPAgent(*point_spaces()).load_state_dict(state)
+
+
+def test_agent_refuses_a_wrong_config_or_space() -> None:
+    with pytest.raises(TypeError, match="ProMPAgent needs a ProMPConfig, got MAMLTRPOConfig"):
+        ProMPAgent(*point_spaces(), MAMLTRPOConfig())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="observation space must be a gymnasium.spaces.Box"):
+        MAMLTRPOAgent(spaces.Discrete(3), point_spaces()[1])  # type: ignore[arg-type]
