@@ -50,7 +50,10 @@ from metarl.agents.sac import TanhGaussianPolicy, soft_update
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.tasks import Task
 
-__all__ = ["PEARLAgent", "PEARLConfig", "PEARLPolicy", "product_of_gaussians"]
+__all__ = ["TASK_VARIABLES", "PEARLAgent", "PEARLConfig", "PEARLPolicy", "product_of_gaussians"]
+
+TASK_VARIABLES = ("inferred", "none", "oracle")
+"""Values of ``PEARLConfig.task_variable``."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,12 @@ class PEARLConfig:
     """Meta-test with the policy's mean action (exploration comes from z). Paper: True."""
     ablate_context: bool = False
     """Ablation: the encoder sees zeros (a broken encoder); for the learning test."""
+    task_variable: str = "inferred"
+    """What the actor and critics are conditioned on: ``"inferred"`` (PEARL: z from the
+    encoder), ``"none"`` (z = 0 everywhere, the encoder unused: multi-task SAC with the
+    same networks, data collection and budget, the baseline without task information)
+    or ``"oracle"`` (z = the true task's ``Task.features()``, which must have
+    ``latent_size`` entries: SAC that is told the task)."""
 
     def __post_init__(self) -> None:
         name = "PEARLConfig"
@@ -179,6 +188,11 @@ class PEARLConfig:
         for key in ("use_next_obs_in_context", "eval_deterministic", "ablate_context"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
+        if self.task_variable not in TASK_VARIABLES:
+            raise ValueError(
+                f"{name}.task_variable must be one of {list(TASK_VARIABLES)}, "
+                f"got {self.task_variable!r}"
+            )
         if self.critic_reward is not None and not (
             isinstance(self.critic_reward, str) and self.critic_reward
         ):
@@ -376,6 +390,28 @@ class PEARLAgent(Agent):
             draws = [self._sample_z(*self.encoder(torch.from_numpy(c))) for c in contexts]
         return np.stack(draws)
 
+    def fixed_z(self, tasks: Sequence[Task]) -> np.ndarray | None:
+        """z of each task where it is not inferred (``task_variable``): zeros
+        (``"none"``) or the task's features (``"oracle"``); ``None`` for PEARL.
+
+        Raises:
+            ValueError: ``"oracle"`` with task features of another size than
+                ``latent_size``.
+        """
+        mode, size = self.config.task_variable, self.config.latent_size
+        if mode == "inferred":
+            return None
+        if mode == "none":
+            return np.zeros((len(tasks), size), np.float32)
+        feats = [np.asarray(t.features(), np.float32).reshape(-1) for t in tasks]
+        for task, f in zip(tasks, feats, strict=True):
+            if f.shape != (size,):
+                raise ValueError(
+                    f"PEARLConfig.latent_size must be the size of the task features with "
+                    f"task_variable='oracle': {task!r} has {f.size}, latent_size is {size}"
+                )
+        return np.stack(feats) if feats else np.zeros((0, size), np.float32)
+
     def _policy(self, z: np.ndarray, assignment: np.ndarray, deterministic: bool) -> PEARLPolicy:
         actor = copy.deepcopy(self.actor).requires_grad_(False).eval()
         return PEARLPolicy(actor, z, assignment, self.scaling, self.action_shape, deterministic)
@@ -395,7 +431,10 @@ class PEARLAgent(Agent):
         """``episodes`` episodes per task, each its own trial with its own z (from the
         prior, or from the posterior of the task's encoder buffer)."""
         per_trial = [t for t in tasks for _ in range(episodes)]
-        if z_source == "prior":
+        fixed = self.fixed_z(per_trial)
+        if fixed is not None:
+            z = fixed
+        elif z_source == "prior":
             z = self.prior_z(len(per_trial))
         else:
             contexts = []
@@ -511,11 +550,16 @@ class PEARLAgent(Agent):
         """One step of the encoder, Q, V and the actor on a meta-batch (paper's order)."""
         cfg = self.config
         context, obs, act, rew, nxt, term = self._sample_batch(tasks)
-        mean, var = self.encoder(context)  # (T, L)
-        z_task = mean + var.sqrt() * torch.randn(mean.shape, generator=self.generator)
+        fixed = self.fixed_z(tasks)
+        if fixed is None:
+            mean, var = self.encoder(context)  # (T, L)
+            z_task = mean + var.sqrt() * torch.randn(mean.shape, generator=self.generator)
+            kl = 0.5 * (var + mean**2 - 1.0 - torch.log(var)).sum(-1).sum()
+        else:  # baselines: no inference, no KL
+            mean = z_task = torch.from_numpy(fixed)
+            var, kl = torch.zeros_like(mean), torch.zeros(())
         b = obs.shape[1]
         z = z_task.unsqueeze(1).expand(-1, b, -1)  # (T, B, L)
-        kl = 0.5 * (var + mean**2 - 1.0 - torch.log(var)).sum(-1).sum()
         q1 = self.qf1(torch.cat([obs, act, z], -1)).squeeze(-1)
         q2 = self.qf2(torch.cat([obs, act, z], -1)).squeeze(-1)
         with torch.no_grad():
@@ -569,8 +613,11 @@ class PEARLAgent(Agent):
         paper's ``collect_paths`` with ``accum_context``). One trial per task."""
         stages: list[EpisodeBatch] = []
         n = len(tasks)
+        fixed = self.fixed_z(tasks)
         for k in range(episodes):
-            if k < self.config.num_exp_traj_eval:
+            if fixed is not None:
+                z = fixed
+            elif k < self.config.num_exp_traj_eval:
                 z = self.prior_z(n)
             else:
                 z = self.posterior_z(

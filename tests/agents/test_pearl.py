@@ -169,3 +169,49 @@ def test_checkpoint_keeps_the_replay_buffers_and_continues_identically() -> None
     with pytest.raises(NotImplementedError, match="train_step"):
         agent.update(EpisodeBatch((), (), 1))
     assert dataclasses.asdict(other.config)["seed"] == 5
+
+
+# ----------------------------------------------------------------------------- learning
+
+# The learning test's budget: the paper's point-robot structure (reward scale 100,
+# prior then posterior-z collection, context 5-dim latent) on smaller networks and
+# fewer gradient steps, so that a run takes well under a minute on 2 cores.
+LEARNING = dict(
+    max_path_length=20,
+    hidden_sizes=(64, 64),
+    encoder_hidden_sizes=(64, 64),
+    meta_batch_size=8,
+    batch_size=64,
+    embedding_batch_size=32,
+    num_initial_steps=100,
+    num_tasks_sample=5,
+    num_steps_prior=100,
+    num_extra_rl_steps_posterior=100,
+    num_train_steps_per_itr=200,
+    reward_scale=100.0,
+)
+
+
+def meta_train_point_robot(seed: int, iterations: int, **overrides: Any) -> tuple[float, float]:
+    """Meta-train on 40 point-robot goals, then meta-test on 20 held-out goals: one
+    episode with z from the prior, one with z from the posterior of that episode.
+    Returns the mean return of each (for ``task_variable="none"``, the multi-task SAC
+    baseline, both episodes are the same policy)."""
+    from metarl.evaluation import evaluate_adaptation
+
+    env = gym.make(POINT)
+    sets = task_distribution(env).task_sets(0, 40, 20)
+    agent = PEARLAgent(
+        env.observation_space,
+        env.action_space,
+        PEARLConfig(**{**LEARNING, "seed": seed, **overrides}),
+    )
+    env.close()
+    rng = np.random.default_rng(seed)
+    with LocalSampler(POINT, num_envs=10, seed=seed) as sampler:
+        agent.prepare(sampler.collect, sets.train)
+        for _ in range(iterations):
+            picks = rng.choice(len(sets.train), size=agent.tasks_per_iteration, replace=False)
+            agent.train_step(sampler.collect, [sets.train[i] for i in picks])
+        result = evaluate_adaptation(agent, sampler, sets.test, 2)
+    return float(result.returns[:, 0].mean()), float(result.returns[:, 1].mean())
