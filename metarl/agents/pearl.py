@@ -610,7 +610,19 @@ class PEARLAgent(Agent):
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         """Episodes 1..``num_exp_traj_eval`` with z drawn from the prior; episode k + 1
         after them with z drawn from the posterior of the task's episodes 1..k (the
-        paper's ``collect_paths`` with ``accum_context``). One trial per task."""
+        paper's ``collect_paths`` with ``accum_context``). One trial per task.
+
+        The agent's generators are restored afterwards: evaluating leaves training
+        unchanged (a run evaluated every iteration collects and trains as one that is
+        not evaluated)."""
+        state, rng_state = self.generator.get_state(), self.rng.bit_generator.state
+        try:
+            return self._adapt(collect, tasks, episodes)
+        finally:
+            self.generator.set_state(state)
+            self.rng.bit_generator.state = rng_state
+
+    def _adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         stages: list[EpisodeBatch] = []
         n = len(tasks)
         fixed = self.fixed_z(tasks)

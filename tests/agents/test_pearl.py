@@ -171,6 +171,45 @@ def test_checkpoint_keeps_the_replay_buffers_and_continues_identically() -> None
     assert dataclasses.asdict(other.config)["seed"] == 5
 
 
+def _train_pearl(run_dir: Any, iterations: int, resume: bool = False) -> Any:
+    from metarl.trainer import Trainer, TrainerConfig
+
+    agent, tasks = make()
+    config = TrainerConfig(iterations=iterations, eval_every=0, checkpoint_every=2, progress=False)
+    with (
+        LocalSampler(POINT, num_envs=4, seed=0) as sampler,
+        LocalSampler(POINT, num_envs=2, seed=9) as eval_sampler,
+    ):
+        trainer = Trainer(agent, sampler, tasks, tasks[:2], run_dir, config, eval_sampler=eval_sampler)
+        if resume:
+            assert trainer.resume()
+        trainer.train()
+    return trainer
+
+
+def test_trainer_resume_keeps_the_collected_data(tmp_path: Any) -> None:
+    """A run stopped after its checkpoint at iteration 2 and resumed to 3 holds the same
+    replay buffers, networks and metrics as one that ran 3 iterations straight."""
+    full = _train_pearl(tmp_path / "full", 3)
+    _train_pearl(tmp_path / "stopped", 2)
+    resumed = _train_pearl(tmp_path / "stopped", 3, resume=True)
+    a, b = full.agent, resumed.agent
+    # prepare (4 tasks x 40 steps) once, then 3 x 2 tasks x (40 + 20) steps.
+    assert b.replay.num_transitions() == a.replay.num_transitions() == 4 * 40 + 3 * 2 * 60
+    assert resumed.env_steps == full.env_steps
+    for task in a.replay.buffers:
+        for name in ("replay", "encoder_replay"):
+            x, y = getattr(a, name)[task], getattr(b, name)[task]
+            assert len(x) == len(y)
+            np.testing.assert_array_equal(x.observations[: len(x)], y.observations[: len(y)])
+            np.testing.assert_array_equal(x.rewards[: len(x)], y.rewards[: len(y)])
+    for x, y in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    rows = [(tmp_path / d / "metrics.csv").read_text().splitlines() for d in ("full", "stopped")]
+    strip = [[",".join(r.split(",")[:2]) for r in rs] for rs in rows]  # iteration, env steps
+    assert strip[0] == strip[1]
+
+
 # ----------------------------------------------------------------------------- learning
 
 # The learning test's budget: the paper's point-robot structure (reward scale 100,
