@@ -166,15 +166,16 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
         + " | train env steps | train wall time (s) | peak memory (MiB) |",
         "|---|" + "---:|" * (k + 3),
     ]
+    # Every run's agent is "pearl" in its results; the PEARL run also holds "random".
     rows: list[tuple[str, str, str]] = [("pearl", "pearl", VARIANTS["pearl"])]
     rows += [("pearl", "random", "random")] if "random" in first["methods"] else []
-    rows += [(v, v, VARIANTS[v]) for v in ("multitask", "oracle") if v in variants]
+    rows += [(v, "pearl", VARIANTS[v]) for v in ("multitask", "oracle") if v in variants]
     successes = []
     for variant, method, label in rows:
         per_seed = [_returns(variants[variant][s], method) for s in seeds]
         cells = [_cell([r[:, i].mean() for r in per_seed]) for i in range(k)]
         info = [variants[variant][s] for s in seeds]
-        own = method == variant
+        own = method == "pearl"
         steps = _cell([r["methods"][method]["train_env_steps"] for r in info], "{:,.0f}")
         wall = _cell([r["methods"][method]["train_wall_time_s"] for r in info], "{:.0f}")
         memory = _cell([r["benchmark"]["peak_rss_mib"] for r in info], "{:.0f}")
@@ -199,8 +200,8 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
         gaps = []
         for s in seeds:
             final = _returns(variants["pearl"][s], "pearl")[:, -1].mean()
-            mt = _returns(variants["multitask"][s], "multitask").mean()
-            oracle = _returns(variants["oracle"][s], "oracle").mean()
+            mt = _returns(variants["multitask"][s], "pearl").mean()
+            oracle = _returns(variants["oracle"][s], "pearl").mean()
             gaps.append((final - mt) / (oracle - mt))
         lines.append(
             f"Oracle gap closed = (PEARL episode {k} - multi-task SAC) / (oracle SAC - "
