@@ -171,6 +171,35 @@ def test_checkpoint_keeps_the_replay_buffers_and_continues_identically() -> None
     assert dataclasses.asdict(other.config)["seed"] == 5
 
 
+def test_task_variable_baselines_fix_z() -> None:
+    """``none``: z = 0 everywhere (multi-task SAC); ``oracle``: z = the task's features;
+    neither trains the encoder."""
+    with pytest.raises(ValueError, match=r"PEARLConfig\.task_variable must be one of"):
+        PEARLConfig(task_variable="true_task")
+    for mode, size in (("none", 5), ("oracle", 2)):
+        agent, tasks = make(task_variable=mode, latent_size=size)
+        expected = np.zeros((2, 5)) if mode == "none" else np.stack([t.features() for t in tasks[:2]])
+        np.testing.assert_array_equal(agent.fixed_z(tasks[:2]), expected)
+        seen: list[np.ndarray] = []
+        with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+
+            def collect(policy: Any, t: Any, k: int) -> EpisodeBatch:
+                seen.append(policy.z.copy())
+                return sampler.collect(policy, t, k)
+
+            agent.prepare(collect, tasks)
+            agent.adapt(collect, tasks[:2], 2)
+        np.testing.assert_array_equal(seen[-1], expected)
+        before = [p.detach().clone() for p in agent.encoder.parameters()]
+        metrics = agent.gradient_step(tasks[:3])
+        assert metrics["kl"] == 0.0
+        for a, b in zip(agent.encoder.parameters(), before, strict=True):
+            assert torch.equal(a, b)
+    agent, tasks = make(task_variable="oracle", latent_size=3)
+    with pytest.raises(ValueError, match="latent_size must be the size of the task features"):
+        agent.fixed_z(tasks)
+
+
 def _train_pearl(run_dir: Any, iterations: int, resume: bool = False) -> Any:
     from metarl.trainer import Trainer, TrainerConfig
 
