@@ -297,10 +297,10 @@ def meta_train_point_robot(seed: int, iterations: int, **overrides: Any) -> np.n
 # 1 (prior z), 2 and 3 (posterior z); 2026-11-26, 2 cores AMD EPYC; table in
 # benchmarks/RESULTS.md), training seeds 0, 1, 2:
 #   PEARL:                     episode 3 - episode 1: 3.94, 9.68, 3.13
-#                              episode 3 - multi-task SAC: 2.38, ..., ...
+#                              episode 3 - multi-task SAC: 2.38, 4.14, 2.88
 #   PEARL, context zeroed:     episode 3 - episode 1: -1.53, 1.08, -0.42
-#                              episode 3 - multi-task SAC: -0.90, ..., ...
-#   multi-task SAC (z = 0), mean of its 3 episodes: -14.81, ..., ...
+#                              episode 3 - multi-task SAC: -0.90, 0.41, -0.28
+#   multi-task SAC (z = 0), mean of its 3 episodes: -14.81, -14.28, -15.47
 # The margins sit below the smallest gains of PEARL and above the ablation's. For
 # scale: random actions score about -20 per episode, the oracle about -5.
 MIN_POSTERIOR_GAIN = 2.0
