@@ -46,6 +46,16 @@ def make(env_id: str = POINT, **overrides: Any) -> tuple[PEARLAgent, list[Task]]
     return agent, tasks
 
 
+def recording(sampler: LocalSampler, seen: list[np.ndarray]) -> Any:
+    """A collect function that records the z of every policy it is given."""
+
+    def collect(policy: Any, tasks: Any, episodes: int) -> EpisodeBatch:
+        seen.append(policy.z.copy())
+        return sampler.collect(policy, tasks, episodes)
+
+    return collect
+
+
 def test_product_of_gaussians() -> None:
     means = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
     variances = torch.tensor([[1.0, 4.0], [1.0, 4.0]])
@@ -131,12 +141,7 @@ def test_meta_test_updates_the_posterior_after_each_episode() -> None:
     agent, tasks = make()
     seen: list[np.ndarray] = []
     with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
-
-        def collect(policy: Any, t: Any, k: int) -> EpisodeBatch:
-            seen.append(policy.z.copy())
-            return sampler.collect(policy, t, k)
-
-        batch = agent.adapt(collect, tasks[:3], 3)
+        batch = agent.adapt(recording(sampler, seen), tasks[:3], 3)
     assert batch.returns().shape == (3, 3) and len(seen) == 3
     assert not np.array_equal(seen[0], seen[1])
 
@@ -178,17 +183,14 @@ def test_task_variable_baselines_fix_z() -> None:
         PEARLConfig(task_variable="true_task")
     for mode, size in (("none", 5), ("oracle", 2)):
         agent, tasks = make(task_variable=mode, latent_size=size)
-        expected = np.zeros((2, 5)) if mode == "none" else np.stack([t.features() for t in tasks[:2]])
+        expected = (
+            np.zeros((2, 5)) if mode == "none" else np.stack([t.features() for t in tasks[:2]])
+        )
         np.testing.assert_array_equal(agent.fixed_z(tasks[:2]), expected)
         seen: list[np.ndarray] = []
         with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
-
-            def collect(policy: Any, t: Any, k: int) -> EpisodeBatch:
-                seen.append(policy.z.copy())
-                return sampler.collect(policy, t, k)
-
-            agent.prepare(collect, tasks)
-            agent.adapt(collect, tasks[:2], 2)
+            agent.prepare(recording(sampler, seen), tasks)
+            agent.adapt(recording(sampler, seen), tasks[:2], 2)
         np.testing.assert_array_equal(seen[-1], expected)
         before = [p.detach().clone() for p in agent.encoder.parameters()]
         metrics = agent.gradient_step(tasks[:3])
@@ -209,7 +211,9 @@ def _train_pearl(run_dir: Any, iterations: int, resume: bool = False) -> Any:
         LocalSampler(POINT, num_envs=4, seed=0) as sampler,
         LocalSampler(POINT, num_envs=2, seed=9) as eval_sampler,
     ):
-        trainer = Trainer(agent, sampler, tasks, tasks[:2], run_dir, config, eval_sampler=eval_sampler)
+        trainer = Trainer(
+            agent, sampler, tasks, tasks[:2], run_dir, config, eval_sampler=eval_sampler
+        )
         if resume:
             assert trainer.resume()
         trainer.train()
