@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import json
 import os
@@ -122,6 +123,37 @@ def run_one(config: Path, variant: str, seed: int, out: Path, extra: list[str]) 
     return run_dir
 
 
+PRIOR_ONLY = "prior_only.json"
+
+
+def prior_only(run_dir: Path) -> list[list[float]]:
+    """The PEARL run's final meta-test again, with z drawn from the prior in every
+    episode (``num_exp_traj_eval`` = K): the same checkpoint, test tasks, sampler seeds
+    and z draws, so that the episodes before the posterior is first used are the same
+    episodes as in the run's own meta-test. Written to ``prior_only.json``; returns the
+    (test tasks, K) returns."""
+    import torch
+
+    from metarl.agents.pearl import PEARLAgent
+    from metarl.evaluation import evaluate_adaptation
+    from metarl.runner import build_agent, eval_sampler, load_run_config, task_sets
+    from metarl.trainer import latest_checkpoint
+
+    k = json.loads((run_dir / "results.json").read_text())["episodes"]
+    config = load_run_config(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint is not None, run_dir
+    agent = build_agent(config)
+    assert isinstance(agent, PEARLAgent), type(agent)
+    agent.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["agent"])
+    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=k)
+    tasks = task_sets(config).test
+    with eval_sampler(config, agent, tasks) as sampler:
+        returns = evaluate_adaptation(agent, sampler, tasks, k).returns.tolist()
+    (run_dir / PRIOR_ONLY).write_text(json.dumps(returns))
+    return returns
+
+
 def load_runs(out: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
     """``{config stem: {variant: {seed: run}}}`` of the finished runs under ``out``; a
     run holds its ``results.json``, ``benchmark.json`` and the rows of ``eval.csv``."""
@@ -133,6 +165,11 @@ def load_runs(out: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
         data["benchmark"] = json.loads((path.parent / "benchmark.json").read_text())
         with open(path.parent / "eval.csv", newline="") as f:
             data["curve"] = list(csv.DictReader(f))
+        if variant == "pearl" and "Sparse" in data["env"]:
+            prior = path.parent / PRIOR_ONLY
+            data["prior_only"] = (
+                json.loads(prior.read_text()) if prior.exists() else prior_only(path.parent)
+            )
         runs.setdefault(stem, {}).setdefault(variant, {})[int(seed)] = data
     return runs
 
@@ -146,6 +183,15 @@ def _cell(values: list[float], fmt: str = "{:.2f}") -> str:
     if len(values) == 1:
         return fmt.format(values[0])
     return f"{fmt.format(np.mean(values))} +- {fmt.format(np.std(values))}"
+
+
+def _success_row(label: str, per_seed: list[np.ndarray]) -> str:
+    """A row of the share of test tasks whose goal was reached (sparse return above 0)
+    in each episode, and in any episode."""
+    k = per_seed[0].shape[1]
+    rates = [_cell([float((r[:, i] > 0).mean()) for r in per_seed]) for i in range(k)]
+    anywhere = _cell([float((r > 0).any(axis=1).mean()) for r in per_seed])
+    return f"| {label} | {' | '.join(rates)} | {anywhere} |"
 
 
 def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: bool) -> list[str]:
@@ -175,24 +221,29 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
         per_seed = [_returns(variants[variant][s], method) for s in seeds]
         cells = [_cell([r[:, i].mean() for r in per_seed]) for i in range(k)]
         info = [variants[variant][s] for s in seeds]
-        own = method == "pearl"
-        steps = _cell([r["methods"][method]["train_env_steps"] for r in info], "{:,.0f}")
-        wall = _cell([r["methods"][method]["train_wall_time_s"] for r in info], "{:.0f}")
-        memory = _cell([r["benchmark"]["peak_rss_mib"] for r in info], "{:.0f}")
-        lines.append(
-            f"| {label} | {' | '.join(cells)} | {steps if own else '-'} | "
-            f"{wall if own else '-'} | {memory if own else '-'} |"
-        )
+        if method == "pearl":  # the run's own agent; the random policy is not trained
+            steps = _cell([r["methods"][method]["train_env_steps"] for r in info], "{:,.0f}")
+            wall = _cell([r["methods"][method]["train_wall_time_s"] for r in info], "{:.0f}")
+            memory = _cell([r["benchmark"]["peak_rss_mib"] for r in info], "{:.0f}")
+        else:
+            steps = wall = memory = "-"
+        lines.append(f"| {label} | {' | '.join(cells)} | {steps} | {wall} | {memory} |")
         if sparse:
-            rates = [_cell([float((r[:, i] > 0).mean()) for r in per_seed]) for i in range(k)]
-            successes.append(f"| {label} | {' | '.join(rates)} |")
+            successes.append(_success_row(label, per_seed))
+            if variant == method == "pearl":
+                prior = [np.asarray(variants["pearl"][s]["prior_only"]) for s in seeds]
+                successes.append(_success_row("PEARL, z from the prior in every episode", prior))
     lines.append("")
     if sparse:
         lines += [
-            "Share of test tasks whose goal was reached (sparse return above 0) in each episode:",
+            "Share of test tasks whose goal was reached (sparse return above 0) in each "
+            "episode and in any of the K. The prior-only row is the same PEARL checkpoint, "
+            "test tasks and seeds with z drawn from the prior in every episode: its "
+            "episodes before the posterior is first used are the very episodes of the row "
+            "above.",
             "",
-            "| method | " + " | ".join(f"episode {i + 1}" for i in range(k)) + " |",
-            "|---|" + "---:|" * k,
+            "| method | " + " | ".join(f"episode {i + 1}" for i in range(k)) + " | any episode |",
+            "|---|" + "---:|" * (k + 1),
             *successes,
             "",
         ]
