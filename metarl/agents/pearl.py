@@ -12,12 +12,15 @@ variable z inferred from a context of transitions.
   shape the task inference.
 - Per-task replay buffers for the RL losses and separate encoder buffers holding
   each task's most recent prior data, from which contexts are sampled.
-- Collection per iteration on ``num_tasks_sample`` tasks: the encoder buffer of the
-  task is emptied, ``num_steps_prior`` steps with z from the prior go to both
-  buffers, ``num_steps_posterior`` steps with z from the posterior of that data go
-  to both, ``num_extra_rl_steps_posterior`` more with z from the posterior to the
-  RL buffer only. Before the first iteration (``prepare``, which the trainer
-  calls) every training task gets ``num_initial_steps`` steps with z from the prior.
+- Collection per iteration on ``num_tasks_sample`` tasks (the paper's ``collect_data``
+  phases): the encoder buffer of the task is emptied, ``num_steps_prior`` steps with
+  z from the prior go to both buffers, ``num_steps_posterior`` steps go to both and
+  ``num_extra_rl_steps_posterior`` steps to the RL buffer only; each of these two
+  phases starts with z from the prior and draws z from the posterior of a context
+  sampled from the encoder buffer after every episode (on a sparse task, a goal found
+  once is exploited in the phase's next episodes). Before the first iteration
+  (``prepare``, which the trainer calls) every training task gets
+  ``num_initial_steps`` steps with z from the prior.
 - Meta-test (``adapt``): the first ``num_exp_traj_eval`` episodes with z from the
   prior, then after each episode z from the posterior of all context gathered on
   the task so far.
@@ -462,38 +465,59 @@ class PEARLAgent(Agent):
         self._store(batch, encoder_too=True)
         return batch.num_steps
 
+    def _collect_phase(
+        self,
+        collect: CollectFn,
+        tasks: Sequence[Task],
+        steps: int,
+        z_source: str,
+        encoder_too: bool,
+    ) -> list[EpisodeBatch]:
+        """One collection phase (the paper's ``collect_data``) on all ``tasks`` at once:
+        ``ceil(steps / max_path_length)`` episodes per task, one z per episode, stored
+        in the RL buffers and, if ``encoder_too``, the encoder buffers.
+
+        ``"prior"``: every z from the prior. ``"posterior"``: as the paper, the phase
+        starts from the prior (its ``clear_z``) and after each episode z is inferred
+        again from a context sampled from the task's encoder buffer, which already
+        holds the episodes before if they go there (``update_post_train = 1``): the
+        episodes run in rounds, one per task per collect call.
+        """
+        episodes = self._episodes_for(steps)
+        if z_source == "prior" or self.config.task_variable != "inferred":
+            rounds = [(episodes, "prior")]
+        else:
+            rounds = [(1, "prior")] + [(1, "posterior")] * (episodes - 1)
+        batches = []
+        for count, source in rounds:
+            batch = self._collect(collect, tasks, count, source)
+            self._store(batch, encoder_too)
+            batches.append(batch)
+        return batches
+
     def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
-        """Collect on ``tasks`` (prior, then posterior data) and take
-        ``num_train_steps_per_itr`` gradient steps on tasks with data."""
+        """Collect on ``tasks`` (each task's encoder buffer emptied, then its prior,
+        posterior and extra-RL phases) and take ``num_train_steps_per_itr`` gradient
+        steps on tasks with data. The tasks' phases run side by side: the collection
+        of one task does not depend on another's."""
         cfg = self.config
-        batches: list[EpisodeBatch] = []
-        for task in tasks:
+        for task in dict.fromkeys(tasks):
             self.encoder_replay[task].clear()
-            if cfg.num_steps_prior:
-                b = self._collect(collect, [task], self._episodes_for(cfg.num_steps_prior), "prior")
-                self._store(b, encoder_too=True)
-                batches.append(b)
-            if cfg.num_steps_posterior:
-                b = self._collect(
-                    collect, [task], self._episodes_for(cfg.num_steps_posterior), "posterior"
-                )
-                self._store(b, encoder_too=True)
-                batches.append(b)
-            if cfg.num_extra_rl_steps_posterior:
-                b = self._collect(
-                    collect,
-                    [task],
-                    self._episodes_for(cfg.num_extra_rl_steps_posterior),
-                    "posterior",
-                )
-                self._store(b, encoder_too=False)
-                batches.append(b)
+        batches: list[EpisodeBatch] = []
+        phases = (
+            (cfg.num_steps_prior, "prior", True),
+            (cfg.num_steps_posterior, "posterior", True),
+            (cfg.num_extra_rl_steps_posterior, "posterior", False),
+        )
+        for steps, source, encoder_too in phases:
+            if steps:
+                batches += self._collect_phase(collect, tasks, steps, source, encoder_too)
         losses = self.train(cfg.num_train_steps_per_itr)
         self.iterations += 1
-        steps = sum(b.num_steps for b in batches)
+        env_steps = sum(b.num_steps for b in batches)
         collected = EpisodeBatch.concatenate(batches) if batches else None
         metrics = return_metrics(collected) if collected else {"return_mean": float("nan")}
-        return TrainStep(steps, {"return_mean": metrics["return_mean"], **losses})
+        return TrainStep(env_steps, {"return_mean": metrics["return_mean"], **losses})
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """Not used: PEARL collects its own prior and posterior data (``train_step``).

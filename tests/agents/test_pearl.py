@@ -124,6 +124,25 @@ def test_train_step_collects_prior_and_posterior_data() -> None:
     assert np.isfinite(step.metrics["qf_loss"])
 
 
+def test_posterior_phase_updates_z_after_every_episode() -> None:
+    """As the paper's ``collect_data`` with ``update_post_train = 1``: the phase starts
+    with z from the prior, then each episode's z comes from the posterior of the
+    encoder buffer holding the episodes before (one round per episode, all tasks)."""
+    agent, tasks = make(num_steps_prior=0, num_steps_posterior=60, num_extra_rl_steps_posterior=0)
+    sizes: list[list[int]] = []
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks)
+
+        def collect(policy: Any, t: Any, k: int) -> EpisodeBatch:
+            sizes.append([len(agent.encoder_replay[task]) for task in t])
+            return sampler.collect(policy, t, k)
+
+        step = agent.train_step(collect, tasks[:2])
+    assert step.env_steps == 2 * 60
+    assert sizes == [[0, 0], [20, 20], [40, 40]]
+    assert len(agent.encoder_replay[tasks[0]]) == 60
+
+
 def test_sparse_env_critic_trains_on_the_dense_reward() -> None:
     agent, tasks = make(SPARSE, critic_reward="dense_reward")
     with LocalSampler(SPARSE, num_envs=4, seed=0) as sampler:
