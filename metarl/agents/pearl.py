@@ -551,8 +551,8 @@ class PEARLAgent(Agent):
 
         Runs on one intra-op thread, as RL2's update: with two processes on 2 cores
         (two runs, or a run beside Ray workers) torch's default of one OpenMP thread
-        per core was measured to stall (no iteration in 7 minutes where one thread
-        took 15 s).
+        per core stalled both (seen while developing; not a benchmark figure), and one
+        thread each keeps runs side by side independent.
         """
         with torch_threads(1):
             return self._train(steps)
