@@ -499,19 +499,28 @@ class PEARLAgent(Agent):
         """Collect on ``tasks`` (each task's encoder buffer emptied, then its prior,
         posterior and extra-RL phases) and take ``num_train_steps_per_itr`` gradient
         steps on tasks with data. The tasks' phases run side by side: the collection
-        of one task does not depend on another's."""
+        of one task does not depend on another's. A task drawn twice is collected on
+        again after the first draw's phases, its encoder buffer emptied again (as the
+        paper's loop over draws): its encoder buffer holds the last draw's data."""
         cfg = self.config
-        for task in dict.fromkeys(tasks):
-            self.encoder_replay[task].clear()
+        waves: list[list[Task]] = []  # each task at most once per wave, in draw order
+        for task in tasks:
+            wave = next((w for w in waves if task not in w), None)
+            if wave is None:
+                waves.append(wave := [])
+            wave.append(task)
         batches: list[EpisodeBatch] = []
         phases = (
             (cfg.num_steps_prior, "prior", True),
             (cfg.num_steps_posterior, "posterior", True),
             (cfg.num_extra_rl_steps_posterior, "posterior", False),
         )
-        for steps, source, encoder_too in phases:
-            if steps:
-                batches += self._collect_phase(collect, tasks, steps, source, encoder_too)
+        for wave in waves:
+            for task in wave:
+                self.encoder_replay[task].clear()
+            for steps, source, encoder_too in phases:
+                if steps:
+                    batches += self._collect_phase(collect, wave, steps, source, encoder_too)
         losses = self.train(cfg.num_train_steps_per_itr)
         self.iterations += 1
         env_steps = sum(b.num_steps for b in batches)
@@ -563,9 +572,9 @@ class PEARLAgent(Agent):
             raise ValueError("PEARL has no task with data to train on")
         sums: dict[str, float] = {}
         for _ in range(steps):
-            idx = self.rng.choice(
-                len(tasks), size=min(self.config.meta_batch_size, len(tasks)), replace=False
-            )
+            # With replacement, as the paper (always meta_batch_size tasks, also when
+            # fewer tasks have data, e.g. the two of HalfCheetahDir).
+            idx = self.rng.choice(len(tasks), size=self.config.meta_batch_size)
             for k, v in self.gradient_step([tasks[i] for i in idx]).items():
                 sums[k] = sums.get(k, 0.0) + v
         return {k: v / steps for k, v in sums.items()}

@@ -143,6 +143,28 @@ def test_posterior_phase_updates_z_after_every_episode() -> None:
     assert len(agent.encoder_replay[tasks[0]]) == 60
 
 
+def test_a_task_drawn_twice_keeps_the_last_draws_encoder_data() -> None:
+    agent, tasks = make()
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks)
+        step = agent.train_step(sampler.collect, [tasks[0], tasks[1], tasks[0]])
+    assert step.env_steps == 3 * 60
+    assert len(agent.encoder_replay[tasks[0]]) == 40  # emptied again for the second draw
+    assert len(agent.replay[tasks[0]]) == 40 + 2 * 60
+
+
+def test_meta_batch_is_drawn_with_replacement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Always ``meta_batch_size`` tasks per gradient step, as the paper, also when
+    fewer tasks have data."""
+    agent, tasks = make(meta_batch_size=5)
+    with LocalSampler(POINT, num_envs=4, seed=0) as sampler:
+        agent.prepare(sampler.collect, tasks[:2])
+    sizes: list[int] = []
+    monkeypatch.setattr(agent, "gradient_step", lambda ts: sizes.append(len(ts)) or {"x": 0.0})
+    agent.train(3)
+    assert sizes == [5, 5, 5]
+
+
 def test_sparse_env_critic_trains_on_the_dense_reward() -> None:
     agent, tasks = make(SPARSE, critic_reward="dense_reward")
     with LocalSampler(SPARSE, num_envs=4, seed=0) as sampler:
