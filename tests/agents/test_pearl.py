@@ -308,7 +308,7 @@ LEARNING = dict(
 )
 
 
-LEARNING_ITERATIONS = 15
+LEARNING_ITERATIONS = 25
 """Meta-training iterations of the learning test."""
 
 
@@ -337,20 +337,21 @@ def meta_train_point_robot(seed: int, iterations: int, **overrides: Any) -> np.n
     return result.returns.mean(axis=0)
 
 
-# Thresholds from `python benchmarks/pearl_learning_margin.py` (it runs
-# meta_train_point_robot, 15 iterations; 20 held-out goals; mean return of episodes
-# 1 (prior z), 2 and 3 (posterior z); 2026-11-26, 2 cores AMD EPYC; table in
-# benchmarks/RESULTS.md), training seeds 0, 1, 2:
-#   PEARL:                     episode 3 - episode 1: 2.50, 5.97, 5.97
-#                              episode 3 - multi-task SAC: 2.38, 3.37, 3.58
-#   PEARL, context zeroed:     episode 3 - episode 1: 1.39, -0.56, -0.35
-#                              episode 3 - multi-task SAC: 0.63, 0.35, 0.67
-#   multi-task SAC (z = 0), mean of its 3 episodes: -16.09, -15.19, -15.22
-# Both margins sit below every PEARL seed; the second lies above every seed of the
-# ablation, so a broken encoder fails the test. For scale: random actions score about
-# -20 per episode, the oracle about -5.
+# Thresholds from `python benchmarks/pearl_learning_margin.py --iterations 25` (it runs
+# meta_train_point_robot; 20 held-out goals; mean return of episodes 1 (prior z), 2
+# and 3 (posterior z); 2026-11-26, 2 cores AMD EPYC; tables in benchmarks/RESULTS.md),
+# training seeds 0, 1, 2:
+#   PEARL:                     episode 3 - episode 1: 2.43, 6.85, 5.07
+#                              episode 3 - multi-task SAC: 1.08, 5.40, 4.08
+#   PEARL, context zeroed:     episode 3 - episode 1: -1.40, 0.61, -0.44
+#                              episode 3 - multi-task SAC: -0.99, 0.56, -0.87
+#   multi-task SAC (z = 0), mean of its 3 episodes: -14.99, -15.27, -15.09
+# At 15 iterations seed 0 had not learned to adapt yet (gain 1.34 over its prior
+# episode), hence 25. Both margins sit below every PEARL seed (seed 0, the test's, is
+# the weakest of the three) and above every seed of the ablation, so a broken encoder
+# fails both. For scale: random actions score about -20 per episode, the oracle about -5.
 MIN_POSTERIOR_GAIN = 1.5
-MIN_GAIN_OVER_MULTITASK = 1.5
+MIN_GAIN_OVER_MULTITASK = 0.75
 
 
 @pytest.mark.slow
