@@ -209,6 +209,9 @@ AGENTS: dict[str, AgentEntry] = {
     "promp": AgentEntry(
         "metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent", "ProMP"
     ),
+    "pearl": AgentEntry(
+        "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
+    ),
 }
 
 

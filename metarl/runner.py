@@ -266,8 +266,17 @@ def run_experiment(
     sets = task_sets(config)
     agent = build_agent(config)
     sampler = build_sampler(config)
+    evaluator = eval_sampler(config, agent, sets.test)
     try:
-        trainer = Trainer(agent, sampler, sets.train, sets.test, run_dir, config.trainer_config())
+        trainer = Trainer(
+            agent,
+            sampler,
+            sets.train,
+            sets.test,
+            run_dir,
+            config.trainer_config(),
+            eval_sampler=evaluator,
+        )
         if resume:
             trainer.resume()
             if trainer.iteration > config.trainer.iterations:
@@ -282,6 +291,7 @@ def run_experiment(
         trainer.train()
     finally:
         sampler.close()
+        evaluator.close()
     _final_evaluation(
         config,
         run_dir,
@@ -339,15 +349,21 @@ class _Method:
     train_wall_time: float | None
 
 
-def _evaluate(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> AdaptationResult:
+def eval_sampler(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> LocalSampler:
+    """The sampler of meta-tests: local, apart from the training sampler, so that
+    evaluating during training does not change the training's episodes."""
     assert config.sampler.seed is not None
-    sampler = LocalSampler(
+    return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed,
         env_kwargs=dict(config.env.kwargs),
         wrappers=getattr(agent, "env_wrappers", ()),
     )
+
+
+def _evaluate(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> AdaptationResult:
+    sampler = eval_sampler(config, agent, tasks)
     try:
         return evaluate_adaptation(agent, sampler, tasks, config.evaluation.episodes)
     finally:

@@ -156,6 +156,10 @@ class Trainer:
             dynamic_ncols=True,
         )
         try:
+            if self.iteration == 0 and self.env_steps == 0:
+                start = time.perf_counter()
+                self.env_steps += int(self.agent.prepare(self.sampler.collect, self.train_tasks))
+                self.wall_time += time.perf_counter() - start
             while self.iteration < cfg.iterations:
                 start = time.perf_counter()
                 idx = self.rng.integers(len(self.train_tasks), size=self.agent.tasks_per_iteration)

@@ -306,6 +306,41 @@ def test_rows_know_their_trial_and_per_task_policies_match_local() -> None:
     assert other.trials()[0] != expected[1].trials()[0]
 
 
+def test_pearl_collects_the_same_data_on_ray_as_locally() -> None:
+    """PEARL's prior- and posterior-z collections (one z per trial) through Ray workers
+    fill its replay buffers exactly as through LocalSampler."""
+    from metarl.agents.pearl import PEARLAgent, PEARLConfig
+
+    tasks = sample_tasks(POINT, 3)
+    config = PEARLConfig(
+        max_path_length=20,
+        hidden_sizes=(8,),
+        encoder_hidden_sizes=(8,),
+        num_initial_steps=40,
+        num_tasks_sample=2,
+        num_steps_prior=40,
+        num_extra_rl_steps_posterior=20,
+        num_train_steps_per_itr=2,
+        batch_size=4,
+        embedding_batch_size=4,
+        meta_batch_size=2,
+    )
+    env: Any = gym.make(POINT)
+    agents = [PEARLAgent(env.observation_space, env.action_space, config) for _ in range(2)]
+    env.close()
+    with LocalSampler(POINT, num_envs=2, seed=4) as local:
+        agents[0].prepare(local.collect, tasks)
+        agents[0].train_step(local.collect, tasks[:2])
+    with RaySampler(POINT, num_workers=2, envs_per_worker=2, seed=4) as sampler:
+        agents[1].prepare(sampler.collect, tasks)
+        agents[1].train_step(sampler.collect, tasks[:2])
+    for task in tasks:
+        a, b = agents[0].replay[task], agents[1].replay[task]
+        assert len(a) == len(b) == (40 if task == tasks[2] else 100)
+        np.testing.assert_array_equal(a.observations[: len(a)], b.observations[: len(b)])
+        np.testing.assert_array_equal(a.actions[: len(a)], b.actions[: len(b)])
+
+
 # -- fault tolerance -------------------------------------------------------------------
 
 

@@ -97,6 +97,19 @@ def test_train_writes_the_run_folder_and_eval_reproduces_it(
     assert "k=3" in (run_dir / "report.md").read_text()
 
 
+def test_evaluating_during_training_leaves_training_unchanged(tmp_path: Path) -> None:
+    """Periodic meta-tests run on their own sampler: a run evaluated every iteration
+    trains on the same episodes as one evaluated only at its end."""
+    common = [*TINY, "trainer.iterations=2", "evaluation.baselines=[]"]
+    for every in (0, 1):
+        config = load_config(CONFIG, [*common, f"trainer.eval_every={every}"])
+        run_experiment(config, tmp_path / f"every{every}")
+    assert _metrics(tmp_path / "every0") == _metrics(tmp_path / "every1")
+    assert len((tmp_path / "every1" / "eval.csv").read_text().splitlines()) > len(
+        (tmp_path / "every0" / "eval.csv").read_text().splitlines()
+    )
+
+
 class _Stop(Exception):
     pass
 

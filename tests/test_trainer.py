@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,3 +147,36 @@ def test_bad_trainer_config() -> None:
         TrainerConfig(iterations=0)
     with pytest.raises(ValueError, match="TrainerConfig.eval_every must be an integer >= 0"):
         TrainerConfig(eval_every=-1)
+
+
+class _PreparingAgent(_ToyAgent):
+    """Collects one episode on every training task before the first iteration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[Any] = []
+
+    def prepare(self, collect: Any, train_tasks: Any) -> int:
+        self.prepared.append(list(train_tasks))
+        return collect(self.policy(), train_tasks, 1).num_steps
+
+
+def test_prepare_runs_once_before_the_first_iteration(tmp_path: Path) -> None:
+    train, test = _tasks()
+    config = TrainerConfig(iterations=2, eval_every=0, checkpoint_every=1, progress=False)
+    agent = _PreparingAgent()
+    with LocalSampler(ENV, num_envs=2, seed=1) as sampler:
+        trainer = Trainer(agent, sampler, train, test, tmp_path, config)
+        trainer.train()
+    assert agent.prepared == [train]
+    # 8 tasks x 1 episode x 20 steps before iteration 1, then 3 x 2 x 20 per iteration.
+    assert [int(r["env_steps"]) for r in _metrics(tmp_path)] == [160 + 120, 160 + 240]
+    # A resumed run has prepared already (its data is in the checkpoint): not again.
+    resumed_agent = _PreparingAgent()
+    with LocalSampler(ENV, num_envs=2, seed=1) as sampler:
+        resumed = Trainer(
+            resumed_agent, sampler, train, test, tmp_path, dataclasses.replace(config, iterations=3)
+        )
+        assert resumed.resume()
+        resumed.train()
+    assert resumed_agent.prepared == []

@@ -64,6 +64,12 @@ class Agent(ABC):
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """One outer-loop update from ``batch``; returns scalar metrics to log."""
 
+    def prepare(self, collect: CollectFn, train_tasks: Sequence[Task]) -> int:
+        """Called once by the trainer before the first iteration with all training
+        tasks (PEARL fills its replay buffers here); returns the env steps collected.
+        The default does nothing."""
+        return 0
+
     def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
         """One meta-training iteration on ``tasks`` (``tasks_per_iteration`` of them).
 
