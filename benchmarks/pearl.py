@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from machine import machine_line
 
 VARIANTS = {
@@ -166,6 +167,8 @@ def load_runs(out: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
         with open(path.parent / "eval.csv", newline="") as f:
             data["curve"] = list(csv.DictReader(f))
         if variant == "pearl" and "Sparse" in data["env"]:
+            run_config = yaml.safe_load((path.parent / "config.yaml").read_text())
+            data["num_exp_traj_eval"] = int(run_config["agent"]["num_exp_traj_eval"])
             prior = path.parent / PRIOR_ONLY
             data["prior_only"] = (
                 json.loads(prior.read_text()) if prior.exists() else prior_only(path.parent)
@@ -192,6 +195,28 @@ def _success_row(label: str, per_seed: list[np.ndarray]) -> str:
     rates = [_cell([float((r[:, i] > 0).mean()) for r in per_seed]) for i in range(k)]
     anywhere = _cell([float((r > 0).any(axis=1).mean()) for r in per_seed])
     return f"| {label} | {' | '.join(rates)} | {anywhere} |"
+
+
+def _goal_counts(runs: dict[int, dict[str, Any]], seeds: list[int]) -> list[str]:
+    """Per seed: of the test tasks, how many goals the prior-z episodes found, how many
+    of those the posterior episodes reached again, how many a posterior episode found
+    first, and how many the prior-only re-evaluation reached in the same episodes."""
+    lines = []
+    for s in seeds:
+        run = runs[s]
+        n = run["num_exp_traj_eval"]
+        hit = _returns(run, "pearl") > 0
+        prior_only = np.asarray(run["prior_only"]) > 0
+        found = hit[:, :n].any(axis=1)
+        again = hit[:, n:].any(axis=1)
+        lines.append(
+            f"Seed {s}, {len(hit)} test tasks: the {n} prior-z episodes found {found.sum()} "
+            f"goals; the posterior episodes {n + 1}-{hit.shape[1]} reached {again.sum()} "
+            f"({(again & found).sum()} found before, {(again & ~found).sum()} found first "
+            f"by a posterior episode); z from the prior in those episodes reached "
+            f"{prior_only[:, n:].any(axis=1).sum()}."
+        )
+    return lines
 
 
 def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: bool) -> list[str]:
@@ -245,6 +270,8 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
             "| method | " + " | ".join(f"episode {i + 1}" for i in range(k)) + " | any episode |",
             "|---|" + "---:|" * (k + 1),
             *successes,
+            "",
+            *_goal_counts(variants["pearl"], seeds),
             "",
         ]
     if "multitask" in variants and "oracle" in variants:
