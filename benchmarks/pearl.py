@@ -12,9 +12,9 @@ its own (``os.wait4``):
 - oracle SAC: the same with z = the true task's features
   (``agent.task_variable=oracle``, ``agent.latent_size`` = their size).
 
-Stable-Baselines3's SAC would be the other choice of baseline; it runs at about 60
-env steps/s with one gradient step per env step on this machine (2 cores), so the
-budgets below would take hours per baseline; the SAC of the agent's own code is the
+Stable-Baselines3's SAC would be the other choice of baseline; with one gradient step
+per env step it is far slower per env step than these budgets allow on 2 cores (not
+measured by a committed script), and the SAC of the agent's own code is the
 like-for-like comparison anyway.
 
 Prints a Markdown section per config: the return of each meta-test episode (mean over
