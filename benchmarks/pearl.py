@@ -127,12 +127,14 @@ def run_one(config: Path, variant: str, seed: int, out: Path, extra: list[str]) 
 PRIOR_ONLY = "prior_only.json"
 
 
-def prior_only(run_dir: Path) -> list[list[float]]:
-    """The PEARL run's final meta-test again, with z drawn from the prior in every
-    episode (``num_exp_traj_eval`` = K): the same checkpoint, test tasks, sampler seeds
-    and z draws, so that the episodes before the posterior is first used are the same
-    episodes as in the run's own meta-test. Written to ``prior_only.json``; returns the
-    (test tasks, K) returns."""
+def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 0) -> np.ndarray:
+    """The (test tasks, ``episodes``) returns of a PEARL run's final checkpoint on its
+    test tasks, with z from the prior in the first ``prior_episodes`` episodes and from
+    the posterior after them (``num_exp_traj_eval``).
+
+    Repeat 0 uses the checkpoint's generators and the run's sampler seed, as the run's
+    own final meta-test did; repeat r > 0 reseeds both from r. Two calls with the same
+    repeat draw the same z and episodes until their ``prior_episodes`` differ."""
     import torch
 
     from metarl.agents.pearl import PEARLAgent
@@ -140,17 +142,33 @@ def prior_only(run_dir: Path) -> list[list[float]]:
     from metarl.runner import build_agent, eval_sampler, load_run_config, task_sets
     from metarl.trainer import latest_checkpoint
 
-    k = json.loads((run_dir / "results.json").read_text())["episodes"]
     config = load_run_config(run_dir)
     checkpoint = latest_checkpoint(run_dir)
-    assert checkpoint is not None, run_dir
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint")
     agent = build_agent(config)
-    assert isinstance(agent, PEARLAgent), type(agent)
+    if not isinstance(agent, PEARLAgent):
+        raise ValueError(f"{run_dir} is a run of {type(agent).__name__}, not of PEARL")
     agent.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["agent"])
-    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=k)
+    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=prior_episodes)
+    seed = None
+    if repeat:
+        assert config.sampler.seed is not None
+        seed = config.sampler.seed + 1_000 * repeat
+        agent.generator.manual_seed(seed)
+        agent.rng = np.random.default_rng(seed)
     tasks = task_sets(config).test
-    with eval_sampler(config, agent, tasks) as sampler:
-        returns = evaluate_adaptation(agent, sampler, tasks, k).returns.tolist()
+    with eval_sampler(config, agent, tasks, seed) as sampler:
+        return evaluate_adaptation(agent, sampler, tasks, episodes).returns
+
+
+def prior_only(run_dir: Path) -> list[list[float]]:
+    """The PEARL run's final meta-test again, with z drawn from the prior in every
+    episode: the same checkpoint, test tasks, sampler seeds and z draws, so that the
+    episodes before the posterior is first used are the same episodes as in the run's
+    own meta-test. Written to ``prior_only.json``; returns the (test tasks, K) returns."""
+    k = json.loads((run_dir / "results.json").read_text())["episodes"]
+    returns = reevaluate(run_dir, k, prior_episodes=k).tolist()
     (run_dir / PRIOR_ONLY).write_text(json.dumps(returns))
     return returns
 

@@ -349,14 +349,17 @@ class _Method:
     train_wall_time: float | None
 
 
-def eval_sampler(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> LocalSampler:
+def eval_sampler(
+    config: ExperimentConfig, agent: Agent, tasks: Sequence[Task], seed: int | None = None
+) -> LocalSampler:
     """The sampler of meta-tests: local, apart from the training sampler, so that
-    evaluating during training does not change the training's episodes."""
+    evaluating during training does not change the training's episodes. ``seed``:
+    the root seed of its episodes (default: the run's ``sampler.seed``)."""
     assert config.sampler.seed is not None
     return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
-        seed=config.sampler.seed,
+        seed=config.sampler.seed if seed is None else seed,
         env_kwargs=dict(config.env.kwargs),
         wrappers=getattr(agent, "env_wrappers", ()),
     )

@@ -14,7 +14,7 @@ from metarl.agents.rl2 import RL2Agent
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.evaluation import AdaptationResult
-from metarl.runner import RunFolderError, build_agent, run_experiment
+from metarl.runner import RunFolderError, build_agent, eval_sampler, run_experiment, task_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
@@ -108,6 +108,19 @@ def test_evaluating_during_training_leaves_training_unchanged(tmp_path: Path) ->
     assert len((tmp_path / "every1" / "eval.csv").read_text().splitlines()) > len(
         (tmp_path / "every0" / "eval.csv").read_text().splitlines()
     )
+
+
+def test_eval_sampler_seeds_its_episodes() -> None:
+    """The meta-test sampler uses the run's sampler seed unless given another."""
+    config = load_config(CONFIG, TINY)
+    agent = build_agent(config)
+    tasks = task_sets(config).test
+    firsts = []
+    for seed in (None, config.sampler.seed, 12345):
+        with eval_sampler(config, agent, tasks, seed) as sampler:
+            firsts.append(sampler.collect(agent.policy(), tasks, 1).trials()[0][0].observations)
+    assert (firsts[0] == firsts[1]).all()
+    assert not (firsts[0] == firsts[2]).all()
 
 
 class _Stop(Exception):
