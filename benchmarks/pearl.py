@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import yaml
 from machine import machine_line
+from plotting import line_plot
 
 VARIANTS = {
     "pearl": "PEARL",
@@ -317,46 +318,33 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
 def plot(stem: str, variants: dict[str, dict[int, dict[str, Any]]], path: Path) -> None:
     """Meta-test return against env steps: PEARL's first and last episode, the baselines'
     mean over episodes; mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
     first = next(iter(variants["pearl"].values()))
     k = first["episodes"]
     series = [("pearl", [1, k], "PEARL, episode {k}")]
     series += [(v, list(range(1, k + 1)), VARIANTS[v]) for v in ("multitask", "oracle")]
-    for variant, episodes, label in series:
-        if variant not in variants:
-            continue
-        for ep in episodes if variant == "pearl" else [None]:
-            curves: dict[int, list[float]] = {}
-            for run in variants[variant].values():
-                by_step: dict[int, list[float]] = {}
-                for row in run["curve"]:
-                    if ep is None or int(row["k"]) == ep:
-                        by_step.setdefault(int(row["env_steps"]), []).append(
-                            float(row["return_mean"])
-                        )
-                for step, values in by_step.items():
-                    curves.setdefault(step, []).append(float(np.mean(values)))
-            steps = sorted(curves)
-            ax.plot(
-                steps,
-                [np.mean(curves[s]) for s in steps],
-                marker="o",
-                label=label.format(k=ep),
-            )
-    ax.set_xlabel("env steps of meta-training")
-    ax.set_ylabel("meta-test return per episode")
-    ax.set_title(f"{first['env']}: held-out tasks ({len(first['curve']) // k} evaluations)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    title = f"{first['env']}: held-out tasks ({len(first['curve']) // k} evaluations)"
+    with line_plot(path, "env steps of meta-training", "meta-test return per episode", title) as ax:
+        for variant, episodes, label in series:
+            if variant not in variants:
+                continue
+            for ep in episodes if variant == "pearl" else [None]:
+                curves: dict[int, list[float]] = {}
+                for run in variants[variant].values():
+                    by_step: dict[int, list[float]] = {}
+                    for row in run["curve"]:
+                        if ep is None or int(row["k"]) == ep:
+                            by_step.setdefault(int(row["env_steps"]), []).append(
+                                float(row["return_mean"])
+                            )
+                    for step, values in by_step.items():
+                        curves.setdefault(step, []).append(float(np.mean(values)))
+                steps = sorted(curves)
+                ax.plot(
+                    steps,
+                    [np.mean(curves[s]) for s in steps],
+                    marker="o",
+                    label=label.format(k=ep),
+                )
 
 
 def markdown(out: Path, argv: list[str], plot_dir: Path) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from machine import machine_line
 from pearl import reevaluate
+from plotting import line_plot
 
 MODES = {"posterior": "posterior sampling (paper)", "prior": "z from the prior only"}
 
@@ -117,26 +118,18 @@ def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> 
 
 def plot(curves: dict[str, dict[str, np.ndarray]], prior_episodes: int, path: Path) -> None:
     """Cumulative share of goals found against the meta-test episode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, found in curves.items():
-        for mode, label in MODES.items():
-            cum = np.maximum.accumulate(found[mode], axis=2).mean(axis=(0, 1))
-            ax.plot(np.arange(1, cum.size + 1), cum, marker=".", label=f"{name}: {label}")
-    ax.axvline(prior_episodes + 0.5, color="grey", ls="--", lw=1, label="posterior first used")
-    ax.set_xlabel("meta-test episode k")
-    ax.set_ylabel("share of test goals found by episode k")
-    ax.set_title("PointRobotSparse: exploration by posterior sampling vs the prior")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with line_plot(
+        path,
+        "meta-test episode k",
+        "share of test goals found by episode k",
+        "PointRobotSparse: exploration by posterior sampling vs the prior",
+        legend_size=7,
+    ) as ax:
+        for name, found in curves.items():
+            for mode, label in MODES.items():
+                cum = np.maximum.accumulate(found[mode], axis=2).mean(axis=(0, 1))
+                ax.plot(np.arange(1, cum.size + 1), cum, marker=".", label=f"{name}: {label}")
+        ax.axvline(prior_episodes + 0.5, color="grey", ls="--", lw=1, label="posterior first used")
 
 
 def main(argv: list[str] | None = None) -> int:
