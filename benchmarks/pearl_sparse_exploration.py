@@ -69,12 +69,30 @@ def _prior_episodes(run_dir: Path) -> int:
     return int(config["agent"]["num_exp_traj_eval"])
 
 
+def checkpoint_line(run_dir: Path) -> str:
+    """Which checkpoint of ``run_dir`` is evaluated: its file, iteration and env steps."""
+    import torch
+
+    from metarl.trainer import latest_checkpoint
+
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return (
+        f"checkpoint `{path.name}`: iteration {state['iteration']}, "
+        f"{state['env_steps']:,} env steps of meta-training"
+    )
+
+
 def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> list[str]:
     """The Markdown lines of one run."""
     episodes = found["posterior"].shape[2]
     shown = sorted({1, prior_episodes, prior_episodes + 1, *range(5, episodes + 1, 5)})
     lines = [
         f"### `{run_dir}`",
+        "",
+        f"{checkpoint_line(run_dir)}.",
         "",
         f"{found['posterior'].shape[1]} test tasks, {found['posterior'].shape[0]} repeats, "
         f"K = {episodes}; z from the prior in episodes 1-{prior_episodes} in both ways. "
