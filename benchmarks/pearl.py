@@ -128,19 +128,15 @@ def run_one(config: Path, variant: str, seed: int, out: Path, extra: list[str]) 
 PRIOR_ONLY = "prior_only.json"
 
 
-def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 0) -> np.ndarray:
-    """The (test tasks, ``episodes``) returns of a PEARL run's final checkpoint on its
-    test tasks, with z from the prior in the first ``prior_episodes`` episodes and from
-    the posterior after them (``num_exp_traj_eval``).
-
-    Repeat 0 uses the checkpoint's generators and the run's sampler seed, as the run's
-    own final meta-test did; repeat r > 0 reseeds both from r. Two calls with the same
-    repeat draw the same z and episodes until their ``prior_episodes`` differ."""
+def load_pearl(run_dir: Path, repeat: int = 0) -> tuple[Any, Any, int | None]:
+    """A PEARL run's config and agent at its latest checkpoint, and the sampler seed of
+    a re-evaluation: repeat 0 keeps the checkpoint's generators and the run's sampler
+    seed (``None``), as the run's own final meta-test had; repeat r > 0 reseeds both
+    from r."""
     import torch
 
     from metarl.agents.pearl import PEARLAgent
-    from metarl.evaluation import evaluate_adaptation
-    from metarl.runner import build_agent, eval_sampler, load_run_config, task_sets
+    from metarl.runner import build_agent, load_run_config
     from metarl.trainer import latest_checkpoint
 
     config = load_run_config(run_dir)
@@ -151,13 +147,26 @@ def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 
     if not isinstance(agent, PEARLAgent):
         raise ValueError(f"{run_dir} is a run of {type(agent).__name__}, not of PEARL")
     agent.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["agent"])
-    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=prior_episodes)
     seed = None
     if repeat:
         assert config.sampler.seed is not None
         seed = config.sampler.seed + 1_000 * repeat
         agent.generator.manual_seed(seed)
         agent.rng = np.random.default_rng(seed)
+    return config, agent, seed
+
+
+def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 0) -> np.ndarray:
+    """The (test tasks, ``episodes``) returns of a PEARL run's final checkpoint on its
+    test tasks, with z from the prior in the first ``prior_episodes`` episodes and from
+    the posterior after them (``num_exp_traj_eval``). Two calls with the same repeat
+    (``load_pearl``) draw the same z and episodes until their ``prior_episodes``
+    differ."""
+    from metarl.evaluation import evaluate_adaptation
+    from metarl.runner import eval_sampler, task_sets
+
+    config, agent, seed = load_pearl(run_dir, repeat)
+    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=prior_episodes)
     tasks = task_sets(config).test
     with eval_sampler(config, agent, tasks, seed) as sampler:
         return evaluate_adaptation(agent, sampler, tasks, episodes).returns

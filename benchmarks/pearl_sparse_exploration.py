@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import machine_line
-from pearl import reevaluate
+from pearl import load_pearl, reevaluate
 from plotting import line_plot
 
 MODES = {"posterior": "posterior sampling (paper)", "prior": "z from the prior only"}
@@ -85,6 +86,21 @@ def checkpoint_line(run_dir: Path) -> str:
     )
 
 
+def prior_endpoints(run_dir: Path, draws: int) -> np.ndarray:
+    """Where the prior-z policy goes: the angle (degrees) of the final position of
+    ``draws`` episodes per test task, each with a fresh z from the prior and the
+    meta-test's actions (the run's ``eval_deterministic``)."""
+    from metarl.runner import eval_sampler, task_sets
+
+    config, agent, seed = load_pearl(run_dir)
+    agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=draws)
+    tasks = task_sets(config).test
+    with eval_sampler(config, agent, tasks, seed) as sampler:
+        batch = agent.adapt(sampler.collect, tasks, draws)
+    ends = np.stack([ep.next_observations[-1] for ep in batch])
+    return np.degrees(np.arctan2(ends[:, 1], ends[:, 0]))
+
+
 def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> list[str]:
     """The Markdown lines of one run."""
     episodes = found["posterior"].shape[2]
@@ -114,6 +130,19 @@ def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> 
         cells += [f"{per[k - 1]:.2f}" for k in (prior_episodes + 1, episodes)]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     lines.append("")
+    angles = prior_endpoints(run_dir, prior_episodes)
+    counts, edges = np.histogram(angles, bins=np.arange(-180, 181, 30))
+    bins = [
+        f"{lo:.0f} to {hi:.0f}: {c}"
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        if c
+    ]
+    lines += [
+        f"Where z from the prior sends the agent: the angle of the final position of "
+        f"{prior_episodes} prior-z episodes per test task (goals lie at 0-180 degrees, "
+        f"radius 1), counts per 30 degrees: {'; '.join(bins)}.",
+        "",
+    ]
     before = found["posterior"][:, :, :prior_episodes].any(axis=2)
     post = found["posterior"][:, :, prior_episodes:].any(axis=2)
     prior = found["prior"][:, :, prior_episodes:].any(axis=2)
