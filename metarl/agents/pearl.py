@@ -28,6 +28,13 @@ variable z inferred from a context of transitions.
 Steps are collected as whole episodes through the sampler, ``ceil(steps / horizon)``
 episodes per task, one trial per episode (z is drawn per episode, as the paper's
 ``resample_z_rate = 1``). Defaults are the paper's configs (``oyster/configs/default.py``).
+
+Two choices differ from the paper's code, both shared with the platform's other agents
+(``metarl.agents.networks``, ``metarl.agents.sac``): weights are initialized
+orthogonally (gain sqrt(2) in hidden layers, 1 at the output) where rlkit draws hidden
+weights uniformly within 1/sqrt(fan-in) with biases of 0.1 and output weights within
+3e-3; and the tanh log-density correction is the exact
+``2 (log 2 - u - softplus(-2u))`` where rlkit uses ``log(1 - tanh(u)^2 + 1e-6)``.
 """
 
 from __future__ import annotations
