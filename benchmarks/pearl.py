@@ -303,16 +303,30 @@ def table(stem: str, variants: dict[str, dict[int, dict[str, Any]]], sparse: boo
             "",
         ]
     if "multitask" in variants and "oracle" in variants:
-        gaps = []
+        gaps: list[float | None] = []
+        means = []
         for s in seeds:
             final = _returns(variants["pearl"][s], "pearl")[:, -1].mean()
             mt = _returns(variants["multitask"][s], "pearl").mean()
             oracle = _returns(variants["oracle"][s], "pearl").mean()
-            gaps.append((final - mt) / (oracle - mt))
+            # The ratio means nothing where the oracle is not above multi-task SAC.
+            gaps.append((final - mt) / (oracle - mt) if oracle > mt else None)
+            means.append(
+                f"seed {s}: PEARL {final:.1f}, multi-task SAC {mt:.1f}, oracle SAC {oracle:.1f}"
+            )
+        defined = [g for g in gaps if g is not None]
+        per_seed = "; ".join(
+            f"seed {s}: {g:.2f}"
+            if g is not None
+            else f"seed {s}: none, oracle SAC not above multi-task SAC"
+            for s, g in zip(seeds, gaps, strict=True)
+        )
+        headline = f"**{_cell(defined)}**" if defined else "**not defined**"
         lines.append(
             f"Oracle gap closed = (PEARL episode {k} - multi-task SAC) / (oracle SAC - "
-            f"multi-task SAC), the baselines averaged over all K episodes: **{_cell(gaps)}** "
-            f"({', '.join(f'{g:.2f}' for g in gaps)})."
+            f"multi-task SAC), the baselines averaged over all K episodes: {headline} "
+            f"({per_seed}). Per seed, PEARL's episode {k} and the baselines' mean over "
+            f"the K episodes: {'; '.join(means)}."
         )
     total = np.mean(
         [variants[v][s]["benchmark"]["total_wall_time_s"] for v in variants for s in seeds]
