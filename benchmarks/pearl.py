@@ -128,21 +128,40 @@ def run_one(config: Path, variant: str, seed: int, out: Path, extra: list[str]) 
 PRIOR_ONLY = "prior_only.json"
 
 
-def load_pearl(run_dir: Path, repeat: int = 0) -> tuple[Any, Any, int | None]:
-    """A PEARL run's config and agent at its latest checkpoint, and the sampler seed of
-    a re-evaluation: repeat 0 keeps the checkpoint's generators and the run's sampler
-    seed (``None``), as the run's own final meta-test had; repeat r > 0 reseeds both
-    from r."""
+def checkpoint_path(run_dir: Path, iteration: int | None = None) -> Path:
+    """The checkpoint of ``iteration`` in ``run_dir`` (default: the latest).
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+    """
+    from metarl.trainer import CHECKPOINT_DIR, latest_checkpoint
+
+    if iteration is None:
+        path = latest_checkpoint(run_dir)
+    else:
+        path = run_dir / CHECKPOINT_DIR / f"iter_{iteration:06d}.pt"
+    if path is None or not path.exists():
+        kept = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob("iter_*.pt"))
+        raise FileNotFoundError(
+            f"{run_dir} holds no checkpoint of iteration {iteration} (kept: {kept})"
+        )
+    return path
+
+
+def load_pearl(
+    run_dir: Path, repeat: int = 0, iteration: int | None = None
+) -> tuple[Any, Any, int | None]:
+    """A PEARL run's config and agent at a checkpoint (``checkpoint_path``), and the
+    sampler seed of a re-evaluation: repeat 0 keeps the checkpoint's generators and the
+    run's sampler seed (``None``), as the run's own meta-test at that checkpoint had;
+    repeat r > 0 reseeds both from r."""
     import torch
 
     from metarl.agents.pearl import PEARLAgent
     from metarl.runner import build_agent, load_run_config
-    from metarl.trainer import latest_checkpoint
 
     config = load_run_config(run_dir)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint")
+    checkpoint = checkpoint_path(run_dir, iteration)
     agent = build_agent(config)
     if not isinstance(agent, PEARLAgent):
         raise ValueError(f"{run_dir} is a run of {type(agent).__name__}, not of PEARL")
@@ -156,7 +175,13 @@ def load_pearl(run_dir: Path, repeat: int = 0) -> tuple[Any, Any, int | None]:
     return config, agent, seed
 
 
-def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 0) -> np.ndarray:
+def reevaluate(
+    run_dir: Path,
+    episodes: int,
+    prior_episodes: int,
+    repeat: int = 0,
+    iteration: int | None = None,
+) -> np.ndarray:
     """The (test tasks, ``episodes``) returns of a PEARL run's final checkpoint on its
     test tasks, with z from the prior in the first ``prior_episodes`` episodes and from
     the posterior after them (``num_exp_traj_eval``). Two calls with the same repeat
@@ -165,7 +190,7 @@ def reevaluate(run_dir: Path, episodes: int, prior_episodes: int, repeat: int = 
     from metarl.evaluation import evaluate_adaptation
     from metarl.runner import eval_sampler, task_sets
 
-    config, agent, seed = load_pearl(run_dir, repeat)
+    config, agent, seed = load_pearl(run_dir, repeat, iteration)
     agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=prior_episodes)
     tasks = task_sets(config).test
     with eval_sampler(config, agent, tasks, seed) as sampler:

@@ -23,7 +23,7 @@ writes a plot of the cumulative share against k to ``--plot``.
 
 Usage::
 
-    python benchmarks/pearl_sparse_exploration.py RUN_DIR [RUN_DIR ...] \\
+    python benchmarks/pearl_sparse_exploration.py RUN_DIR[@ITERATION] [...] \\
         --episodes 20 --repeats 5 --plot benchmarks/plots/pearl_sparse_exploration.png
 """
 
@@ -39,13 +39,25 @@ from pathlib import Path
 
 import numpy as np
 from machine import machine_line
-from pearl import load_pearl, reevaluate
+from pearl import checkpoint_path, load_pearl, reevaluate
 from plotting import line_plot
 
 MODES = {"posterior": "posterior sampling (paper)", "prior": "z from the prior only"}
 
 
-def explore(run_dir: Path, episodes: int, repeats: int) -> dict[str, np.ndarray]:
+def parse_run(text: str) -> tuple[Path, int | None]:
+    """``RUN_DIR`` (its latest checkpoint) or ``RUN_DIR@ITERATION``."""
+    head, sep, tail = text.rpartition("@")
+    if not sep:
+        return Path(text), None
+    if not tail.isdigit():
+        raise argparse.ArgumentTypeError(f"expected RUN_DIR or RUN_DIR@ITERATION, got {text!r}")
+    return Path(head), int(tail)
+
+
+def explore(
+    run_dir: Path, iteration: int | None, episodes: int, repeats: int
+) -> dict[str, np.ndarray]:
     """``{mode: (repeats, test tasks, episodes) bool}``: goal found in that episode."""
     config = json.loads((run_dir / "results.json").read_text())
     if "Sparse" not in config["env"]:
@@ -59,7 +71,7 @@ def explore(run_dir: Path, episodes: int, repeats: int) -> dict[str, np.ndarray]
     for r in range(repeats):
         for mode in MODES:
             n = prior_episodes if mode == "posterior" else episodes
-            found[mode].append(reevaluate(run_dir, episodes, n, repeat=r) > 0)
+            found[mode].append(reevaluate(run_dir, episodes, n, r, iteration) > 0)
     return {m: np.stack(v) for m, v in found.items()}
 
 
@@ -70,15 +82,11 @@ def _prior_episodes(run_dir: Path) -> int:
     return int(config["agent"]["num_exp_traj_eval"])
 
 
-def checkpoint_line(run_dir: Path) -> str:
+def checkpoint_line(run_dir: Path, iteration: int | None) -> str:
     """Which checkpoint of ``run_dir`` is evaluated: its file, iteration and env steps."""
     import torch
 
-    from metarl.trainer import latest_checkpoint
-
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint")
+    path = checkpoint_path(run_dir, iteration)
     state = torch.load(path, map_location="cpu", weights_only=False)
     return (
         f"checkpoint `{path.name}`: iteration {state['iteration']}, "
@@ -86,13 +94,13 @@ def checkpoint_line(run_dir: Path) -> str:
     )
 
 
-def prior_endpoints(run_dir: Path, draws: int) -> np.ndarray:
+def prior_endpoints(run_dir: Path, iteration: int | None, draws: int) -> np.ndarray:
     """Where the prior-z policy goes: the angle (degrees) of the final position of
     ``draws`` episodes per test task, each with a fresh z from the prior and the
     meta-test's actions (the run's ``eval_deterministic``)."""
     from metarl.runner import eval_sampler, task_sets
 
-    config, agent, seed = load_pearl(run_dir)
+    config, agent, seed = load_pearl(run_dir, 0, iteration)
     agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=draws)
     tasks = task_sets(config).test
     with eval_sampler(config, agent, tasks, seed) as sampler:
@@ -101,14 +109,16 @@ def prior_endpoints(run_dir: Path, draws: int) -> np.ndarray:
     return np.degrees(np.arctan2(ends[:, 1], ends[:, 0]))
 
 
-def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> list[str]:
+def report(
+    run_dir: Path, iteration: int | None, found: dict[str, np.ndarray], prior_episodes: int
+) -> list[str]:
     """The Markdown lines of one run."""
     episodes = found["posterior"].shape[2]
     shown = sorted({1, prior_episodes, prior_episodes + 1, *range(5, episodes + 1, 5)})
     lines = [
-        f"### `{run_dir}`",
+        f"### `{run_dir}`" + ("" if iteration is None else f" at iteration {iteration}"),
         "",
-        f"{checkpoint_line(run_dir)}.",
+        f"{checkpoint_line(run_dir, iteration)}.",
         "",
         f"{found['posterior'].shape[1]} test tasks, {found['posterior'].shape[0]} repeats, "
         f"K = {episodes}; z from the prior in episodes 1-{prior_episodes} in both ways. "
@@ -130,7 +140,7 @@ def report(run_dir: Path, found: dict[str, np.ndarray], prior_episodes: int) -> 
         cells += [f"{per[k - 1]:.2f}" for k in (prior_episodes + 1, episodes)]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     lines.append("")
-    angles = prior_endpoints(run_dir, prior_episodes)
+    angles = prior_endpoints(run_dir, iteration, prior_episodes)
     counts, edges = np.histogram(angles, bins=np.arange(-180, 181, 30))
     bins = [
         f"{lo:.0f} to {hi:.0f}: {c}"
@@ -182,7 +192,12 @@ def plot(curves: dict[str, dict[str, np.ndarray]], prior_episodes: int, path: Pa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="PEARL run folders (sparse env)")
+    parser.add_argument(
+        "runs",
+        type=parse_run,
+        nargs="+",
+        help="PEARL run folders on a sparse env: RUN_DIR (latest checkpoint) or RUN_DIR@ITERATION",
+    )
     parser.add_argument("--episodes", type=int, default=20, help="K (paper: 400 / 20 steps)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the cumulative share")
@@ -199,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     curves = {}
     prior_episodes = 0
-    for run_dir in args.runs:
-        found = explore(run_dir, args.episodes, args.repeats)
+    for run_dir, iteration in args.runs:
+        found = explore(run_dir, iteration, args.episodes, args.repeats)
         prior_episodes = _prior_episodes(run_dir)
-        curves[run_dir.name] = found
-        lines += report(run_dir, found, prior_episodes)
+        name = run_dir.name if iteration is None else f"{run_dir.name}@{iteration}"
+        curves[name] = found
+        lines += report(run_dir, iteration, found, prior_episodes)
     if args.plot is not None:
         plot(curves, prior_episodes, args.plot)
         lines.append(f"Plot: `{args.plot}`.")
