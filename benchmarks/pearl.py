@@ -148,6 +148,12 @@ def checkpoint_path(run_dir: Path, iteration: int | None = None) -> Path:
     return path
 
 
+def num_prior_episodes(run_dir: Path) -> int:
+    """The run's ``num_exp_traj_eval``: meta-test episodes with z from the prior."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return int(config["agent"]["num_exp_traj_eval"])
+
+
 def load_pearl(
     run_dir: Path, repeat: int = 0, iteration: int | None = None
 ) -> tuple[Any, Any, int | None]:
@@ -220,8 +226,7 @@ def load_runs(out: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
         with open(path.parent / "eval.csv", newline="") as f:
             data["curve"] = list(csv.DictReader(f))
         if variant == "pearl" and "Sparse" in data["env"]:
-            run_config = yaml.safe_load((path.parent / "config.yaml").read_text())
-            data["num_exp_traj_eval"] = int(run_config["agent"]["num_exp_traj_eval"])
+            data["num_exp_traj_eval"] = num_prior_episodes(path.parent)
             prior = path.parent / PRIOR_ONLY
             data["prior_only"] = (
                 json.loads(prior.read_text()) if prior.exists() else prior_only(path.parent)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import machine_line
-from pearl import checkpoint_path, load_pearl, reevaluate
+from pearl import checkpoint_path, load_pearl, num_prior_episodes, reevaluate
 from plotting import line_plot
 
 MODES = {"posterior": "posterior sampling (paper)", "prior": "z from the prior only"}
@@ -62,7 +62,7 @@ def explore(
     config = json.loads((run_dir / "results.json").read_text())
     if "Sparse" not in config["env"]:
         raise ValueError(f"{run_dir} is a run on {config['env']}, not on a sparse env")
-    prior_episodes = _prior_episodes(run_dir)
+    prior_episodes = num_prior_episodes(run_dir)
     if episodes <= prior_episodes:
         raise ValueError(
             f"--episodes must exceed the run's num_exp_traj_eval ({prior_episodes}), got {episodes}"
@@ -73,13 +73,6 @@ def explore(
             n = prior_episodes if mode == "posterior" else episodes
             found[mode].append(reevaluate(run_dir, episodes, n, r, iteration) > 0)
     return {m: np.stack(v) for m, v in found.items()}
-
-
-def _prior_episodes(run_dir: Path) -> int:
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return int(config["agent"]["num_exp_traj_eval"])
 
 
 def checkpoint_line(run_dir: Path, iteration: int | None) -> str:
@@ -216,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     prior_episodes = 0
     for run_dir, iteration in args.runs:
         found = explore(run_dir, iteration, args.episodes, args.repeats)
-        prior_episodes = _prior_episodes(run_dir)
+        prior_episodes = num_prior_episodes(run_dir)
         name = run_dir.name if iteration is None else f"{run_dir.name}@{iteration}"
         curves[name] = found
         lines += report(run_dir, iteration, found, prior_episodes)
