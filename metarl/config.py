@@ -294,14 +294,33 @@ class SamplerConfig(BaseModel):
     """Sub-environments per process: the local vector env's, or each Ray worker's."""
     num_workers: int = Field(default=2, ge=1)
     """Ray workers (``kind: ray`` only)."""
-    address: str | None = None
-    """Address of a Ray cluster (``kind: ray`` only); ``null`` starts a local Ray instance."""
     cpus_per_worker: float = Field(default=1.0, gt=0)
-    """CPUs each Ray worker reserves (``kind: ray`` only)."""
+    """CPUs each Ray worker reserves (``kind: ray`` only; fractions allowed)."""
+    placement: Literal["pack", "spread"] = "pack"
+    """Where Ray puts the workers (``kind: ray`` only): ``pack``, Ray's default (fill a
+    node first); ``spread``, across the cluster's nodes as evenly as it can."""
     vectorization: Literal["sync", "async"] = "sync"
     """Gymnasium vector env mode inside each process."""
     seed: int | None = Field(default=None, ge=0)
     """Root seed of every trial's reset and action noise (default: ``run.seed``)."""
+
+
+class RayConfig(BaseModel):
+    """Which Ray instance the run's workers (``sampler.kind: ray``) use."""
+
+    model_config = _STRICT
+
+    address: str | None = None
+    """``null``: start a private local instance; ``auto``: the cluster that ``ray start``
+    started on this machine (or ``RAY_ADDRESS``); ``HOST:6379``: that cluster's head;
+    ``ray://HOST:10001``: Ray Client."""
+    num_cpus: int | None = Field(default=None, ge=1)
+    """CPUs of a local instance (``address: null``; default: all of this machine's)."""
+    object_store_memory: int = Field(default=512 * 1024**2, ge=78643200)
+    """Bytes of a local instance's object store (at least Ray's minimum, 75 MiB)."""
+    runtime_env: dict[str, Any] | None = None
+    """Ray runtime environment of the workers, e.g. ``{pip: [metarl]}`` or
+    ``{working_dir: .}`` on a cluster whose nodes lack metarl."""
 
 
 class AgentConfig(BaseModel):
@@ -490,6 +509,7 @@ class ExperimentConfig(BaseModel):
 
     env: EnvConfig
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

@@ -68,9 +68,10 @@ import dataclasses
 import logging
 import numbers
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -88,7 +89,7 @@ from metarl.sampling import (
 )
 from metarl.tasks import Task
 
-__all__ = ["RaySampler", "WorkerFailedError", "split_trials"]
+__all__ = ["CollectTiming", "RaySampler", "WorkerFailedError", "WorkerInfo", "split_trials"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,38 @@ _WORKER_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 DEFAULT_OBJECT_STORE_MEMORY = 512 * 1024**2
+PLACEMENTS = {"pack": "DEFAULT", "spread": "SPREAD"}  # -> Ray's scheduling_strategy
+
+
+class WorkerInfo(NamedTuple):
+    """A worker's process, its Ray node and its peak resident memory (``ru_maxrss``)."""
+
+    pid: int
+    node_id: str
+    peak_rss_bytes: int
+
+
+class CollectTiming(NamedTuple):
+    """Where the seconds of one ``collect`` went (``RaySampler.last_timing``).
+
+    - ``wall_s``: the whole call, on the driver;
+    - ``put_s``: ``ray.put`` of the policy (the weight broadcast: one object, every
+      worker reads it);
+    - ``worker_s``: per worker with a share, the seconds its ``run_trials`` took;
+    - ``gather_s``: ``ray.get`` of the results and their copies into driver memory.
+
+    ``overhead_s`` = ``wall_s - max(worker_s)``: what the call cost beyond its slowest
+    worker's collection (dispatch, broadcast, waiting on Ray, gathering).
+    """
+
+    wall_s: float
+    put_s: float
+    worker_s: tuple[float, ...]
+    gather_s: float
+
+    @property
+    def overhead_s(self) -> float:
+        return self.wall_s - max(self.worker_s, default=0.0)
 
 
 class WorkerFailedError(RuntimeError):
@@ -141,10 +174,22 @@ class _Worker:
         episodes_per_task: int,
         seed: int,
         call_index: int,
-    ) -> list[Episode]:
+    ) -> tuple[list[Episode], float]:
+        """The share's episodes and the seconds ``run_trials`` took here."""
         self.ready()
-        return run_trials(
+        start = time.perf_counter()
+        episodes = run_trials(
             self.envs, policy, tasks, trial_indices, episodes_per_task, seed, call_index
+        )
+        return episodes, time.perf_counter() - start
+
+    def info(self) -> WorkerInfo:
+        """Where the worker runs and the peak resident memory of its process."""
+        self.ready()
+        return WorkerInfo(
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
+            peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         )
 
     def close(self) -> None:
@@ -236,6 +281,8 @@ class RaySampler(Sampler):
             (``"auto"``, ``"ray://host:port"``, ``"host:port"``); ignored when Ray is
             already initialized.
         cpus_per_worker: CPUs Ray reserves for each worker (fractions allowed).
+        placement: ``"pack"`` (Ray's default scheduling: fill a node first) or
+            ``"spread"`` (across the cluster's nodes as evenly as Ray can).
         max_restarts: how often Ray restarts a dead worker (``-1``: without limit).
         max_share_attempts: attempts of one share before ``collect`` gives up.
         restart_timeout_s: how long to wait for a failed worker to come back (or for a
@@ -265,6 +312,7 @@ class RaySampler(Sampler):
         wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
         address: str | None = None,
         cpus_per_worker: float = 1.0,
+        placement: str = "pack",
         max_restarts: int = -1,
         max_share_attempts: int = 3,
         restart_timeout_s: float = 120.0,
@@ -287,6 +335,10 @@ class RaySampler(Sampler):
         ):
             raise ValueError(
                 f"RaySampler: cpus_per_worker must be a positive number, got {cpus_per_worker!r}"
+            )
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"RaySampler: placement must be one of {list(PLACEMENTS)}, got {placement!r}"
             )
         if not _is_int(max_restarts) or max_restarts < -1:
             raise ValueError(
@@ -312,6 +364,8 @@ class RaySampler(Sampler):
         self.env_kwargs = dict(env_kwargs or {})
         self.wrappers = list(wrappers)
         self.cpus_per_worker = cpus_per_worker
+        self.placement = placement
+        self.last_timing: CollectTiming | None = None  # of the last collect call
         self.max_restarts = int(max_restarts)
         self.restart_timeout_s = float(restart_timeout_s)
         self.runtime_env = runtime_env
@@ -367,6 +421,7 @@ class RaySampler(Sampler):
             "num_cpus": self.cpus_per_worker,
             "max_restarts": self.max_restarts,
             "max_task_retries": 0,
+            "scheduling_strategy": PLACEMENTS[self.placement],
         }
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
@@ -424,6 +479,11 @@ class RaySampler(Sampler):
         self._check_open()
         return [int(pid) for pid in ray.get([w.ready.remote() for w in self._workers])]
 
+    def worker_info(self) -> list[WorkerInfo]:
+        """Process, node and peak memory of each worker (after a restart, the new process's)."""
+        self._check_open()
+        return list(ray.get([w.info.remote() for w in self._workers]))
+
     # -- the contract ----------------------------------------------------------------
 
     def collect(
@@ -433,8 +493,12 @@ class RaySampler(Sampler):
         _check_request(tasks, episodes_per_task)
         tasks = list(tasks)
         shares = split_trials(len(tasks), self.num_workers, self.envs_per_worker)
+        start = time.perf_counter()
         policy_ref = ray.put(policy)
+        put_s = time.perf_counter() - start
         call_index = self.calls
+        worker_s: dict[int, float] = {}
+        gather_s = 0.0
 
         def submit(slot: int) -> Any:
             share = shares[slot]
@@ -456,7 +520,10 @@ class RaySampler(Sampler):
                 for ref in done:
                     slot = pending.pop(ref)
                     try:
-                        results[slot] = _owned(ray.get(ref))
+                        got = time.perf_counter()
+                        episodes, worker_s[slot] = ray.get(ref)
+                        results[slot] = _owned(episodes)
+                        gather_s += time.perf_counter() - got
                     except _WORKER_FAILURES as err:
                         share = shares[slot]
                         if attempts[slot] >= self.max_share_attempts:
@@ -487,6 +554,12 @@ class RaySampler(Sampler):
             raise
         episodes = [ep for slot in sorted(results) for ep in results[slot]]
         self.calls += 1
+        self.last_timing = CollectTiming(
+            wall_s=time.perf_counter() - start,
+            put_s=put_s,
+            worker_s=tuple(worker_s[slot] for slot in sorted(worker_s)),
+            gather_s=gather_s,
+        )
         return EpisodeBatch(tuple(episodes), tuple(tasks), episodes_per_task)
 
     def __enter__(self) -> RaySampler:

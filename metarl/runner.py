@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.yaml"
+WORKERS_FILE = "workers.json"  # Ray workers' nodes, processes and peak memory
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "adaptation.png"
@@ -85,8 +86,9 @@ RESUMABLE_FIELDS = (
     "trainer.progress",
     "sampler.kind",
     "sampler.num_workers",
-    "sampler.address",
     "sampler.cpus_per_worker",
+    "sampler.placement",
+    "ray.*",
     "sampler.vectorization",
     "evaluation.*",
     "run.root",
@@ -169,8 +171,12 @@ def build_sampler(config: ExperimentConfig) -> Sampler:
         seed=s.seed,
         vectorization=s.vectorization,
         env_kwargs=dict(config.env.kwargs),
-        address=s.address,
+        address=config.ray.address,
         cpus_per_worker=s.cpus_per_worker,
+        placement=s.placement,
+        num_cpus=config.ray.num_cpus,
+        object_store_memory=config.ray.object_store_memory,
+        runtime_env=config.ray.runtime_env,
     )
 
 
@@ -290,6 +296,7 @@ def run_experiment(
         )
         trainer.train()
     finally:
+        _record_workers(sampler, run_dir)
         sampler.close()
         evaluator.close()
     _final_evaluation(
@@ -302,6 +309,19 @@ def run_experiment(
         iteration=trainer.iteration,
     )
     return run_dir
+
+
+def _record_workers(sampler: Sampler, run_dir: Path) -> None:
+    """Write ``workers.json``: each Ray worker's node, process and peak memory."""
+    worker_info = getattr(sampler, "worker_info", None)  # RaySampler's; not imported here
+    if worker_info is None:
+        return
+    try:
+        workers = worker_info()
+    except Exception as err:  # a failed run: its own error matters more than this record
+        log.warning("could not record the Ray workers: %s: %s", type(err).__name__, err)
+        return
+    (run_dir / WORKERS_FILE).write_text(json.dumps([w._asdict() for w in workers], indent=2) + "\n")
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:

@@ -120,58 +120,140 @@ def _check_request(tasks: Sequence[Task], episodes_per_task: int) -> None:
         raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
 
 
-def _numeric_info(info: dict[str, Any], i: int) -> dict[str, np.ndarray]:
-    """The numeric entries of sub-env ``i`` in a vectorized info dict."""
+def _numeric_entries(info: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Numeric entries of a vectorized info dict: key -> (values ``(n, ...)``, present ``(n,)``)."""
     out = {}
     for key, value in info.items():
         if key.startswith("_") or key in ("final_obs", "final_info"):
             continue
-        mask = info.get("_" + key)
-        if mask is not None and not mask[i]:
-            continue
-        array = np.asarray(value[i]) if isinstance(value, np.ndarray) else None
-        if array is not None and array.dtype.kind in "biuf":
-            out[key] = array
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            mask = info.get("_" + key)
+            present = np.ones(len(value), bool) if mask is None else np.asarray(mask, bool)
+            out[key] = (value, present)
     return out
 
 
-class _EpisodeBuffer:
-    """The steps of one sub-environment's current episode."""
+def _step_infos(info: dict[str, Any], done: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One step's numeric infos per sub-env: the ``final_info`` of a sub-env whose episode
+    ended at this step (its last step's info), the step's ``info`` for the others."""
+    current = _numeric_entries(info)
+    if not done.any():
+        return current
+    final = _numeric_entries(info.get("final_info", {}))
+    merged = {}
+    for key in current.keys() | final.keys():
+        cur, fin = current.get(key), final.get(key)
+        if cur is None:
+            assert fin is not None
+            merged[key] = (fin[0], fin[1] & done)
+        elif fin is None:
+            merged[key] = (cur[0], cur[1] & ~done)
+        elif cur[0].shape == fin[0].shape:
+            rows = done.reshape(-1, *([1] * (cur[0].ndim - 1)))
+            merged[key] = (np.where(rows, fin[0], cur[0]), np.where(done, fin[1], cur[1]))
+        else:  # shapes differ between the two dicts: keep the key where it is current
+            merged[key] = (cur[0], cur[1] & ~done)
+    return merged
+
+
+class _WaveRecord:
+    """The steps of one wave, whole-wave arrays per step, split into episodes at the end.
+
+    Recording a step costs a few list appends whatever the number of sub-envs; the
+    per-sub-env work (slicing episodes out) happens once per episode, in
+    ``episodes``. An info key enters an episode's ``env_infos`` only if it is present
+    at every step of that episode (as ``Episode`` documents).
+    """
 
     def __init__(self) -> None:
         self.obs: list[np.ndarray] = []
         self.next_obs: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
-        self.rewards: list[float] = []
-        self.terms: list[bool] = []
-        self.truncs: list[bool] = []
-        self.env_infos: list[dict[str, np.ndarray]] = []
+        self.rewards: list[np.ndarray] = []
+        self.terms: list[np.ndarray] = []
+        self.truncs: list[np.ndarray] = []
+        self.env_infos: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
         self.agent_infos: list[dict[str, np.ndarray]] = []
 
-    def episode(self, task: Task, trial: int, k: int) -> Episode:
-        return Episode(
-            task=task,
-            observations=np.stack(self.obs),
-            next_observations=np.stack(self.next_obs),
-            actions=np.stack(self.actions),
-            rewards=np.asarray(self.rewards, dtype=np.float64),
-            terminations=np.asarray(self.terms, dtype=bool),
-            truncations=np.asarray(self.truncs, dtype=bool),
-            env_infos=_stack_dicts(self.env_infos),
-            agent_infos=_stack_dicts(self.agent_infos),
-            trial=trial,
-            index_in_trial=k,
-        )
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terms: np.ndarray,
+        truncs: np.ndarray,
+        env_infos: dict[str, tuple[np.ndarray, np.ndarray]],
+        agent_infos: dict[str, np.ndarray],
+    ) -> None:
+        self.obs.append(obs)
+        self.next_obs.append(next_obs)
+        self.actions.append(actions)
+        self.rewards.append(np.asarray(rewards, dtype=np.float64))
+        self.terms.append(np.asarray(terms, dtype=bool))
+        self.truncs.append(np.asarray(truncs, dtype=bool))
+        self.env_infos.append(env_infos)
+        self.agent_infos.append({k: np.asarray(v) for k, v in agent_infos.items()})
 
+    def _stacked_infos(
+        self, rows: list[dict[str, tuple[np.ndarray, np.ndarray]]]
+    ) -> dict[str, tuple[np.ndarray | list[np.ndarray | None], np.ndarray]]:
+        """key -> (values ``(T, n, ...)``, or per-step arrays if shapes vary; present (T, n))."""
+        n = len(self.rewards[0])
+        out: dict[str, tuple[np.ndarray | list[np.ndarray | None], np.ndarray]] = {}
+        keys = set().union(*(row.keys() for row in rows)) if rows else set()
+        for key in sorted(keys):
+            values = [row[key][0] if key in row else None for row in rows]
+            present = np.stack([row[key][1] if key in row else np.zeros(n, bool) for row in rows])
+            shapes = {(v.shape, v.dtype) for v in values if v is not None}
+            if len(shapes) == 1:
+                shape, dtype = shapes.pop()
+                filler = np.zeros(shape, dtype)
+                out[key] = (np.stack([filler if v is None else v for v in values]), present)
+            else:
+                out[key] = (values, present)
+        return out
 
-def _stack_dicts(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Stack the keys present at every step (a key missing at some step is left out)."""
-    if not rows:
-        return {}
-    keys = set(rows[0])
-    for row in rows[1:]:
-        keys &= set(row)
-    return {k: np.stack([row[k] for row in rows]) for k in sorted(keys)}
+    def episodes(
+        self, tasks: list[Task], trials: list[int], lengths: list[list[int]]
+    ) -> list[Episode]:
+        """Episodes of sub-envs ``0..len(tasks)-1``; ``lengths[i]`` their step counts, in order."""
+        obs, next_obs = np.stack(self.obs), np.stack(self.next_obs)
+        actions, rewards = np.stack(self.actions), np.stack(self.rewards)
+        terms, truncs = np.stack(self.terms), np.stack(self.truncs)
+        env_infos = self._stacked_infos(self.env_infos)
+        common = set(self.agent_infos[0]).intersection(*self.agent_infos[1:])
+        agent_infos = {k: np.stack([row[k] for row in self.agent_infos]) for k in sorted(common)}
+        out = []
+        for i, (task, trial) in enumerate(zip(tasks, trials, strict=True)):
+            start = 0
+            for k, length in enumerate(lengths[i]):
+                span = slice(start, start + length)
+                start += length
+                infos = {}
+                for key, (values, present) in env_infos.items():
+                    if not present[span, i].all():
+                        continue
+                    if isinstance(values, np.ndarray):
+                        infos[key] = np.array(values[span, i])
+                    else:
+                        infos[key] = np.stack([np.asarray(v[i]) for v in values[span]])  # type: ignore[index]
+                out.append(
+                    Episode(
+                        task=task,
+                        observations=np.array(obs[span, i]),
+                        next_observations=np.array(next_obs[span, i]),
+                        actions=np.array(actions[span, i]),
+                        rewards=np.array(rewards[span, i]),
+                        terminations=np.array(terms[span, i]),
+                        truncations=np.array(truncs[span, i]),
+                        env_infos=infos,
+                        agent_infos={kk: np.array(v[span, i]) for kk, v in agent_infos.items()},
+                        trial=trial,
+                        index_in_trial=k,
+                    )
+                )
+        return out
 
 
 def run_trials(
@@ -232,8 +314,9 @@ def _run_wave(
     starts = np.ones(n, dtype=bool)
     active = np.arange(n) < m
     done_count = np.zeros(n, dtype=int)
-    buffers = [_EpisodeBuffer() for _ in range(n)]
-    results: list[list[Episode]] = [[] for _ in range(m)]
+    steps_in_episode = np.zeros(n, dtype=int)
+    lengths: list[list[int]] = [[] for _ in range(m)]
+    record = _WaveRecord()
     state = policy.initial_state(n)
     row_trials = np.asarray(trials + [trials[-1]] * (n - m), dtype=np.int64)
 
@@ -245,31 +328,31 @@ def _run_wave(
         )
         actions = np.asarray(out.actions)
         next_obs, rewards, terms, truncs, info = vec.step(actions)
-        final_obs: Any = info.get("final_obs")
-        final_info = info.get("final_info", {})
-        for i in np.flatnonzero(active):
-            done = bool(terms[i] or truncs[i])
-            buf = buffers[i]
-            buf.obs.append(obs[i])
-            buf.next_obs.append(np.asarray(final_obs[i]) if done else next_obs[i])
-            buf.actions.append(actions[i])
-            buf.rewards.append(float(rewards[i]))
-            buf.terms.append(bool(terms[i]))
-            buf.truncs.append(bool(truncs[i]))
-            buf.env_infos.append(_numeric_info(final_info if done else info, int(i)))
-            buf.agent_infos.append({k: np.asarray(v[i]) for k, v in out.infos.items()})
-            if done:
-                results[i].append(buf.episode(tasks[i], trials[i], int(done_count[i])))
-                buffers[i] = _EpisodeBuffer()
-                done_count[i] += 1
-                if done_count[i] == episodes_per_task:
-                    active[i] = False
-        starts = np.logical_or(terms, truncs)
+        done = np.logical_or(terms, truncs)
+        stored_next = next_obs
+        if done.any():
+            final_obs: Any = info["final_obs"]
+            stored_next = np.array(next_obs)
+            for i in np.flatnonzero(done):
+                stored_next[i] = final_obs[i]
+        # Rows of inactive sub-envs are recorded too (one append per step, not per env)
+        # and never read: only the first sum(lengths[i]) steps of sub-env i are episodes.
+        record.add(
+            obs, stored_next, actions, rewards, terms, truncs, _step_infos(info, done), out.infos
+        )
+        steps_in_episode += active
+        for i in np.flatnonzero(done & active):
+            lengths[i].append(int(steps_in_episode[i]))
+            steps_in_episode[i] = 0
+            done_count[i] += 1
+            if done_count[i] == episodes_per_task:
+                active[i] = False
+        starts = done
         prev_actions = actions.astype(act_space.dtype, copy=False)
         prev_rewards = np.asarray(rewards, dtype=np.float32)
         obs = next_obs
         state = out.state
-    return [ep for trial in results for ep in trial]
+    return record.episodes(tasks, trials, lengths)
 
 
 class LocalSampler(Sampler):

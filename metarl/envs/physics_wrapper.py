@@ -22,6 +22,9 @@ Semantics:
   physics stays fixed until ``resume_resampling()`` (the next reset then draws
   again). ``restore_defaults()`` writes back the model's defaults and also
   stops resampling; ``close()`` restores the defaults before closing.
+- ``set_params(params)`` replaces the space (what a randomization schedule does
+  between training iterations): the episode in progress keeps its physics; from the
+  next reset on, draws come from the new space (bound to the model's defaults).
 - ``reset`` puts the physics in force in ``info["physics"]`` (a dict name ->
   value of the ``PhysicsTask``); a step that drew new physics does too.
 - Before the first draw the physics are the model's defaults and ``get_task``
@@ -31,6 +34,7 @@ Semantics:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
@@ -109,6 +113,7 @@ class PhysicsRandomization(
         self._frozen = False  # set_task or restore_defaults stopped resampling
         self._pending = True  # a draw is due at the next reset
         self._since_draw = 0
+        self._next_params: dict[str, PhysicsParam] | None = None  # set_params, due at reset
         self._set_default_task()
 
     # ----------------------------------------------------------------- configuration
@@ -163,6 +168,32 @@ class PhysicsRandomization(
         self._pending = True
         self._since_draw = 0
 
+    @property
+    def next_params(self) -> dict[str, PhysicsParam]:
+        """The params the next draw comes from (``set_params``'s, until the next reset)."""
+        return dict(self._next_params or self.task_distribution.params)
+
+    def set_params(
+        self, params: PhysicsSpace | Mapping[str, PhysicsParam] | Sequence[PhysicsParam]
+    ) -> None:
+        """Draw from ``params`` from the next reset on (a randomization schedule's update).
+
+        The params are checked now (bound to a copy of the model);
+        the episode in progress keeps its physics; at the next reset the model gets its
+        defaults back, the new space binds to them and the draw comes from it. Resampling
+        resumes (after ``set_task`` too). Accepts what the constructor accepts; params
+        equal to those in force change nothing but the resumption.
+
+        Raises:
+            ValueError: a bad param (from ``PhysicsSpace``); nothing changes.
+        """
+        if isinstance(params, PhysicsSpace):
+            params = params.params
+        # Binding checks names and structure; a copy keeps the model (and its task) as is.
+        checked = PhysicsSpace(params, copy.deepcopy(self._model)).params
+        self._next_params = None if checked == self.task_distribution.params else checked
+        self.resume_resampling()
+
     def restore_defaults(self) -> None:
         """Write the model's default physics back (bit for bit) and stop resampling."""
         self.task_distribution.restore(self._model)
@@ -197,6 +228,11 @@ class PhysicsRandomization(
             self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM,)))
             self._pending = True
             self._since_draw = 0
+        if self._next_params is not None:  # set_params: the new space, bound to the defaults
+            self.task_distribution.restore(self._model)
+            self.task_distribution = PhysicsSpace(self._next_params, self._model)
+            self._next_params = None
+            self._set_default_task()
         if not self._frozen and (self._resample == "reset" or self._pending):
             self._draw()
         obs, info = self.env.reset(seed=seed, options=options)

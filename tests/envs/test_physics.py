@@ -710,3 +710,34 @@ def test_more_bad_physics_inputs_name_the_field() -> None:
     param = PhysicsParam("actuator_ctrlrange", Uniform(0.5, 2.0), elements=["m"])
     with pytest.raises(ValueError, match="actuator 'm' is not ctrl-limited"):
         PhysicsSpace({"range": param}, model)
+
+
+def test_set_params_swaps_the_space_at_the_next_reset() -> None:
+    env = torso_wrapper()
+    model = env.unwrapped.model  # type: ignore[attr-defined]
+    pristine = model_arrays(model)
+    env.reset(seed=0)
+    fixed = PhysicsTask({"torso": 1.5, "friction": ((1.0,),) * 5})
+    env.set_task(fixed)
+    in_force = model_arrays(model)
+    env.set_params({"mass": PhysicsParam("body_mass", Uniform(2.0, 3.0), elements=["thigh"])})
+    # The episode in progress keeps its physics; resampling resumes.
+    assert env.resampling and env.get_task() == fixed and list(env.next_params) == ["mass"]
+    assert differing(in_force, model_arrays(model)) == []
+    default_thigh = float(pristine["body_mass"][2])
+    for _ in range(3):
+        _, info = env.reset()  # the new space, bound to the defaults (not to `fixed`)
+        assert env.task_distribution.names == ["mass"] and 2.0 <= info["physics"]["mass"] <= 3.0
+        assert model.body_mass[2] == pytest.approx(default_thigh * info["physics"]["mass"])
+        assert model.body_mass[1] == pristine["body_mass"][1]  # the torso is no longer drawn
+    # The same params again: nothing to swap, the draws go on.
+    env.set_params(env.task_distribution)
+    assert 2.0 <= env.reset()[1]["physics"]["mass"] <= 3.0
+    # A bad param: the error names it and nothing changes.
+    before = env.get_task()
+    bad = PhysicsParam("body_mass", Uniform(1.0, 2.0), elements=["no_such_body"])
+    with pytest.raises(ValueError, match="no_such_body"):
+        env.set_params({"bad": bad})
+    assert env.get_task() == before and env.task_distribution.names == ["mass"]
+    env.restore_defaults()
+    assert differing(pristine, model_arrays(model)) == []

@@ -1,0 +1,188 @@
+"""RLlib interop: metarl's environments in RLlib, and randomization schedules on its env runners.
+
+- ``make_rllib_env(env_config)``: the env creator RLlib calls on every env runner
+  (``register_rllib_env`` registers it under ``ENV_NAME``). ``env_config`` keys:
+  ``env_id`` (a Gymnasium id; ``metarl/...`` ids are registered by importing metarl,
+  which the creator does), ``env_kwargs`` (of ``gymnasium.make``), and one of
+  ``physics`` (name -> ``PhysicsParam`` dict, see ``PhysicsParam.to_dict``: the env
+  is wrapped in ``PhysicsRandomization``, a new draw at every reset) or ``tasks``
+  (a list of ``Task`` dicts: a task env wrapped in ``MultiTaskEnv``, a training task
+  at every reset). With neither, a task env draws from its own task distribution at
+  every reset (``MultiTaskEnv``) and any other env is returned as made. The result
+  keeps the task-settable convention (``sample_tasks`` / ``set_task`` /
+  ``get_task``, RLlib's ``TaskSettableEnv`` API), reachable through RLlib's wrappers.
+- ``set_task_on_env_runners(group, task)``: RLlib's convention across a whole
+  ``EnvRunnerGroup``: every sub-env of every env runner gets ``task``.
+- ``set_physics_on_env_runners(group, params)``: every sub-env of every env runner
+  draws from ``params`` from its next reset on (``PhysicsRandomization.set_params``);
+  ``physics_on_env_runners(group)`` reads back what each sub-env draws from next.
+- ``randomization_callbacks(schedule)``: the ``AlgorithmConfig.callbacks(...)``
+  arguments that make any RLlib algorithm train under a randomization schedule
+  (``metarl.sim2real.schedules``): the schedule's params go to every env runner
+  when the algorithm starts, after every training iteration the schedule is updated
+  with that iteration's results and its new params go to every env runner (the
+  evaluation runners too), and env runners that RLlib re-creates after a failure get
+  the params in force. Each result gets ``result["metarl_randomization"]`` (the
+  schedule's ``describe()`` and the number of sub-envs updated).
+
+RLlib is imported only inside these functions: metarl works without touching it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import gymnasium as gym
+
+from metarl.envs import PhysicsParam, PhysicsRandomization, is_task_env
+from metarl.envs.wrappers import MultiTaskEnv
+from metarl.tasks import Task
+
+__all__ = [
+    "ENV_NAME",
+    "ScheduleLike",
+    "make_rllib_env",
+    "physics_on_env_runners",
+    "randomization_callbacks",
+    "register_rllib_env",
+    "set_physics_on_env_runners",
+    "set_task_on_env_runners",
+]
+
+ENV_NAME = "metarl"
+_CONFIG_KEYS = ("env_id", "env_kwargs", "physics", "tasks")
+
+
+class ScheduleLike(Protocol):
+    """What ``randomization_callbacks`` needs of a schedule (``RandomizationSchedule``)."""
+
+    def params(self) -> dict[str, PhysicsParam]: ...
+
+    def update(self, iteration: int, metrics: Mapping[str, Any]) -> bool: ...
+
+    def describe(self) -> dict[str, float]: ...
+
+
+def make_rllib_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
+    """The environment ``env_config`` describes (see the module docstring).
+
+    Raises:
+        ValueError: an unknown key (the message lists the allowed ones), no
+            ``env_id``, both ``physics`` and ``tasks``, or ``tasks`` on an env that is
+            not a task env.
+    """
+    import metarl  # noqa: F401  (registers metarl/ ids in the env runner's process)
+
+    # RLlib adds worker_index, num_workers, ... as attributes of its EnvContext, not keys.
+    unknown = sorted(set(env_config) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"env_config: unknown keys {unknown}; allowed: {list(_CONFIG_KEYS)}")
+    if "env_id" not in env_config:
+        raise ValueError("env_config: env_id is required (a Gymnasium environment id)")
+    physics, tasks = env_config.get("physics"), env_config.get("tasks")
+    if physics is not None and tasks is not None:
+        raise ValueError("env_config: give physics or tasks, not both")
+    env = gym.make(env_config["env_id"], **dict(env_config.get("env_kwargs") or {}))
+    if physics is not None:
+        return PhysicsRandomization(env, _physics_params(physics))
+    if tasks is not None:
+        if not is_task_env(env):
+            raise ValueError(
+                f"env_config.tasks: {env_config['env_id']} is not a task environment "
+                "(no sample_tasks / set_task / get_task)"
+            )
+        return MultiTaskEnv(env, [t if isinstance(t, Task) else Task.from_dict(t) for t in tasks])
+    if is_task_env(env):
+        return MultiTaskEnv(env, env.get_wrapper_attr("task_distribution"))
+    return env
+
+
+def _physics_params(physics: Mapping[str, Any]) -> dict[str, PhysicsParam]:
+    return {
+        name: p if isinstance(p, PhysicsParam) else PhysicsParam.from_dict(p)
+        for name, p in physics.items()
+    }
+
+
+def register_rllib_env(name: str = ENV_NAME) -> str:
+    """Register ``make_rllib_env`` with RLlib (``config.environment(name, env_config=...)``)."""
+    from ray.tune.registry import register_env
+
+    register_env(name, make_rllib_env)
+    return name
+
+
+def _sub_envs(env_runner: Any) -> list[gym.Env[Any, Any]]:
+    """The sub-environments of an env runner's vector env (RLlib's wrappers included)."""
+    env = getattr(env_runner, "env", None)
+    if env is None:
+        return []
+    vector = env.unwrapped
+    return list(getattr(vector, "envs", [vector]))
+
+
+def _foreach_sub_env(group: Any, fn: Callable[[gym.Env[Any, Any]], Any]) -> list[list[Any]]:
+    """``fn`` on every sub-env of every healthy env runner of ``group`` (local one too)."""
+    return list(
+        group.foreach_env_runner(
+            lambda runner: [fn(env) for env in _sub_envs(runner)], local_env_runner=True
+        )
+    )
+
+
+def set_task_on_env_runners(group: Any, task: Task) -> int:
+    """``set_task(task)`` on every sub-env of every env runner; the number of sub-envs set."""
+    done = _foreach_sub_env(group, lambda env: env.get_wrapper_attr("set_task")(task))
+    return sum(len(r) for r in done)
+
+
+def set_physics_on_env_runners(group: Any, params: Mapping[str, PhysicsParam]) -> int:
+    """Every sub-env of every env runner draws from ``params`` from its next reset on.
+
+    Returns the number of sub-envs updated. Raises ``AttributeError`` (from the env
+    runner) for envs not built with ``physics`` (no ``PhysicsRandomization``).
+    """
+    params = dict(params)
+    done = _foreach_sub_env(group, lambda env: env.get_wrapper_attr("set_params")(params))
+    return sum(len(r) for r in done)
+
+
+def physics_on_env_runners(group: Any) -> list[list[dict[str, Any]]]:
+    """Per env runner, per sub-env: the params it draws from (``PhysicsParam.to_dict``)."""
+    return _foreach_sub_env(
+        group,
+        lambda env: {name: p.to_dict() for name, p in env.get_wrapper_attr("next_params").items()},
+    )
+
+
+def randomization_callbacks(schedule: ScheduleLike) -> dict[str, Callable[..., None]]:
+    """``AlgorithmConfig.callbacks(**randomization_callbacks(schedule))``: see the module
+    docstring. The callbacks run in the driver (the algorithm's process); the schedule
+    object lives there."""
+
+    def push(algorithm: Any) -> int:
+        params = schedule.params()
+        count = set_physics_on_env_runners(algorithm.env_runner_group, params)
+        evaluation = getattr(algorithm, "eval_env_runner_group", None)
+        if evaluation is not None:
+            count += set_physics_on_env_runners(evaluation, params)
+        return count
+
+    def on_algorithm_init(*, algorithm: Any, **kwargs: Any) -> None:
+        push(algorithm)
+
+    def on_train_result(*, algorithm: Any, result: dict[str, Any], **kwargs: Any) -> None:
+        iteration = int(result.get("training_iteration", algorithm.iteration))
+        schedule.update(iteration, result)
+        count = push(algorithm)
+        result["metarl_randomization"] = {**schedule.describe(), "sub_envs_updated": count}
+
+    def on_env_runners_recreated(*, algorithm: Any, **kwargs: Any) -> None:
+        push(algorithm)
+
+    return {
+        "on_algorithm_init": on_algorithm_init,
+        "on_train_result": on_train_result,
+        "on_env_runners_recreated": on_env_runners_recreated,
+    }
