@@ -5,6 +5,7 @@ metarl train CONFIG [key.sub=value ...] [--run-dir DIR]
 metarl train --resume RUN_DIR [CONFIG] [key.sub=value ...]
                                      continue a stopped run from its latest checkpoint
 metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
+metarl sweep STUDY.yaml              a grid or random search over config fields (Ray Tune)
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
@@ -142,6 +143,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from metarl.sweep import REPORT_FILE, run_study
+
+    try:
+        study_dir = run_study(args.study, address=args.address, num_cpus=args.num_cpus)
+    except RuntimeError as err:  # trials failed after their retries; the report is written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"study folder: {study_dir}")
+    print(f"report:       {study_dir / REPORT_FILE}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
@@ -168,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=None, help="K (default: the run's)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a study: a grid or random search over config fields with Ray Tune",
+        description="Run (or continue) the study of STUDY.yaml: one run folder per trial, "
+        "trials in parallel as CPUs allow, failed trials retried, then a report with means "
+        "and 95%% confidence intervals over seeds (see metarl/sweep.py for the file format).",
+    )
+    p.add_argument("study", metavar="STUDY.yaml")
+    p.add_argument("--address", default=None, help="a Ray cluster (default: a local instance)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local instance")
+    p.set_defaults(func=_sweep)
 
     p = sub.add_parser("envs", help="list the registered task environments")
     p.add_argument("--full", action="store_true", help="do not shorten the task supports")
@@ -209,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     from metarl.runner import RunFolderError
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval"):
+    if args.command in ("train", "eval", "sweep"):
         _log_progress()
     try:
         code = args.func(args)

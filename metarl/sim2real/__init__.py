@@ -1,1 +1,1 @@
-"""metarl.sim2real: placeholder package (filled by later issues)."""
+"""metarl.sim2real: randomization schedules (``schedules``); learned simulators, the real-robot side and transfer evaluation come with the sim-to-real issues."""
