@@ -1,1 +1,5 @@
-"""metarl.sim2real: randomization schedules (``schedules``); learned simulators, the real-robot side and transfer evaluation come with the sim-to-real issues."""
+"""metarl.sim2real: randomization schedules (``schedules``).
+
+Learned simulators, the real-robot side and transfer evaluation come with the
+sim-to-real issues.
+"""
