@@ -23,8 +23,8 @@ demo: install
 	$(VENV)/bin/metarl train configs/rl2_point_robot.yaml
 
 lint: install
-	$(VENV)/bin/ruff check metarl tests benchmarks
-	$(VENV)/bin/ruff format --check metarl tests benchmarks
+	$(VENV)/bin/ruff check metarl tests benchmarks examples
+	$(VENV)/bin/ruff format --check metarl tests benchmarks examples
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -40,8 +40,8 @@ bench: install
 	$(PY) benchmarks/adaptation.py configs/maml_trpo_point_robot.yaml configs/promp_point_robot.yaml
 
 format: install
-	$(VENV)/bin/ruff format metarl tests benchmarks
-	$(VENV)/bin/ruff check --fix metarl tests benchmarks
+	$(VENV)/bin/ruff format metarl tests benchmarks examples
+	$(VENV)/bin/ruff check --fix metarl tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) demo_output runs .mypy_cache .ruff_cache .pytest_cache
