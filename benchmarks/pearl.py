@@ -372,7 +372,9 @@ def plot(stem: str, variants: dict[str, dict[int, dict[str, Any]]], path: Path) 
     """Meta-test return against env steps: PEARL's first and last episode, the baselines'
     mean over episodes; mean over seeds."""
     first = next(iter(variants["pearl"].values()))
-    k = first["episodes"]
+    # The periodic evaluations' K (the trainer's evaluation.episodes when it ran; a run
+    # resumed under another config may differ from the final meta-test's K).
+    k = max(int(row["k"]) for row in first["curve"])
     series = [("pearl", [1, k], "PEARL, episode {k}")]
     series += [(v, list(range(1, k + 1)), VARIANTS[v]) for v in ("multitask", "oracle")]
     title = f"{first['env']}: held-out tasks ({len(first['curve']) // k} evaluations)"
