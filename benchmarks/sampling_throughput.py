@@ -4,9 +4,10 @@ The meta-batch: ``--tasks`` HalfCheetahVel tasks x ``--episodes`` episodes x 200
 (default 20 x 10 x 200 = 40,000 env steps), actions from a 2 x 64 tanh MLP Gaussian
 policy (``MetaPolicy`` over ``GaussianMLP``, inference on one thread). Collected by:
 
-- ``local``: ``LocalSampler`` with one sub-env per task, in this process;
-- ``ray-1`` / ``ray-2``: ``RaySampler`` with 1 worker x ``tasks`` envs and 2 workers
-  x ``tasks / 2`` envs (one wave per worker, one CPU each);
+- ``local``: ``LocalSampler`` with ``--envs-per-worker`` sub-envs, in this process;
+- ``ray-1`` / ``ray-2``: ``RaySampler`` with 1 and 2 workers of ``--envs-per-worker``
+  sub-envs each, one CPU each (the worker count is what changes: with the default 10
+  envs, 1 worker runs the 20 trials in 2 waves, 2 workers in 1 wave each);
 - ``rllib-1`` / ``rllib-2``: RLlib's ``EnvRunnerGroup`` with the same number of
   remote env runners and envs per runner, PPO's default RLModule with
   ``fcnet_hiddens=[64, 64]`` (tanh), each runner sampling its share of the steps with
@@ -22,9 +23,8 @@ method's actors coexist, idle while another is timed); only the timed method run
 
 Also reported: the fixed cost of one ``RaySampler.collect`` (``CollectTiming``:
 the weight broadcast ``ray.put``, the gathering, and the wall time beyond the
-slowest worker's own collection), a small collect (one task, one episode) timed
-end to end, and the peak resident memory (``VmHWM``) of the driver and of each
-worker process, env runner and vector-env subprocess.
+slowest worker's own collection), and the peak resident memory (``VmHWM``) of the
+driver and of each worker process, env runner and vector-env subprocess.
 
 It prints a Markdown report (for benchmarks/RESULTS.md). Usage::
 
@@ -232,7 +232,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     policy = make_policy(env)
     env.close()
     total = args.tasks * args.episodes * 200
-    half = -(-args.tasks // 2)
+    envs = args.envs_per_worker
     # A logical CPU count: every method's actors coexist (idle while another is timed).
     ray.init(num_cpus=8, include_dashboard=False, logging_level=logging.WARNING)
     register_env(RLLIB_ENV, _rllib_env)
@@ -240,21 +240,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     builders: list[Callable[[], Method]] = [
         lambda: SamplerMethod(
             "local",
-            LocalSampler(ENV_ID, num_envs=args.tasks, seed=args.seed),
+            LocalSampler(ENV_ID, num_envs=envs, seed=args.seed),
             policy,
             tasks,
             args.episodes,
         ),
         lambda: SamplerMethod(
             "ray-1",
-            RaySampler(ENV_ID, num_workers=1, envs_per_worker=args.tasks, **ray_kw),
+            RaySampler(ENV_ID, num_workers=1, envs_per_worker=envs, **ray_kw),
             policy,
             tasks,
             args.episodes,
         ),
         lambda: SamplerMethod(
             "ray-2",
-            RaySampler(ENV_ID, num_workers=2, envs_per_worker=half, **ray_kw),
+            RaySampler(ENV_ID, num_workers=2, envs_per_worker=envs, **ray_kw),
             policy,
             tasks,
             args.episodes,
@@ -263,8 +263,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if not args.no_rllib:
         builders += [
-            lambda: RLlibRunners(1, args.tasks, tasks, total),
-            lambda: RLlibRunners(2, half, tasks, total),
+            lambda: RLlibRunners(1, envs, tasks, total),
+            lambda: RLlibRunners(2, envs, tasks, total),
         ]
     methods = []
     try:
@@ -286,7 +286,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     sampler = method.sampler  # type: ignore[attr-defined]
                     timings.append(sampler.last_timing)
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
-        small = measure_small_collect(methods, tasks, policy, args.repeats)
         memory = {m.name: [peak_rss_mib(p) for p in m.worker_pids()] for m in methods}
     finally:
         for method in methods:
@@ -298,25 +297,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "steps": steps,
         "total": total,
         "timings": timings,
-        "small": small,
         "memory": memory,
     }
-
-
-def measure_small_collect(
-    methods: list[Method], tasks: list[Task], policy: MetaPolicy, repeats: int
-) -> dict[str, float]:
-    """Median seconds of a collect of one task x one episode (200 steps), per sampler."""
-    out = {}
-    for method in methods:
-        if isinstance(method, SamplerMethod):
-            sampler = method.sampler
-            runs = [
-                timed(lambda s=sampler: len(s.collect(policy, tasks[:1], 1).episodes))[0]
-                for _ in range(max(3, repeats))
-            ]
-            out[method.name] = statistics.median(runs)
-    return out
 
 
 # --------------------------------------------------------------------------- reporting
@@ -351,7 +333,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"- machine: {machine_line()}",
         f"- versions: {versions}",
         f"- meta-batch: {args.tasks} HalfCheetahVel tasks x {args.episodes} episodes x 200 "
-        f"steps = {result['total']} env steps, 2 x 64 tanh MLP Gaussian policy; "
+        f"steps = {result['total']} env steps, 2 x 64 tanh MLP Gaussian policy, "
+        f"{args.envs_per_worker} envs per worker / env runner (local: one vector env of "
+        f"as many); "
         f"{args.repeats} interleaved repeats, medians",
         "",
         "| method | env steps | seconds | env steps/s |",
@@ -380,13 +364,6 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"which the weight broadcast (`ray.put`) {med['put_s'] * 1000:.2f} ms and the "
             f"gathering {med['gather_s'] * 1000:.1f} ms.",
         ]
-    if result["small"]:
-        lines += [
-            "",
-            "A collect of one task x one episode (200 steps), end to end: "
-            + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result["small"].items())
-            + ".",
-        ]
     lines += ["", "Peak resident memory (VmHWM, MiB):", ""]
     for name, values in result["memory"].items():
         if values:
@@ -398,17 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=20, help="tasks of the meta-batch")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    parser.add_argument("--envs-per-worker", type=int, default=10, help="sub-envs per worker")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-rllib", action="store_true", help="leave RLlib's env runners out")
     args = parser.parse_args(argv)
-    for name in ("tasks", "episodes", "repeats"):
+    for name in ("tasks", "episodes", "repeats", "envs_per_worker"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.tasks < 2:
-        parser.error(
-            f"--tasks must be at least 2 (the 2-worker samplers split them), got {args.tasks}"
-        )
+            flag = name.replace("_", "-")
+            parser.error(f"--{flag} must be a positive integer, got {getattr(args, name)}")
     print(report(measure(args), args))
     return 0
 
