@@ -1,6 +1,6 @@
 """RLlib's PPO trained under a metarl randomization schedule, from a YAML config.
 
-The config (``configs/rllib_ppo_hopper_widening.yaml``) names a Gymnasium MuJoCo env,
+The config (``examples/rllib_ppo_hopper_widening.yaml``) names a Gymnasium MuJoCo env,
 a ``LinearWidening`` schedule over physics fields, the env runners and PPO's training
 arguments. The env runners build their envs with ``metarl.rllib.make_rllib_env``
 (``PhysicsRandomization`` of the env, a new draw per episode); after every training
@@ -8,7 +8,7 @@ iteration ``randomization_callbacks`` updates the schedule and pushes its params
 every env runner. Writes ``<out>/metrics.csv`` (iteration, env steps, mean episode
 return, the schedule's width) and ``<out>/config.yaml``.
 
-    python examples/rllib_ppo_randomization.py configs/rllib_ppo_hopper_widening.yaml
+    python examples/rllib_ppo_randomization.py examples/rllib_ppo_hopper_widening.yaml
     python examples/rllib_ppo_randomization.py CONFIG --iterations 3   # a short run
 """
 
