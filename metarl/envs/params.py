@@ -11,6 +11,7 @@ multipliers of body mass, body inertia and geom friction drawn from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,15 @@ from metarl.envs.physics import PhysicsParam, PhysicsSpace
 from metarl.envs.physics_distributions import LogUniform
 from metarl.tasks import Task
 
-__all__ = ["HopperParamsEnv", "Walker2dParamsEnv", "rand_params_space"]
+__all__ = ["RAND_PARAMS", "HopperParamsEnv", "Walker2dParamsEnv", "rand_params_space"]
 
 
-def rand_params_space(model: Any, log_scale_limit: float = 3.0) -> PhysicsSpace:
+RAND_PARAMS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
+
+
+def rand_params_space(
+    model: Any, log_scale_limit: float = 3.0, params: Sequence[str] = RAND_PARAMS
+) -> PhysicsSpace:
     """rand_param_envs' physics space (``base.py``), bound to ``model``.
 
     Every entry gets its own multiplier of its default (independent draws per
@@ -39,18 +45,36 @@ def rand_params_space(model: Any, log_scale_limit: float = 3.0) -> PhysicsSpace:
     - ``geom_friction``: every geom (the floor too), sliding, torsional and
       rolling, ``1.5 ** U(-l, l)``
 
-    with ``l = log_scale_limit`` (3 in TASKS.md and rand_param_envs).
+    with ``l = log_scale_limit`` (3 in TASKS.md and rand_param_envs). ``params``: the
+    subset of these four to randomize (a domain-randomization study's knob; the
+    others keep their defaults).
+
+    Raises:
+        ValueError: ``log_scale_limit`` not a positive number, or ``params`` empty,
+            repeated or not among the four (the message lists them).
     """
+    if (
+        isinstance(log_scale_limit, bool)
+        or not isinstance(log_scale_limit, int | float)
+        or not 0 < log_scale_limit < float("inf")
+    ):
+        raise ValueError(f"log_scale_limit must be a positive number, got {log_scale_limit!r}")
+    chosen = list(params) if not isinstance(params, str) else [params]
+    unknown = [p for p in chosen if p not in RAND_PARAMS]
+    if not chosen or unknown or len(set(chosen)) != len(chosen):
+        raise ValueError(
+            f"params must be distinct names among {list(RAND_PARAMS)}, got {list(params)!r}"
+        )
     limit = float(log_scale_limit)
     big = LogUniform.power(1.5, -limit, limit)
+    laws = {name: big for name in RAND_PARAMS} | {
+        "dof_damping": LogUniform.power(1.3, -limit, limit)
+    }
     return PhysicsSpace(
         {
-            "body_mass": PhysicsParam("body_mass", big, independent=True),
-            "body_inertia": PhysicsParam("body_inertia", big, independent=True),
-            "dof_damping": PhysicsParam(
-                "dof_damping", LogUniform.power(1.3, -limit, limit), independent=True
-            ),
-            "geom_friction": PhysicsParam("geom_friction", big, independent=True),
+            name: PhysicsParam(name, laws[name], independent=True)
+            for name in RAND_PARAMS
+            if name in chosen
         },
         model,
     )
@@ -73,12 +97,25 @@ class _RandParamsEnv(MujocoTaskEnv, MujocoEnv):
     _terminate_when_unhealthy: bool
     is_healthy: bool
 
-    def __init__(self, task: Task | dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        task: Task | dict[str, Any] | None = None,
+        *,
+        log_scale_limit: float = 3.0,
+        params: Sequence[str] = RAND_PARAMS,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)  # the Gymnasium environment's __init__
         # After the Gymnasium class's own EzPickle call, so that unpickling rebuilds this class.
-        EzPickle.__init__(self, task, **kwargs)  # type: ignore[arg-type]
+        EzPickle.__init__(
+            self,  # type: ignore[arg-type]
+            task,
+            log_scale_limit=log_scale_limit,
+            params=tuple(params),
+            **kwargs,
+        )
         self._use_float32_observations()
-        self.task_distribution = rand_params_space(self.model)
+        self.task_distribution = rand_params_space(self.model, log_scale_limit, params)
         self._init_task(task)
 
     def _apply_task(self, task: Task) -> None:
@@ -175,6 +212,8 @@ class HopperParamsEnv(_RandParamsEnv, HopperEnv):
     | name | default | meaning |
     | --- | --- | --- |
     | ``task`` | ``None`` | initial task (a ``PhysicsTask`` or its dict); ``None``: a fixed draw |
+    | ``log_scale_limit`` | 3 | ``l`` of the ranges ``1.5 ** U(-l, l)`` (damping: base 1.3) |
+    | ``params`` | all four | the fields randomized (e.g. ``["body_mass", "geom_friction"]``) |
     | other keywords | Gymnasium's | passed to ``HopperEnv`` (``xml_file``, ``frame_skip``, ...) |
 
     ## Source
@@ -225,6 +264,7 @@ class Walker2dParamsEnv(_RandParamsEnv, Walker2dEnv):
     | name | default | meaning |
     | --- | --- | --- |
     | ``task`` | ``None`` | initial task (a ``PhysicsTask`` or its dict); ``None``: a fixed draw |
+    | ``log_scale_limit``, ``params`` | 3, all four | as for ``HopperParamsEnv`` |
     | other keywords | Gymnasium's | passed to ``Walker2dEnv`` |
 
     ## Source

@@ -205,3 +205,24 @@ def test_restore_defaults_and_bad_tasks() -> None:
     short = PhysicsTask({**good.values, "body_mass": (1.0, 1.0, 1.0)})
     with pytest.raises(ValueError, match=r"shape \(3,\), expected \(4,\)"):
         set_task(env, short)
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HopperParams-v0", "metarl/Walker2dParams-v0"])
+def test_width_and_params_keywords_narrow_the_task_space(env_id: str) -> None:
+    """A domain-randomization study's knobs: which fields vary, and over what range."""
+    env = gym.make(env_id, log_scale_limit=0.5, params=["body_mass", "geom_friction"])
+    space = env.unwrapped.task_distribution  # type: ignore[attr-defined]
+    assert space.names == ["body_mass", "geom_friction"]
+    tasks = space.sample(np.random.default_rng(0), 20)
+    values = np.concatenate([np.ravel(t.values[n]) for t in tasks for n in space.names])
+    assert values.min() >= 1.5**-0.5 and values.max() <= 1.5**0.5 and np.ptp(values) > 0.1
+    env.unwrapped.set_task(tasks[0])  # type: ignore[attr-defined]
+    clone = pickle.loads(pickle.dumps(env.unwrapped))  # EzPickle keeps the keywords
+    assert clone.task_distribution.names == ["body_mass", "geom_friction"]
+    for kwargs, match in (
+        ({"params": ["mass"]}, r"params must be distinct names among \['body_mass'"),
+        ({"params": []}, "params must be distinct names"),
+        ({"log_scale_limit": 0}, "log_scale_limit must be a positive number"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            gym.make(env_id, **kwargs)
