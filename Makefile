@@ -36,6 +36,7 @@ test: lint typecheck unit
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/sampling_throughput.py
 	$(PY) benchmarks/rl2_point_robot.py
 	$(PY) benchmarks/adaptation.py configs/maml_trpo_point_robot.yaml configs/promp_point_robot.yaml
 
