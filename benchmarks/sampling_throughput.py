@@ -43,6 +43,7 @@ import platform
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -91,19 +92,21 @@ def peak_rss_mib(pid: int) -> float:
 # --------------------------------------------------------------------------- methods
 
 
-class Method:
+class Method(ABC):
     """One way to collect the meta-batch: ``run()`` returns the env steps it collected."""
 
     name: str
 
+    @abstractmethod
     def run(self) -> int:
-        raise NotImplementedError
+        """Collect one meta-batch; return the env steps collected."""
 
     def worker_pids(self) -> list[int]:
         return []
 
+    @abstractmethod
     def close(self) -> None:
-        pass
+        """Stop the method's workers and close its envs."""
 
 
 class SamplerMethod(Method):
