@@ -311,11 +311,11 @@ class MetaPolicy:
     def _distribution(self, sets: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and log-std ``(n, action_dim)`` of each row's Gaussian, float32.
 
-        In numpy: for a 2 x 64 MLP and 20 rows, torch's per-call overhead made a policy
-        call 0.42 ms, 34 us of a 143 us sampler step (HalfCheetahVel, 20 envs; profiled
-        with benchmarks/sampling_throughput.py's policy). Same float32 arithmetic; results
-        agree with the torch network to float32 rounding (the agents recompute log-probs
-        in torch and tolerate it).
+        In numpy: for the small MLPs of these agents and a few dozen rows, torch's fixed
+        per-call overhead dominated a policy call, which samplers make at every step
+        (``benchmarks/sampling_throughput.py`` measures the sampler with this policy).
+        Same float32 arithmetic; results agree with the torch network to float32
+        rounding (the agents recompute log-probs in torch and tolerate it).
         """
         h = obs
         single = self.num_sets == 1
