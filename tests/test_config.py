@@ -208,3 +208,16 @@ def test_baseline_algorithm_arguments_are_checked() -> None:
     assert "evaluation.baseline_training.algo_kwargs" in msg and "n_steps" in msg
     msg = _error(_config(evaluation={"baseline_training": {"algo_kwargs": {"seed": 1}}}))
     assert "'seed'" in msg
+
+
+def test_ray_section_and_placement_errors_name_the_field() -> None:
+    msg = _error(_config(sampler={"placement": "wide"}))
+    assert "sampler.placement" in msg and "'pack', 'spread'" in msg
+    msg = _error(_config(ray={"num_cpus": 0}))
+    assert "ray.num_cpus" in msg and ">= 1" in msg
+    msg = _error(_config(ray={"object_store_memory": 1000}))
+    assert "ray.object_store_memory" in msg
+    msg = _error(_config(ray={"adress": "auto"}))
+    assert "ray.adress: unknown key" in msg and "address" in msg
+    msg = _error(_config(sampler={"address": "auto"}))  # moved to ray.address
+    assert "sampler.address: unknown key" in msg

@@ -429,6 +429,7 @@ def test_gives_up_after_max_share_attempts() -> None:
         ({"max_restarts": -2}, "max_restarts"),
         ({"max_share_attempts": 0}, "max_share_attempts"),
         ({"vectorization": "threads"}, "vectorization"),
+        ({"placement": "wide"}, r"placement must be one of \['pack', 'spread'\]"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, Any], field: str) -> None:

@@ -123,3 +123,15 @@ def test_summary_gives_student_t_intervals() -> None:
     assert (one["mean"], one["std"], one["n"]) == (2.0, 1.0, 3)
     assert one["ci95"] == pytest.approx(4.302653 / 3**0.5, rel=1e-5)  # t(0.975, 2) * s / sqrt(n)
     assert two["n"] == 1 and two["ci95"] != two["ci95"]  # one seed: no interval (NaN)
+
+
+def test_sweep_command_reports_a_bad_study_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metarl.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", str(_study(tmp_path, parameters={"agent.hiden_size": [8]}))])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "agent.hiden_size: unknown key" in err and "Traceback" not in err
