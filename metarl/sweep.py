@@ -150,12 +150,10 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
                 f"{path}: study.parameters: {bad} draw at random; a grid search takes lists "
                 "of values (or set study.search: random)"
             )
-    for name in ("x",):
-        value = getattr(study, name)
-        if value is not None and value not in study.parameters:
-            raise ConfigError(
-                f"{path}: study.{name}: {value!r} is not varied; varied: {list(study.parameters)}"
-            )
+    if study.x is not None and study.x not in study.parameters:
+        raise ConfigError(
+            f"{path}: study.x: {study.x!r} is not varied; varied: {list(study.parameters)}"
+        )
     experiment = (path.parent / study.experiment).resolve()
     for point in _check_points(study):
         load_config(experiment, trial_overrides(study, point))

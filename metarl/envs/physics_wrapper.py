@@ -54,6 +54,15 @@ RESAMPLE_MODES = ("reset", "steps", "once")
 _STREAM = 0x70687973
 
 
+def _bound_space(
+    params: PhysicsSpace | Mapping[str, PhysicsParam] | Sequence[PhysicsParam], model: Any
+) -> PhysicsSpace:
+    """``params`` as a space bound to ``model`` (its current values are the defaults)."""
+    if isinstance(params, PhysicsSpace):
+        return params if params.model is model else params.bind(model)
+    return PhysicsSpace(params, model)
+
+
 class PhysicsRandomization(
     TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs
 ):
@@ -101,11 +110,7 @@ class PhysicsRandomization(
                 )
         elif every is not None:
             raise ValueError(f"every is only used with resample='steps', got every={every!r}")
-        if isinstance(params, PhysicsSpace):
-            space = params if params.model is model else params.bind(model)
-        else:
-            space = PhysicsSpace(params, model)
-        self.task_distribution: PhysicsSpace = space
+        self.task_distribution: PhysicsSpace = _bound_space(params, model)
         self._model = model
         self._resample = resample
         self._every = None if every is None else int(every)
@@ -187,10 +192,8 @@ class PhysicsRandomization(
         Raises:
             ValueError: a bad param (from ``PhysicsSpace``); nothing changes.
         """
-        if isinstance(params, PhysicsSpace):
-            params = params.params
         # Binding checks names and structure; a copy keeps the model (and its task) as is.
-        checked = PhysicsSpace(params, copy.deepcopy(self._model)).params
+        checked = _bound_space(params, copy.deepcopy(self._model)).params
         self._next_params = None if checked == self.task_distribution.params else checked
         self.resume_resampling()
 
