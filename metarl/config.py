@@ -67,6 +67,7 @@ __all__ = [
     "ExperimentConfig",
     "RunConfig",
     "SamplerConfig",
+    "TestSetConfig",
     "TrainerSection",
     "apply_overrides",
     "config_to_yaml",
@@ -211,6 +212,9 @@ AGENTS: dict[str, AgentEntry] = {
     ),
     "pearl": AgentEntry(
         "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
+    ),
+    "ppo": AgentEntry(
+        "metarl.agents.dr_ppo:PPOConfig", "metarl.agents.dr_ppo:PPOAgent", "PPO (DR)"
     ),
 }
 
@@ -463,6 +467,24 @@ class BaselineTraining(BaseModel):
         return value
 
 
+_METHOD_NAMES = ("agent", *BASELINES)
+
+
+class TestSetConfig(BaseModel):
+    """A further set of test tasks for the final meta-test, drawn from the task family
+    built with other env keyword arguments (e.g. a fixed shifted-physics set, or the
+    nominal model, whatever width the agent was trained with)."""
+
+    model_config = _STRICT
+
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``gymnasium.make`` for this set, over ``env.kwargs``."""
+    tasks: int | None = Field(default=None, ge=1)
+    """Number of tasks (default: ``env.test_tasks``)."""
+    task_seed: int | None = Field(default=None, ge=0)
+    """Seed of the set's tasks (default: ``env.task_seed``)."""
+
+
 class EvaluationConfig(BaseModel):
     """The final meta-test: K episodes per held-out task, for the agent and its baselines."""
 
@@ -479,6 +501,21 @@ class EvaluationConfig(BaseModel):
     """Folder where trained baselines are saved and looked up (default: the run
     folder's ``baselines/``). Share one between runs that compare agents on the same
     env, tasks, seed and budget: a baseline is reused only if all of these match."""
+    test_sets: dict[str, TestSetConfig] = Field(default_factory=dict)
+    """Further test sets, by name (letters, digits, ``_``; not a method's name), on
+    which the agent and the baselines run the same final meta-test; their returns go
+    into ``results.json`` and the report (``<name>.agent.return_last`` in studies)."""
+
+    @field_validator("test_sets")
+    @classmethod
+    def _set_names(cls, value: dict[str, TestSetConfig]) -> dict[str, TestSetConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z]\w*", name) or name in _METHOD_NAMES:
+                raise ValueError(
+                    f"test set name {name!r}: use letters, digits and _, starting with a "
+                    f"letter, and none of {', '.join(_METHOD_NAMES)}"
+                )
+        return value
 
     @field_validator("baselines")
     @classmethod
@@ -529,6 +566,11 @@ class ExperimentConfig(BaseModel):
             self.agent.model_fields_set.add("seed")
         if self.run.name is None:
             self.run.name = f"{self.agent.name}_{self.env.id.rsplit('/', 1)[-1]}"
+        for test_set in self.evaluation.test_sets.values():
+            if test_set.tasks is None:
+                test_set.tasks = self.env.n_test
+            if test_set.task_seed is None:
+                test_set.task_seed = self.env.task_seed
         return self
 
     def trainer_config(self) -> TrainerConfig:

@@ -65,6 +65,7 @@ __all__ = [
     "make_run_dir",
     "run_experiment",
     "task_sets",
+    "test_set_tasks",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -135,6 +136,32 @@ def task_sets(config: ExperimentConfig) -> TaskSets:
         )
     finally:
         env.close()
+
+
+def test_set_tasks(config: ExperimentConfig) -> dict[str, tuple[dict[str, Any], list[Task]]]:
+    """Each of ``evaluation.test_sets``: its env keyword arguments (over ``env.kwargs``)
+    and its tasks, drawn from the family that those arguments build.
+
+    Raises:
+        ConfigError: the env refuses a set's keyword arguments (the message names it).
+    """
+    out: dict[str, tuple[dict[str, Any], list[Task]]] = {}
+    for name, test_set in config.evaluation.test_sets.items():
+        kwargs = {**config.env.kwargs, **test_set.env_kwargs}
+        assert test_set.tasks is not None and test_set.task_seed is not None
+        try:
+            env = gym.make(config.env.id, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"invalid config:\n  evaluation.test_sets.{name}.env_kwargs: "
+                f"{config.env.id} refuses {kwargs}: {err}"
+            ) from None
+        try:
+            tasks = task_distribution(env).task_sets(test_set.task_seed, 0, test_set.tasks).test
+        finally:
+            env.close()
+        out[name] = (kwargs, list(tasks))
+    return out
 
 
 def build_agent(config: ExperimentConfig) -> Agent:
@@ -270,6 +297,7 @@ def run_experiment(
 
     log.info("run folder: %s", run_dir)
     sets = task_sets(config)
+    test_set_tasks(config)  # a test set the env refuses stops the run before training
     agent = build_agent(config)
     sampler = build_sampler(config)
     evaluator = eval_sampler(config, agent, sets.test)
@@ -370,23 +398,33 @@ class _Method:
 
 
 def eval_sampler(
-    config: ExperimentConfig, agent: Agent, tasks: Sequence[Task], seed: int | None = None
+    config: ExperimentConfig,
+    agent: Agent,
+    tasks: Sequence[Task],
+    seed: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> LocalSampler:
     """The sampler of meta-tests: local, apart from the training sampler, so that
     evaluating during training does not change the training's episodes. ``seed``:
-    the root seed of its episodes (default: the run's ``sampler.seed``)."""
+    the root seed of its episodes (default: the run's ``sampler.seed``);
+    ``env_kwargs``: the envs' keyword arguments (default: ``env.kwargs``)."""
     assert config.sampler.seed is not None
     return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed if seed is None else seed,
-        env_kwargs=dict(config.env.kwargs),
+        env_kwargs=dict(config.env.kwargs if env_kwargs is None else env_kwargs),
         wrappers=getattr(agent, "env_wrappers", ()),
     )
 
 
-def _evaluate(config: ExperimentConfig, agent: Agent, tasks: Sequence[Task]) -> AdaptationResult:
-    sampler = eval_sampler(config, agent, tasks)
+def _evaluate(
+    config: ExperimentConfig,
+    agent: Agent,
+    tasks: Sequence[Task],
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> AdaptationResult:
+    sampler = eval_sampler(config, agent, tasks, env_kwargs=env_kwargs)
     try:
         return evaluate_adaptation(agent, sampler, tasks, config.evaluation.episodes)
     finally:
@@ -477,11 +515,24 @@ def _final_evaluation(
         )
     }
     steps = config.evaluation.baseline_training.steps or max(env_steps, 1)
+    agents = {config.agent.name: agent}
     for name in config.evaluation.baselines:
         baseline, b_steps, b_time = _baseline(name, config, run_dir, sets.train, steps)
+        agents[name] = baseline
         methods[name] = _Method(
             LABELS[name], _evaluate(config, baseline, sets.test), b_steps, b_time
         )
+    other_sets: dict[str, dict[str, Any]] = {}
+    for set_name, (kwargs, tasks) in test_set_tasks(config).items():
+        log.info("final meta-test on test set %s: %d tasks, env %s", set_name, len(tasks), kwargs)
+        other_sets[set_name] = {
+            "env_kwargs": kwargs,
+            "tasks": len(tasks),
+            "task_seed": config.evaluation.test_sets[set_name].task_seed,
+            "methods": {
+                name: _evaluate(config, method, tasks, kwargs) for name, method in agents.items()
+            },
+        }
     eval_time = time.perf_counter() - start
 
     plot_adaptation(
@@ -508,10 +559,20 @@ def _final_evaluation(
             }
             for name, m in methods.items()
         },
+        "test_sets": {
+            set_name: {
+                **{k: v for k, v in test_set.items() if k != "methods"},
+                "methods": {
+                    name: {"label": methods[name].label, **result.to_dict()}
+                    for name, result in test_set["methods"].items()
+                },
+            }
+            for set_name, test_set in other_sets.items()
+        },
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
     (run_dir / REPORT_FILE).write_text(
-        _report(config, methods, gap, iteration=iteration, eval_time=eval_time)
+        _report(config, methods, gap, other_sets, iteration=iteration, eval_time=eval_time)
     )
 
 
@@ -543,10 +604,19 @@ def _fmt_time(t: float | None) -> str:
     return f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
 
 
+def _stage_cells(result: AdaptationResult, stage_size: int) -> str:
+    """``mean ± std`` over tasks of each stage's return, as table cells."""
+    per_stage = result.stage_returns(stage_size)
+    return " | ".join(
+        f"{mu:.2f} ± {sd:.2f}" for mu, sd in zip(per_stage.mean(0), per_stage.std(0), strict=True)
+    )
+
+
 def _report(
     config: ExperimentConfig,
     methods: Mapping[str, _Method],
     gap: float | None,
+    other_sets: Mapping[str, Mapping[str, Any]],
     *,
     iteration: int,
     eval_time: float,
@@ -612,15 +682,25 @@ def _report(
         "| --- | " + " | ".join("---:" for _ in labels) + " | ---: | ---: |",
     ]
     for m in methods.values():
-        per_stage = m.result.stage_returns(main.result.stage_size)
-        cells = " | ".join(
-            f"{mu:.2f} ± {sd:.2f}"
-            for mu, sd in zip(per_stage.mean(0), per_stage.std(0), strict=True)
-        )
         lines.append(
-            f"| {m.label} | {cells} | {_fmt_steps(m.train_env_steps)} | "
-            f"{_fmt_time(m.train_wall_time)} |"
+            f"| {m.label} | {_stage_cells(m.result, main.result.stage_size)} | "
+            f"{_fmt_steps(m.train_env_steps)} | {_fmt_time(m.train_wall_time)} |"
         )
+    for set_name, test_set in other_sets.items():
+        lines += [
+            "",
+            f"## Test set `{set_name}`",
+            "",
+            f"{test_set['tasks']} tasks (task seed {test_set['task_seed']}) of `{config.env.id}` "
+            f"with {test_set['env_kwargs']}; the same meta-test.",
+            "",
+            "| method | " + " | ".join(labels) + " |",
+            "| --- | " + " | ".join("---:" for _ in labels) + " |",
+        ]
+        for name, result in test_set["methods"].items():
+            lines.append(
+                f"| {methods[name].label} | {_stage_cells(result, main.result.stage_size)} |"
+            )
     lines += ["", "## Oracle gap closed", ""]
     if gap is None:
         lines.append(

@@ -12,7 +12,8 @@ A study file names an experiment config and the fields to vary::
         agent.hidden_size: [32, 64]      # a list: grid values (random search: a choice)
         agent.learning_rate: {loguniform: [1.0e-4, 1.0e-2]}  # random search only
         run.seed: [0, 1, 2]
-      metric: agent.return_last          # what the report compares (see trial_metrics)
+      metric: agent.return_last          # what the report compares (see trial_metrics);
+                                         # a list: a table and a plot for each
       mode: max
       cpus_per_trial: 1                  # CPUs Ray reserves per trial (trials run in parallel)
       max_concurrent: null               # at most this many at once (null: as CPUs allow)
@@ -84,7 +85,9 @@ class StudyConfig(BaseModel):
     search: Literal["grid", "random"] = "grid"
     num_samples: int = Field(default=1, ge=1)
     """Random search: trials drawn; grid: repeats of the whole grid."""
-    metric: str = "agent.return_last"
+    metric: str | list[str] = "agent.return_last"
+    """What the report compares (``trial_metrics``' keys); a list: a table and a plot
+    for each, the first one deciding the best setting."""
     mode: Literal["max", "min"] = "max"
     cpus_per_trial: float = Field(default=1.0, gt=0)
     max_concurrent: int | None = Field(default=None, ge=1)
@@ -95,6 +98,18 @@ class StudyConfig(BaseModel):
     """The report's x axis (a field of ``parameters``; default: the first non-seed one)."""
     seed_field: str = "run.seed"
     """The field the report averages over."""
+
+    @property
+    def metrics(self) -> list[str]:
+        """``metric`` as a list."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @field_validator("metric")
+    @classmethod
+    def _some_metric(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"give one metric or a list of distinct ones, got {value!r}")
+        return value
 
     @field_validator("parameters")
     @classmethod
@@ -197,14 +212,19 @@ def trial_metrics(run_dir: Path) -> dict[str, float]:
     For each evaluated method ``m`` (``agent`` for the trained agent, and
     ``random`` / ``multitask`` / ``oracle``): ``m.return_first`` and ``m.return_last``
     (mean return over test tasks of the first and the last meta-test episode); and
-    ``oracle_gap_closed``, ``train_env_steps``, ``train_wall_time_s``, where defined.
+    ``oracle_gap_closed``, ``train_env_steps``, ``train_wall_time_s``, where defined;
+    and for each further test set ``s`` of ``evaluation.test_sets``, ``s.m.return_first``
+    and ``s.m.return_last``.
     """
     results = json.loads((run_dir / "results.json").read_text())
     out: dict[str, float] = {}
-    for name, method in results["methods"].items():
-        key = "agent" if name == results["agent"] else name
-        out[f"{key}.return_first"] = float(method["mean"][0])
-        out[f"{key}.return_last"] = float(method["mean"][-1])
+    sets = {"": results["methods"]}
+    sets |= {f"{s}.": t["methods"] for s, t in results.get("test_sets", {}).items()}
+    for prefix, methods in sets.items():
+        for name, method in methods.items():
+            key = prefix + ("agent" if name == results["agent"] else name)
+            out[f"{key}.return_first"] = float(method["mean"][0])
+            out[f"{key}.return_last"] = float(method["mean"][-1])
     agent = results["methods"][results["agent"]]
     for key in ("train_env_steps", "train_wall_time_s"):
         if agent.get(key) is not None:
@@ -399,32 +419,44 @@ def study_report(study: StudyConfig, study_dir: Path) -> Path:
     fields = [k for k in study.parameters if k != study.seed_field]
     metrics = sorted({k for row in rows for k in row} - {"trial", *study.parameters})
     _write_csv(study_dir / "trials.csv", ["trial", *study.parameters, *metrics], rows)
-    summary = summarize(rows, fields, study.metric)
-    _write_csv(study_dir / "summary.csv", [*fields, "mean", "std", "n", "ci95"], summary)
+    summaries = {m: summarize(rows, fields, m) for m in study.metrics}
+    _write_csv(
+        study_dir / "summary.csv",
+        ["metric", *fields, "mean", "std", "n", "ci95"],
+        [{"metric": m, **s} for m, summary in summaries.items() for s in summary],
+    )
     x = study.x or (fields[0] if fields else None)
-    plot = _plot(study, study_dir, summary, fields, x) if rows and x is not None else None
     lines = [
         f"# Study {study.name}",
         "",
         f"- experiment: `{study.experiment}`, overrides: {study.overrides or 'none'}",
         f"- search: {study.search}, fields: {', '.join(study.parameters)}",
         f"- trials finished: {len(rows)} (run folders in `{TRIALS_DIR}/`)",
-        f"- metric: `{study.metric}` ({study.mode}), mean over `{study.seed_field}` "
-        "with a 95% confidence interval (Student t)",
-        "",
-        "| " + " | ".join([*fields, "mean", "std", "n", "95% CI"]) + " |",
-        "|" + "---|" * (len(fields) + 4),
+        f"- metrics: {', '.join(f'`{m}`' for m in study.metrics)} ({study.mode}), mean over "
+        f"`{study.seed_field}` with a 95% confidence interval (Student t)",
     ]
-    for s in summary:
-        cells = [_short(s[f]) for f in fields]
-        cells += [f"{s['mean']:.2f}", f"{s['std']:.2f}", str(s["n"]), f"± {s['ci95']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    if summary:
-        best = (max if study.mode == "max" else min)(summary, key=lambda s: s["mean"])
-        setting = ", ".join(f"{f}={_short(best[f])}" for f in fields) or "(the only setting)"
-        lines += ["", f"Best by mean: {setting} ({best['mean']:.2f})."]
-    if plot is not None:
-        lines += ["", f"![{study.metric} against {x}]({plot.name})"]
+    for metric, summary in summaries.items():
+        lines += [
+            "",
+            f"## {metric}",
+            "",
+            "| " + " | ".join([*fields, "mean", "std", "n", "95% CI"]) + " |",
+            "|" + "---|" * (len(fields) + 4),
+        ]
+        for s in summary:
+            cells = [_short(s[f]) for f in fields]
+            cells += [f"{s['mean']:.2f}", f"{s['std']:.2f}", str(s["n"]), f"± {s['ci95']:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        if summary:
+            best = (max if study.mode == "max" else min)(summary, key=lambda s: s["mean"])
+            setting = ", ".join(f"{f}={_short(best[f])}" for f in fields) or "(the only setting)"
+            lines += ["", f"Best by mean: {setting} ({best['mean']:.2f})."]
+        if summary and x is not None:
+            plot = _plot(study, study_dir, {metric: summary}, fields, x)
+            lines += ["", f"![{metric} against {x}]({plot.name})"]
+    if len(summaries) > 1 and x is not None and rows:
+        plot = _plot(study, study_dir, summaries, fields, x)
+        lines += ["", "## All metrics", "", f"![the metrics against {x}]({plot.name})"]
     report = study_dir / REPORT_FILE
     report.write_text("\n".join(lines) + "\n")
     return report
@@ -440,36 +472,49 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, A
 def _plot(
     study: StudyConfig,
     study_dir: Path,
-    summary: Sequence[Mapping[str, Any]],
+    summaries: Mapping[str, Sequence[Mapping[str, Any]]],
     fields: Sequence[str],
     x: str,
 ) -> Path:
+    """Each metric of ``summaries`` against ``x``, one line per combination of the
+    other fields, with 95% CI error bars; one metric: ``<metric>.png``, several (one
+    axis, for metrics in the same units such as returns on two test sets):
+    ``metrics.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     others = [f for f in fields if f != x]
-    lines: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for s in summary:
-        lines.setdefault(tuple(s[f] for f in others), []).append(s)
     fig, ax = plt.subplots(figsize=(6, 4))
-    numeric = all(isinstance(s[x], int | float) and not isinstance(s[x], bool) for s in summary)
-    for key, points in lines.items():
-        points = sorted(points, key=lambda s: s[x] if numeric else str(s[x]))
-        xs = [s[x] if numeric else str(s[x]) for s in points]
-        errors = [0.0 if math.isnan(s["ci95"]) else s["ci95"] for s in points]
-        label = ", ".join(f"{f}={_short(v)}" for f, v in zip(others, key, strict=True)) or None
-        ax.errorbar(
-            xs, [s["mean"] for s in points], yerr=errors, marker="o", capsize=3, label=label
-        )
+    for metric, summary in summaries.items():
+        lines: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+        for s in summary:
+            lines.setdefault(tuple(s[f] for f in others), []).append(s)
+        numeric = all(isinstance(s[x], int | float) and not isinstance(s[x], bool) for s in summary)
+        for key, points in lines.items():
+            points = sorted(points, key=lambda s: s[x] if numeric else str(s[x]))
+            xs = [s[x] if numeric else str(s[x]) for s in points]
+            errors = [0.0 if math.isnan(s["ci95"]) else s["ci95"] for s in points]
+            parts = [metric] if len(summaries) > 1 else []
+            parts += [f"{f}={_short(v)}" for f, v in zip(others, key, strict=True)]
+            ax.errorbar(
+                xs,
+                [s["mean"] for s in points],
+                yerr=errors,
+                marker="o",
+                capsize=3,
+                label=", ".join(parts) or None,
+            )
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{study.metric} (mean, 95% CI over {study.seed_field})")
+    what = next(iter(summaries)) if len(summaries) == 1 else "metric"
+    ax.set_ylabel(f"{what} (mean, 95% CI over {study.seed_field})")
     ax.set_title(study.name)
-    if others:
+    if others or len(summaries) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = study_dir / (re.sub(r"[^\w.-]", "_", study.metric) + ".png")
+    name = next(iter(summaries)) if len(summaries) == 1 else "metrics"
+    path = study_dir / (re.sub(r"[^\w.-]", "_", name) + ".png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -264,6 +264,7 @@ class MetaPolicy:
         scaling: the action space's scaling to the unit box.
         assignment: ``assignment[trial]`` is the parameter set of a collect call's
             trial ``trial`` (``PolicyInput.trials``); ``None``: set 0 for every trial.
+        deterministic: act with the mean (no noise drawn), for evaluation.
 
     ``act`` samples ``mean + std * noise`` in the unit box with row ``i``'s noise from
     ``rngs[i]``, maps it to the action space (unclipped) and returns the
@@ -277,8 +278,10 @@ class MetaPolicy:
         scaling: ActionScaling,
         action_shape: tuple[int, ...],
         assignment: np.ndarray | None = None,
+        deterministic: bool = False,
     ):
         self.network = network
+        self.deterministic = deterministic
         self.params = {k: v.detach().clone() for k, v in params.items()}
         self.scaling = scaling
         self.action_shape = action_shape
@@ -361,9 +364,12 @@ class MetaPolicy:
                 )
             sets = self.assignment[trials]
         obs = np.asarray(inputs.observations, dtype=np.float32).reshape(n, -1)
-        noise = np.stack([rng.standard_normal(self.scaling.dim) for rng in rngs])
         mean, log_std = self._distribution(sets, obs)
-        unit = mean + np.exp(log_std) * noise.astype(np.float32)
+        if self.deterministic:
+            unit = mean
+        else:
+            noise = np.stack([rng.standard_normal(self.scaling.dim) for rng in rngs])
+            unit = mean + np.exp(log_std) * noise.astype(np.float32)
         actions = self.scaling.to_env(unit)
         stored = self.scaling.to_unit(actions)
         z = (stored - mean) * np.exp(-log_std)

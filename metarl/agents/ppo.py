@@ -9,18 +9,21 @@ writes its own update loop from these; none of them knows about episodes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 __all__ = [
     "SurrogateStats",
     "clipped_surrogate_loss",
     "compute_gae",
     "explained_variance",
+    "load_running_stats",
     "masked_mean",
     "normalize_advantages",
+    "running_stats_state",
     "value_loss",
 ]
 
@@ -147,3 +150,15 @@ def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
     if var == 0.0:
         return float("nan")
     return 1.0 - float(np.var(target - predicted)) / var
+
+
+def running_stats_state(stats: RunningMeanStd) -> dict[str, Any]:
+    """A checkpointable copy of a running mean and variance (SB3's ``RunningMeanStd``)."""
+    return {"mean": np.array(stats.mean), "var": np.array(stats.var), "count": float(stats.count)}
+
+
+def load_running_stats(stats: RunningMeanStd, state: dict[str, Any]) -> None:
+    """Restore what ``running_stats_state`` returned into ``stats``."""
+    stats.mean = np.array(state["mean"], dtype=np.float64)
+    stats.var = np.array(state["var"], dtype=np.float64)
+    stats.count = float(state["count"])

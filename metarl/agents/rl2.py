@@ -64,8 +64,10 @@ from metarl.agents.ppo import (
     clipped_surrogate_loss,
     compute_gae,
     explained_variance,
+    load_running_stats,
     masked_mean,
     normalize_advantages,
+    running_stats_state,
     value_loss,
 )
 from metarl.episodes import EpisodeBatch
@@ -533,11 +535,7 @@ class RL2Agent(Agent):
                 "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(),
                 "iterations": self.iterations,
-                "return_stats": {
-                    "mean": self.return_stats.mean,
-                    "var": self.return_stats.var,
-                    "count": self.return_stats.count,
-                },
+                "return_stats": running_stats_state(self.return_stats),
                 "config": dataclasses.asdict(self.config),
             }
         )
@@ -553,7 +551,4 @@ class RL2Agent(Agent):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.iterations = int(state["iterations"])
-        stats = state["return_stats"]
-        self.return_stats.mean = np.array(stats["mean"], dtype=np.float64)
-        self.return_stats.var = np.array(stats["var"], dtype=np.float64)
-        self.return_stats.count = float(stats["count"])
+        load_running_stats(self.return_stats, state["return_stats"])

@@ -22,7 +22,7 @@ from gymnasium.utils import EzPickle
 
 from metarl.envs.mujoco_task import MujocoTaskEnv
 from metarl.envs.physics import PhysicsParam, PhysicsSpace
-from metarl.envs.physics_distributions import LogUniform
+from metarl.envs.physics_distributions import Fixed, LogUniform, ScalarDistribution
 from metarl.tasks import Task
 
 __all__ = ["RAND_PARAMS", "HopperParamsEnv", "Walker2dParamsEnv", "rand_params_space"]
@@ -45,20 +45,22 @@ def rand_params_space(
     - ``geom_friction``: every geom (the floor too), sliding, torsional and
       rolling, ``1.5 ** U(-l, l)``
 
-    with ``l = log_scale_limit`` (3 in TASKS.md and rand_param_envs). ``params``: the
-    subset of these four to randomize (a domain-randomization study's knob; the
-    others keep their defaults).
+    with ``l = log_scale_limit`` (3 in TASKS.md and rand_param_envs; 0: every
+    multiplier is 1, the nominal model). ``params``: the subset of these four to
+    randomize (a domain-randomization study's knob; the others keep their defaults).
 
     Raises:
-        ValueError: ``log_scale_limit`` not a positive number, or ``params`` empty,
+        ValueError: ``log_scale_limit`` negative or not a finite number, or ``params`` empty,
             repeated or not among the four (the message lists them).
     """
     if (
         isinstance(log_scale_limit, bool)
         or not isinstance(log_scale_limit, int | float)
-        or not 0 < log_scale_limit < float("inf")
+        or not 0 <= log_scale_limit < float("inf")
     ):
-        raise ValueError(f"log_scale_limit must be a positive number, got {log_scale_limit!r}")
+        raise ValueError(
+            f"log_scale_limit must be a non-negative finite number, got {log_scale_limit!r}"
+        )
     chosen = list(params) if not isinstance(params, str) else [params]
     unknown = [p for p in chosen if p not in RAND_PARAMS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
@@ -66,10 +68,14 @@ def rand_params_space(
             f"params must be distinct names among {list(RAND_PARAMS)}, got {list(params)!r}"
         )
     limit = float(log_scale_limit)
-    big = LogUniform.power(1.5, -limit, limit)
-    laws = {name: big for name in RAND_PARAMS} | {
-        "dof_damping": LogUniform.power(1.3, -limit, limit)
-    }
+    laws: dict[str, ScalarDistribution]
+    if limit == 0:
+        laws = dict.fromkeys(RAND_PARAMS, Fixed(1.0))
+    else:
+        big: ScalarDistribution = LogUniform.power(1.5, -limit, limit)
+        laws = dict.fromkeys(RAND_PARAMS, big) | {
+            "dof_damping": LogUniform.power(1.3, -limit, limit)
+        }
     return PhysicsSpace(
         {
             name: PhysicsParam(name, laws[name], independent=True)

@@ -219,10 +219,14 @@ def test_width_and_params_keywords_narrow_the_task_space(env_id: str) -> None:
     env.unwrapped.set_task(tasks[0])  # type: ignore[attr-defined]
     clone = pickle.loads(pickle.dumps(env.unwrapped))  # EzPickle keeps the keywords
     assert clone.task_distribution.names == ["body_mass", "geom_friction"]
+    nominal = gym.make(env_id, log_scale_limit=0, params=["body_mass"]).unwrapped
+    task = nominal.task_distribution.sample(np.random.default_rng(0), 1)[0]  # type: ignore[attr-defined]
+    assert np.all(np.asarray(task.values["body_mass"]) == 1.0)  # width 0: the nominal model
     for kwargs, match in (
         ({"params": ["mass"]}, r"params must be distinct names among \['body_mass'"),
         ({"params": []}, "params must be distinct names"),
-        ({"log_scale_limit": 0}, "log_scale_limit must be a positive number"),
+        ({"log_scale_limit": -0.5}, "log_scale_limit must be a non-negative finite number"),
+        ({"log_scale_limit": float("inf")}, "log_scale_limit must be a non-negative"),
     ):
         with pytest.raises(ValueError, match=match):
             gym.make(env_id, **kwargs)

@@ -1,0 +1,356 @@
+"""PPO over a task distribution (domain randomization): the policy a user trains
+without meta-learning, inside the meta-training loop.
+
+A Markov Gaussian MLP policy and a separate MLP value function, trained with PPO
+(Schulman et al. 2017) on episodes of tasks drawn from the training set at every
+iteration; the policy never sees the task. With a ``*Params`` environment (or
+``PhysicsRandomization``) this is domain randomization (Tobin et al. 2017; Peng et
+al. 2018): the agent that randomization-width studies (``metarl sweep``) and the
+sim-to-real schedules train. Unlike the Stable-Baselines3 multi-task baseline
+(``metarl.agents.baselines``), it runs in the trainer: the Ray sampler, checkpoints
+and resume, periodic evaluation, and task draws from the run's task sets.
+
+Choices (the implementations that follow the PPO paper: OpenAI baselines' ``ppo2``
+MuJoCo settings, CleanRL's ``ppo_continuous_action``, Stable-Baselines3):
+
+- Observations are standardized by a running mean and variance (SB3's
+  ``RunningMeanStd``, as ``VecNormalize``), updated from each batch before its
+  update; the standardization is folded into the first layer of the policy that
+  the samplers get, so acting costs nothing extra. No clipping of standardized
+  observations (baselines clips at 10), because a folded layer cannot clip.
+- The value function is trained on returns standardized by their running
+  statistics (as RL2 here), in place of baselines' reward scaling.
+- A truncated episode (time limit) bootstraps from the value of its final
+  observation; a terminated one from 0 (Gymnasium 1.x semantics).
+- Meta-test episodes use the mean action (``deterministic_eval``), as SB3's
+  ``evaluate_policy`` and the SB3 baselines here do.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from torch import nn
+
+from metarl.agents.base import Agent, CollectFn
+from metarl.agents.maml import (
+    ACTIVATIONS,
+    GaussianMLP,
+    MetaPolicy,
+    check_positive_int,
+    check_real,
+)
+from metarl.agents.networks import (
+    ActionScaling,
+    gaussian_entropy,
+    gaussian_log_prob,
+    mlp,
+    torch_threads,
+)
+from metarl.agents.ppo import (
+    clipped_surrogate_loss,
+    compute_gae,
+    explained_variance,
+    load_running_stats,
+    normalize_advantages,
+    running_stats_state,
+    value_loss,
+)
+from metarl.episodes import EpisodeBatch
+from metarl.tasks import Task
+
+__all__ = ["PPOAgent", "PPOConfig"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters of PPO on a task distribution.
+
+    Defaults are the PPO paper's MuJoCo settings (Schulman et al. 2017, Table 3:
+    Adam 3e-4, 10 epochs, minibatches of 64, gamma 0.99, lambda 0.95, clip 0.2) with
+    a (64, 64) tanh network as in the paper, and baselines'/CleanRL's value
+    coefficient 0.5 and gradient-norm clip 0.5.
+    """
+
+    seed: int = 0
+    """Seed of the agent's torch generator (initialization and minibatch order)."""
+
+    tasks_per_iteration: int = 20
+    """Tasks drawn from the training set per iteration (one fresh draw each)."""
+
+    episodes_per_task: int = 1
+    """Episodes collected on each drawn task per iteration."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layers of the policy and of the value function. PPO paper: (64, 64)."""
+
+    activation: str = "tanh"
+    """Hidden activation, ``tanh`` or ``relu``. PPO paper: tanh."""
+
+    init_std: float = 1.0
+    """Initial action standard deviation in the unit box (1.0: half the action range;
+    SB3's ``log_std_init=0``)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size. PPO paper (MuJoCo): 3e-4."""
+
+    gamma: float = 0.99
+    """Discount. PPO paper: 0.99."""
+
+    gae_lambda: float = 0.95
+    """GAE lambda. PPO paper: 0.95."""
+
+    clip_range: float = 0.2
+    """Ratio clip. PPO paper: 0.2."""
+
+    epochs: int = 10
+    """Passes over each batch. PPO paper (MuJoCo): 10."""
+
+    minibatch_size: int = 64
+    """Steps per minibatch. PPO paper (MuJoCo): 64."""
+
+    value_coef: float = 0.5
+    """Weight of the value loss (on standardized returns). baselines, CleanRL: 0.5."""
+
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus. PPO paper (MuJoCo): 0."""
+
+    max_grad_norm: float = 0.5
+    """Clip of the global gradient norm. baselines, CleanRL: 0.5."""
+
+    normalize_advantages: bool = True
+    """Standardize advantages over the whole batch (baselines and CleanRL do it per
+    minibatch; over the batch every minibatch gets the same scale)."""
+
+    normalize_observations: bool = True
+    """Standardize observations by their running statistics (module docstring)."""
+
+    deterministic_eval: bool = True
+    """Meta-test with the mean action instead of sampling."""
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in ("tasks_per_iteration", "episodes_per_task", "epochs", "minibatch_size"):
+            check_positive_int(name, key, getattr(self, key))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"{name}.seed must be a non-negative integer, got {self.seed!r}")
+        sizes = self.hidden_sizes
+        if not isinstance(sizes, tuple | list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+        ):
+            raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
+        object.__setattr__(self, "hidden_sizes", tuple(sizes))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{name}.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        for key in ("init_std", "learning_rate", "clip_range", "max_grad_norm"):
+            check_real(name, key, getattr(self, key), positive=True)
+        for key in ("gamma", "gae_lambda"):
+            value = check_real(name, key, getattr(self, key))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
+        for key in ("value_coef", "entropy_coef"):
+            if check_real(name, key, getattr(self, key)) < 0:
+                raise ValueError(
+                    f"{name}.{key} must be a non-negative number, got {getattr(self, key)!r}"
+                )
+        for key in ("normalize_advantages", "normalize_observations", "deterministic_eval"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
+
+
+class PPOAgent(Agent):
+    """PPO with a Markov Gaussian MLP policy over a task distribution (no adaptation).
+
+    Raises:
+        ValueError: the observation space is not a ``Box`` or the action space is not
+            a bounded ``Box``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space[Any],
+        action_space: spaces.Space[Any],
+        config: PPOConfig | None = None,
+    ):
+        self.config = config or PPOConfig()
+        cfg = self.config
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"PPOAgent needs a Box observation space, got {observation_space!r}")
+        self.scaling = ActionScaling(action_space)
+        self.action_shape = tuple(action_space.shape or ())
+        self.tasks_per_iteration = cfg.tasks_per_iteration
+        self.episodes_per_trial = cfg.episodes_per_task
+        obs_dim = int(np.prod(observation_space.shape))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        activation = ACTIVATIONS[cfg.activation]
+        self.network = GaussianMLP(
+            obs_dim, self.scaling.dim, cfg.hidden_sizes, activation, cfg.init_std, self.generator
+        )
+        self.value_net = mlp(obs_dim, cfg.hidden_sizes, 1, self.generator, activation=activation)
+        self.optimizer = torch.optim.Adam(
+            [*self.network.parameters(), *self.value_net.parameters()], lr=cfg.learning_rate
+        )
+        self.obs_stats = RunningMeanStd(shape=(obs_dim,))
+        self.return_stats = RunningMeanStd(shape=())
+        self.iterations = 0
+
+    # -- acting -------------------------------------------------------------------------
+
+    def _obs_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation that standardize observations (0 and 1 if off)."""
+        if not self.config.normalize_observations:
+            dim = self.obs_stats.mean.shape[0]
+            return np.zeros(dim), np.ones(dim)
+        return self.obs_stats.mean, np.sqrt(self.obs_stats.var + 1e-8)
+
+    def _normalize(self, obs: np.ndarray) -> torch.Tensor:
+        mean, std = self._obs_scale()
+        return torch.from_numpy(((obs - mean) / std).astype(np.float32))
+
+    def _policy(self, deterministic: bool) -> MetaPolicy:
+        """The current policy on raw observations: the standardization folded into the
+        first linear layer (``W (x - m) / s + b = (W / s) x + (b - W m / s)``)."""
+        mean, std = self._obs_scale()
+        params = {k: v.detach().clone() for k, v in self.network.named_parameters()}
+        w = params["mean.0.weight"].double()
+        scale = torch.from_numpy(1.0 / std)
+        params["mean.0.bias"] = (
+            params["mean.0.bias"].double() - w @ (scale * torch.from_numpy(mean))
+        ).float()
+        params["mean.0.weight"] = (w * scale).float()
+        stacked = {k: v.unsqueeze(0) for k, v in params.items()}
+        return MetaPolicy(
+            self.network, stacked, self.scaling, self.action_shape, deterministic=deterministic
+        )
+
+    def policy(self) -> MetaPolicy:
+        """The sampling policy with the current parameters (a detached copy)."""
+        return self._policy(deterministic=False)
+
+    def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
+        """Meta-test: ``episodes`` episodes per task with the same policy (no adaptation),
+        the mean action if ``deterministic_eval``."""
+        return collect(self._policy(self.config.deterministic_eval), tasks, episodes)
+
+    # -- update -------------------------------------------------------------------------
+
+    def _values(self, obs: torch.Tensor) -> np.ndarray:
+        """Value estimates in return units (the head predicts standardized returns)."""
+        with torch.no_grad():
+            v = self.value_net(obs).squeeze(-1).double().numpy()
+        return v * math.sqrt(self.return_stats.var + 1e-8) + self.return_stats.mean
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        """One PPO update (``epochs`` passes of minibatches) from ``batch``."""
+        cfg = self.config
+        episodes = batch.episodes
+        obs_raw = np.concatenate([ep.observations for ep in episodes]).reshape(batch.num_steps, -1)
+        if cfg.normalize_observations:
+            self.obs_stats.update(obs_raw.astype(np.float64))
+        with torch_threads():
+            obs = self._normalize(obs_raw)
+            ends = np.cumsum([len(ep) for ep in episodes]) - 1
+            final = self._normalize(
+                np.stack([ep.next_observations[-1] for ep in episodes]).reshape(len(episodes), -1)
+            )
+            values = self._values(obs)
+            final_values = self._values(final)
+            rewards = np.concatenate([ep.rewards for ep in episodes]).astype(np.float64)
+            truncated = np.array(
+                [bool(ep.truncations[-1] and not ep.terminations[-1]) for ep in episodes]
+            )
+            rewards[ends[truncated]] += cfg.gamma * final_values[truncated]
+            dones = np.zeros(len(rewards), dtype=bool)
+            dones[ends] = True
+            advantages, returns = compute_gae(
+                rewards, values, 0.0, dones, cfg.gamma, cfg.gae_lambda
+            )
+            self.return_stats.update(returns)
+            loc, scale = float(self.return_stats.mean), math.sqrt(self.return_stats.var + 1e-8)
+            targets = torch.from_numpy(((returns - loc) / scale).astype(np.float32))
+            adv = torch.from_numpy(advantages.astype(np.float32))
+            if cfg.normalize_advantages:
+                adv = normalize_advantages(adv)
+            actions = np.concatenate([ep.actions for ep in episodes]).reshape(batch.num_steps, -1)
+            unit = torch.from_numpy(self.scaling.to_unit(actions))
+            with torch.no_grad():
+                mean, log_std = self.network(obs)
+                old_log_prob = gaussian_log_prob(mean, log_std, unit)
+            sums = dict.fromkeys(
+                ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), 0.0
+            )
+            count = 0
+            n = len(obs)
+            for _ in range(cfg.epochs):
+                order = torch.randperm(n, generator=self.generator)
+                for idx in order.split(cfg.minibatch_size):
+                    mean, log_std = self.network(obs[idx])
+                    log_prob = gaussian_log_prob(mean, log_std, unit[idx])
+                    pg_loss, stats = clipped_surrogate_loss(
+                        log_prob, old_log_prob[idx], adv[idx], cfg.clip_range
+                    )
+                    v_loss = value_loss(self.value_net(obs[idx]).squeeze(-1), targets[idx])
+                    entropy = gaussian_entropy(log_std).mean()
+                    loss = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(
+                        [*self.network.parameters(), *self.value_net.parameters()],
+                        cfg.max_grad_norm,
+                    )
+                    self.optimizer.step()
+                    sums["policy_loss"] += pg_loss.item()
+                    sums["value_loss"] += v_loss.item()
+                    sums["entropy"] += entropy.item()
+                    sums["approx_kl"] += stats.approx_kl
+                    sums["clip_fraction"] += stats.clip_fraction
+                    count += 1
+        self.iterations += 1
+        metrics = {k: v / count for k, v in sums.items()}
+        metrics["explained_variance"] = explained_variance(values, returns)
+        metrics["action_std"] = float(torch.exp(self.network.log_std.detach()).mean())
+        metrics["episode_length"] = float(batch.num_steps / len(episodes))
+        return metrics
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizer, generator, running statistics, iterations (copies)."""
+        return copy.deepcopy(
+            {
+                "network": self.network.state_dict(),
+                "value_net": self.value_net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "obs_stats": running_stats_state(self.obs_stats),
+                "return_stats": running_stats_state(self.return_stats),
+                "iterations": self.iterations,
+                "config": dataclasses.asdict(self.config),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned.
+
+        Raises:
+            KeyError: an entry is missing.
+            RuntimeError: the networks' shapes differ (torch's message names the tensor).
+        """
+        self.network.load_state_dict(state["network"])
+        self.value_net.load_state_dict(state["value_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        load_running_stats(self.obs_stats, state["obs_stats"])
+        load_running_stats(self.return_stats, state["return_stats"])
+        self.iterations = int(state["iterations"])
