@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from metarl.agents.rl2 import RL2Agent
 from metarl.cli import main
-from metarl.config import load_config
+from metarl.config import ConfigError, load_config
 from metarl.evaluation import AdaptationResult
 from metarl.runner import RunFolderError, build_agent, eval_sampler, run_experiment, task_sets
 
@@ -265,3 +266,65 @@ def test_gradient_agents_run_resume_and_report_by_stage(name: str, tmp_path: Pat
     again = json.loads((resumed / "results.json").read_text())
     assert again["methods"][name]["returns"] == results["methods"][name]["returns"]
     assert _metrics(resumed) == _metrics(full)
+
+
+DR_CONFIG = str(ROOT / "configs" / "ppo_hopper_params_dr.yaml")
+DR_TINY = [
+    "env.train_tasks=4",
+    "env.test_tasks=2",
+    "sampler.num_envs=2",
+    "agent.tasks_per_iteration=2",
+    "agent.minibatch_size=256",
+    "trainer.iterations=1",
+    "evaluation.test_sets.nominal.tasks=2",
+    "evaluation.test_sets.shifted.tasks=2",
+]
+
+
+def test_test_sets_are_evaluated_reported_and_do_not_depend_on_the_training_width(
+    tmp_path: Path,
+) -> None:
+    """The shipped domain-randomization config: the agent is evaluated on its own test
+    tasks and on the nominal and shifted sets, which stay the same for every training
+    width (what makes a width study's columns comparable)."""
+    from metarl.runner import test_set_tasks
+    from metarl.sweep import trial_metrics
+
+    narrow = load_config(DR_CONFIG, [*DR_TINY, "env.kwargs.log_scale_limit=0.5"])
+    wide = load_config(DR_CONFIG, [*DR_TINY, "env.kwargs.log_scale_limit=2.0"])
+    for name in ("nominal", "shifted"):
+        a, b = test_set_tasks(narrow)[name], test_set_tasks(wide)[name]
+        assert a[0] == b[0] and a[1] == b[1]
+    nominal = test_set_tasks(narrow)["nominal"][1][0]
+    assert all(np.all(np.asarray(v) == 1.0) for v in nominal.values.values())
+    shifted = np.concatenate(
+        [np.ravel(v) for v in test_set_tasks(narrow)["shifted"][1][0].values.values()]
+    )
+    assert shifted.min() < 1.5**-0.5 or shifted.max() > 1.5**0.5  # outside the narrow width
+
+    run_dir = run_experiment(narrow, tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["test_sets"]) == {"nominal", "shifted"}
+    shifted_set = results["test_sets"]["shifted"]
+    assert shifted_set["env_kwargs"]["log_scale_limit"] == 2.0 and shifted_set["tasks"] == 2
+    assert shifted_set["task_seed"] == 1000
+    report = (run_dir / "report.md").read_text()
+    assert "## Test set `nominal`" in report and "## Test set `shifted`" in report
+    metrics = trial_metrics(run_dir)
+    for key in ("agent.return_last", "nominal.agent.return_last", "shifted.agent.return_last"):
+        assert np.isfinite(metrics[key])
+
+
+def test_a_test_set_the_env_refuses_stops_the_run_before_training(tmp_path: Path) -> None:
+    config = load_config(
+        DR_CONFIG, [*DR_TINY, "evaluation.test_sets.shifted.env_kwargs.log_scale_limit=-1"]
+    )
+    with pytest.raises(ConfigError, match=r"evaluation.test_sets.shifted.env_kwargs: .*log_scale"):
+        run_experiment(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["agent", "oracle", "1st", "with space"])
+def test_test_set_names_are_checked(name: str) -> None:
+    with pytest.raises(ConfigError, match="evaluation.test_sets"):
+        load_config(DR_CONFIG, [f"evaluation.test_sets={{'{name}': {{tasks: 2}}}}"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,67 @@ def test_sweep_command_reports_a_bad_study_without_traceback(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "agent.hiden_size: unknown key" in err and "Traceback" not in err
+
+
+def _fake_trial(study_dir: Path, width: float, seed: int, nominal: float, shifted: float) -> None:
+    """A finished trial folder: its config and a results.json with two test sets."""
+    run_dir = study_dir / "trials" / f"{seed}-w{width}"
+    run_dir.mkdir(parents=True)
+    config = {"env": {"kwargs": {"log_scale_limit": width}}, "run": {"seed": seed}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+
+    def method(ret: float) -> dict[str, Any]:
+        return {"label": "PPO (DR)", "mean": [ret], "train_env_steps": 10}
+
+    results = {
+        "agent": "ppo",
+        "methods": {"ppo": method(nominal)},
+        "test_sets": {
+            "nominal": {"methods": {"ppo": method(nominal)}},
+            "shifted": {"methods": {"ppo": method(shifted)}},
+        },
+    }
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+
+def test_report_of_several_metrics_has_a_table_and_plot_each_and_one_of_all(
+    tmp_path: Path,
+) -> None:
+    from metarl.sweep import study_report
+
+    metrics = ["nominal.agent.return_last", "shifted.agent.return_last"]
+    study, _ = load_study(
+        _study(
+            tmp_path,
+            parameters={"env.kwargs.log_scale_limit": [0.0, 1.0], "run.seed": [0, 1]},
+            metric=metrics,
+        )
+    )
+    study_dir = tmp_path / "studies" / "tiny"
+    for seed in (0, 1):
+        _fake_trial(study_dir, 0.0, seed, nominal=100.0 + seed, shifted=10.0 + seed)
+        _fake_trial(study_dir, 1.0, seed, nominal=80.0 + seed, shifted=50.0 + seed)
+    report = study_report(study, study_dir).read_text()
+    for metric in metrics:
+        assert f"## {metric}" in report
+        assert (study_dir / f"{metric}.png").stat().st_size > 1000
+    assert (study_dir / "metrics.png").stat().st_size > 1000
+    summary = list(csv.DictReader((study_dir / "summary.csv").open()))
+    by_key = {(s["metric"], s["env.kwargs.log_scale_limit"]): float(s["mean"]) for s in summary}
+    assert by_key == {
+        ("nominal.agent.return_last", "0.0"): 100.5,
+        ("nominal.agent.return_last", "1.0"): 80.5,
+        ("shifted.agent.return_last", "0.0"): 10.5,
+        ("shifted.agent.return_last", "1.0"): 50.5,
+    }
+    assert "Best by mean: env.kwargs.log_scale_limit=1 (50.50)." in report
+    with pytest.raises(ConfigError, match="study.metric"):
+        load_study(_study(tmp_path, metric=[]))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "studies").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_shipped_studies_validate_with_every_trial_config(path: Path) -> None:
+    study, experiment = load_study(path)
+    assert experiment.exists() and study.parameters

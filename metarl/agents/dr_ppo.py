@@ -173,8 +173,9 @@ class PPOAgent(Agent):
     """PPO with a Markov Gaussian MLP policy over a task distribution (no adaptation).
 
     Raises:
+        TypeError: ``config`` is not a ``PPOConfig``.
         ValueError: the observation space is not a ``Box`` or the action space is not
-            a bounded ``Box``.
+            a ``Box`` (bounded on every axis or on none).
     """
 
     def __init__(
@@ -183,6 +184,8 @@ class PPOAgent(Agent):
         action_space: spaces.Space[Any],
         config: PPOConfig | None = None,
     ):
+        if config is not None and not isinstance(config, PPOConfig):
+            raise TypeError(f"PPOAgent needs a PPOConfig, got {type(config).__name__}")
         self.config = config or PPOConfig()
         cfg = self.config
         if not isinstance(observation_space, spaces.Box):
