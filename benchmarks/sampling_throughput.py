@@ -21,7 +21,11 @@ steps/s are medians over repeats and each ratio is the median of the per-repeat
 ratios. All of them run inside one Ray instance whose CPU count is logical (every
 method's actors coexist, idle while another is timed); only the timed method runs.
 
-Also reported: the fixed cost of one ``RaySampler.collect`` (``CollectTiming``:
+Also reported: where the time of one local collect goes (``breakdown``: the
+sub-envs' own ``step``, Gymnasium's ``SyncVectorEnv`` around them (batching,
+autoreset, merging the info dicts), the policy's ``act``, and the rest: the
+sampler's loop and recording), measured with timing wrappers in a separate
+collect after the timed repeats; the fixed cost of one ``RaySampler.collect`` (``CollectTiming``:
 the weight broadcast ``ray.put``, the gathering, and the wall time beyond the
 slowest worker's own collection), and the peak resident memory (``VmHWM``) of the
 driver and of each worker process, env runner and vector-env subprocess.
@@ -221,6 +225,70 @@ class RLlibRunners(Method):
 # --------------------------------------------------------------------------- measuring
 
 
+class _Clock:
+    """Seconds spent inside the calls it wraps."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed_call
+
+
+class _TimedEnv(gym.Wrapper[Any, Any, Any, Any]):
+    """Adds the time of each sub-env ``step`` to a clock."""
+
+    def __init__(self, env: gym.Env[Any, Any], clock: _Clock):
+        super().__init__(env)
+        self.step = clock.wrap(env.step)  # type: ignore[method-assign]
+
+
+class _TimedPolicy:
+    """The policy, with the time of its ``act`` calls added to a clock."""
+
+    def __init__(self, policy: MetaPolicy, clock: _Clock):
+        self.policy = policy
+        self.act = clock.wrap(policy.act)
+
+    def initial_state(self, n: int) -> Any:
+        return self.policy.initial_state(n)
+
+
+def breakdown(
+    policy: MetaPolicy, tasks: list[Task], episodes: int, envs: int, seed: int
+) -> dict[str, float]:
+    """Seconds of one local collect, split into sub-env steps, the vector env around
+    them, the policy, and the rest (the sampler's loop and recording)."""
+    env_clock, vector_clock, policy_clock = _Clock(), _Clock(), _Clock()
+    sampler = LocalSampler(
+        ENV_ID, num_envs=envs, seed=seed, wrappers=[lambda e: _TimedEnv(e, env_clock)]
+    )
+    try:
+        sampler.collect(policy, tasks[:envs], 1)  # warm-up
+        env_clock.seconds = 0.0
+        sampler.envs.step = vector_clock.wrap(sampler.envs.step)  # type: ignore[method-assign]
+        timed_policy: Any = _TimedPolicy(policy, policy_clock)
+        start = time.perf_counter()
+        sampler.collect(timed_policy, tasks, episodes)
+        total = time.perf_counter() - start
+    finally:
+        sampler.close()
+    return {
+        "total": total,
+        "sub-env step": env_clock.seconds,
+        "vector env around the sub-envs": vector_clock.seconds - env_clock.seconds,
+        "policy act": policy_clock.seconds,
+        "sampler loop and recording": total - vector_clock.seconds - policy_clock.seconds,
+    }
+
+
 def timed(fn: Callable[[], int]) -> tuple[float, int]:
     start = time.perf_counter()
     steps = fn()
@@ -290,6 +358,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     timings.append(sampler.last_timing)
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
         memory = {m.name: [peak_rss_mib(p) for p in m.worker_pids()] for m in methods}
+        parts = breakdown(policy, tasks, args.episodes, envs, args.seed)
     finally:
         for method in methods:
             method.close()
@@ -301,6 +370,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "total": total,
         "timings": timings,
         "memory": memory,
+        "breakdown": parts,
     }
 
 
@@ -373,6 +443,19 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"which the weight broadcast (`ray.put`) {med['put_s'] * 1000:.2f} ms and the "
             f"gathering {med['gather_s'] * 1000:.1f} ms.",
         ]
+    parts = result["breakdown"]
+    total = parts["total"]
+    lines += [
+        "",
+        f"Where one local collect's time goes (the same meta-batch, {total:.2f} s, "
+        "timing wrappers; one collect after the repeats):",
+        "",
+        "| part | seconds | share |",
+        "|---|---:|---:|",
+    ]
+    for name, seconds in parts.items():
+        if name != "total":
+            lines.append(f"| {name} | {seconds:.2f} | {seconds / total:.0%} |")
     lines += ["", "Peak resident memory (VmHWM, MiB):", ""]
     for name, values in result["memory"].items():
         if values:

@@ -291,28 +291,38 @@ class MetaPolicy:
             raise ValueError(f"MetaPolicy params must share their leading axis, got sizes {sets}")
         self.num_sets = sets.pop()
         self._numpy: list[tuple[str, np.ndarray | None, np.ndarray | None]] | None = None
+        self._log_std: Any = None
 
     def initial_state(self, n: int) -> None:
         """Stateless: ``None``."""
         return None
 
     def _layers(self) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
-        """The network as numpy arrays: ``(kind, weights (P, out, in), biases (P, out))``."""
+        """The network as numpy arrays: ``(kind, weights, biases)``; weights ``(P, out, in)``
+        with biases ``(P, out)``, or, with one parameter set, ``(in, out)`` (transposed,
+        contiguous) with biases ``(out,)``. Also caches the log-stds (``_log_std``)."""
         if self._numpy is None:
+            single = self.num_sets == 1
             layers: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
             for i, layer in enumerate(self.network.mean):
                 if isinstance(layer, nn.Linear):
-                    w, b = self.params[f"mean.{i}.weight"], self.params[f"mean.{i}.bias"]
-                    layers.append(("linear", w.numpy(), b.numpy()))
+                    w = self.params[f"mean.{i}.weight"].numpy()
+                    b = self.params[f"mean.{i}.bias"].numpy()
+                    if single:
+                        w, b = np.ascontiguousarray(w[0].T), b[0]
+                    layers.append(("linear", w, b))
                 elif type(layer) in _NUMPY_ACTIVATIONS:
                     layers.append((_NUMPY_ACTIVATIONS[type(layer)], None, None))
                 else:
                     raise TypeError(f"MetaPolicy cannot run a {type(layer).__name__} layer")
+            log_std = self.params["log_std"].numpy()
+            self._log_std = log_std[0] if single else log_std
             self._numpy = layers
         return self._numpy
 
     def _distribution(self, sets: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and log-std ``(n, action_dim)`` of each row's Gaussian, float32.
+        """Mean ``(n, action_dim)`` and log-std (``(action_dim,)`` with one parameter set,
+        else ``(n, action_dim)``) of each row's Gaussian, float32.
 
         In numpy: for the small MLPs of these agents and a few dozen rows, torch's fixed
         per-call overhead dominated a policy call, which samplers make at every step
@@ -326,19 +336,18 @@ class MetaPolicy:
             if kind == "linear":
                 assert w is not None and b is not None
                 if single:
-                    h = h @ w[0].T + b[0]
+                    h = h @ w + b
                 else:
                     h = np.matmul(w[sets], h[:, :, None])[:, :, 0] + b[sets]
             elif kind == "tanh":
                 h = np.tanh(h)
             else:
                 h = np.maximum(h, np.float32(0.0))
-        log_std = self.params["log_std"].numpy()
-        log_std = log_std[0] if single else log_std[sets]
-        return h, np.broadcast_to(log_std, h.shape)
+        return h, self._log_std if single else self._log_std[sets]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_numpy": None}  # views of the params, rebuilt on use
+        # Views of the params, rebuilt on use.
+        return {**self.__dict__, "_numpy": None, "_log_std": None}
 
     def act(
         self, inputs: PolicyInput, state: Any, rngs: Sequence[np.random.Generator]
@@ -368,7 +377,9 @@ class MetaPolicy:
         if self.deterministic:
             unit = mean
         else:
-            noise = np.stack([rng.standard_normal(self.scaling.dim) for rng in rngs])
+            noise = np.empty((n, self.scaling.dim))
+            for row, rng in zip(noise, rngs, strict=True):
+                rng.standard_normal(out=row)
             unit = mean + np.exp(log_std) * noise.astype(np.float32)
         actions = self.scaling.to_env(unit)
         stored = self.scaling.to_unit(actions)
