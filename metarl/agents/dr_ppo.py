@@ -46,6 +46,7 @@ from metarl.agents.maml import (
     ACTIVATIONS,
     GaussianMLP,
     MetaPolicy,
+    check_mlp_fields,
     check_positive_int,
     check_real,
 )
@@ -141,18 +142,7 @@ class PPOConfig:
         name = type(self).__name__
         for key in ("tasks_per_iteration", "episodes_per_task", "epochs", "minibatch_size"):
             check_positive_int(name, key, getattr(self, key))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"{name}.seed must be a non-negative integer, got {self.seed!r}")
-        sizes = self.hidden_sizes
-        if not isinstance(sizes, tuple | list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
-        ):
-            raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(sizes))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{name}.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        check_mlp_fields(self)
         for key in ("init_std", "learning_rate", "clip_range", "max_grad_norm"):
             check_real(name, key, getattr(self, key), positive=True)
         for key in ("gamma", "gae_lambda"):

@@ -161,20 +161,9 @@ class GradientMetaConfig:
         name = type(self).__name__
         for key in ("meta_batch_size", "episodes_per_task", "num_inner_steps"):
             check_positive_int(name, key, getattr(self, key))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"{name}.seed must be a non-negative integer, got {self.seed!r}")
         if self.adapt_episodes is not None:
             check_positive_int(name, "adapt_episodes", self.adapt_episodes)
-        sizes = self.hidden_sizes
-        if not isinstance(sizes, tuple | list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
-        ):
-            raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(sizes))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{name}.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        check_mlp_fields(self)
         if self.inner_objective not in INNER_OBJECTIVES:
             raise ValueError(
                 f"{name}.inner_objective must be one of {list(INNER_OBJECTIVES)}, "
@@ -189,6 +178,26 @@ class GradientMetaConfig:
         for key in ("first_order", "normalize_advantages", "ablate_inner_lr"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
+
+
+def check_mlp_fields(config: Any) -> None:
+    """Check the ``seed``, ``hidden_sizes`` and ``activation`` fields of a frozen config
+    dataclass of an MLP agent (``ValueError`` naming the field); store
+    ``hidden_sizes`` as a tuple."""
+    name = type(config).__name__
+    seed = config.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"{name}.seed must be a non-negative integer, got {seed!r}")
+    sizes = config.hidden_sizes
+    if not isinstance(sizes, tuple | list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
+        raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
+    object.__setattr__(config, "hidden_sizes", tuple(sizes))
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(
+            f"{name}.activation must be one of {list(ACTIVATIONS)}, got {config.activation!r}"
+        )
 
 
 def check_positive_int(cls: str, key: str, value: Any) -> None:

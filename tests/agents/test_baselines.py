@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -55,18 +55,6 @@ def trained(tasks: TaskSets) -> tuple[SB3Baseline, SB3Baseline]:
 def _evaluate(agent: Any, tasks: list[Any], K: int = 2, seed: int = 0) -> AdaptationResult:
     with LocalSampler(POINT, num_envs=len(tasks), seed=seed, wrappers=agent.env_wrappers) as s:
         return evaluate_adaptation(agent, s, tasks, K)
-
-
-def _inputs(obs: np.ndarray) -> PolicyInput:
-    n = len(obs)
-    return PolicyInput(
-        obs.astype(np.float32),
-        np.zeros((n, 2), np.float32),
-        np.zeros(n, np.float32),
-        np.ones(n, bool),
-        np.ones(n, bool),
-        np.arange(n),
-    )
 
 
 @pytest.mark.slow
@@ -124,7 +112,7 @@ def test_oracle_on_plain_envs_says_how_to_wrap_them(
 
 
 def test_policy_noise_comes_from_the_row_generators(
-    trained: tuple[SB3Baseline, SB3Baseline],
+    trained: tuple[SB3Baseline, SB3Baseline], policy_input: Callable[..., PolicyInput]
 ) -> None:
     multitask, _ = trained
     policy = multitask.policy()
@@ -134,22 +122,24 @@ def test_policy_noise_comes_from_the_row_generators(
     def rngs(*seeds: int) -> list[np.random.Generator]:
         return [np.random.default_rng(s) for s in seeds]
 
-    a = policy.act(_inputs(obs), None, rngs(1, 2, 3)).actions
-    b = policy.act(_inputs(obs), None, rngs(1, 2, 3)).actions
-    c = policy.act(_inputs(obs), None, rngs(1, 9, 3)).actions
+    a = policy.act(policy_input(obs), None, rngs(1, 2, 3)).actions
+    b = policy.act(policy_input(obs), None, rngs(1, 2, 3)).actions
+    c = policy.act(policy_input(obs), None, rngs(1, 9, 3)).actions
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a[[0, 2]], c[[0, 2]])  # row i depends on rngs[i] only
     assert not np.array_equal(a[1], c[1])
     assert a.dtype == np.float32 and np.all(np.abs(a) <= 0.1)
     # deterministic=True: the mean, clipped to the action bounds as SB3 does.
     det = SB3Baseline(multitask.model, deterministic=True).policy()
-    out = det.act(_inputs(obs), None, rngs(1, 2, 3))
+    out = det.act(policy_input(obs), None, rngs(1, 2, 3))
     np.testing.assert_array_equal(out.actions, np.clip(out.infos["mean"], -0.1, 0.1))
     sb3, _ = multitask.model.predict(obs.astype(np.float32), deterministic=True)
     np.testing.assert_allclose(out.actions, sb3, rtol=1e-6)
 
 
-def test_state_dict_round_trip(trained: tuple[SB3Baseline, SB3Baseline]) -> None:
+def test_state_dict_round_trip(
+    trained: tuple[SB3Baseline, SB3Baseline], policy_input: Callable[..., PolicyInput]
+) -> None:
     _, oracle = trained
     state = oracle.state_dict()
     assert state["algo"] == "ppo" and state["observe_task"] is True
@@ -157,9 +147,11 @@ def test_state_dict_round_trip(trained: tuple[SB3Baseline, SB3Baseline]) -> None
     assert copy.observe_task and copy.env_wrappers == (TaskInObservation,)
     obs = np.random.default_rng(0).uniform(-1, 1, size=(4, 4))
     rngs = [np.random.default_rng(i) for i in range(4)]
-    expected = oracle.policy().act(_inputs(obs), None, rngs).actions
+    expected = oracle.policy().act(policy_input(obs), None, rngs).actions
     rngs = [np.random.default_rng(i) for i in range(4)]
-    np.testing.assert_array_equal(copy.policy().act(_inputs(obs), None, rngs).actions, expected)
+    np.testing.assert_array_equal(
+        copy.policy().act(policy_input(obs), None, rngs).actions, expected
+    )
     other = SB3Baseline(trained[0].model)
     other.load_state_dict(state)
     assert other.observe_task
@@ -186,7 +178,9 @@ def test_same_seed_same_model_and_torch_threads_restored(tasks: TaskSets) -> Non
         assert torch.equal(p, q), name
 
 
-def test_sac_baseline_acts_in_bounds(tasks: TaskSets) -> None:
+def test_sac_baseline_acts_in_bounds(
+    tasks: TaskSets, policy_input: Callable[..., PolicyInput]
+) -> None:
     agent = train_oracle(
         POINT,
         tasks.train,
@@ -200,18 +194,18 @@ def test_sac_baseline_acts_in_bounds(tasks: TaskSets) -> None:
     result = _evaluate(agent, tasks.test[:3])
     assert result.returns.shape == (3, 2)
     obs = np.random.default_rng(0).uniform(-1, 1, size=(5, 4))
-    out = agent.policy().act(_inputs(obs), None, [np.random.default_rng(i) for i in range(5)])
+    out = agent.policy().act(policy_input(obs), None, [np.random.default_rng(i) for i in range(5)])
     assert np.all(np.abs(out.actions) <= 0.1)
     copy = SB3Baseline.from_state_dict(agent.state_dict())
     assert copy.algo == "sac"
 
 
-def test_random_agent() -> None:
+def test_random_agent(policy_input: Callable[..., PolicyInput]) -> None:
     agent = RandomAgent.for_env(POINT)
     policy = agent.policy()
     obs = np.zeros((64, 2))
     rngs = [np.random.default_rng(i) for i in range(64)]
-    actions = policy.act(_inputs(obs), None, rngs).actions
+    actions = policy.act(policy_input(obs), None, rngs).actions
     assert actions.shape == (64, 2) and actions.dtype == np.float32
     assert np.all(np.abs(actions) <= 0.1) and actions.std() > 0.04
     assert agent.state_dict() == {} and agent.env_wrappers == ()

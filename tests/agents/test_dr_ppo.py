@@ -3,6 +3,7 @@ standardization, bootstrapping at truncations, checkpoints, learning on a point 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -52,19 +53,9 @@ def test_agent_refuses_a_wrong_config_or_space() -> None:
         PPOAgent(spaces.Discrete(3), point_spaces()[1])
 
 
-def inputs(obs: np.ndarray) -> PolicyInput:
-    n = len(obs)
-    return PolicyInput(
-        obs.astype(np.float32),
-        np.zeros((n, 2), np.float32),
-        np.zeros(n, np.float32),
-        np.ones(n, bool),
-        np.ones(n, bool),
-        np.zeros(n, np.int64),
-    )
-
-
-def test_policy_folds_the_observation_standardization_into_its_first_layer() -> None:
+def test_policy_folds_the_observation_standardization_into_its_first_layer(
+    policy_input: Callable[..., PolicyInput],
+) -> None:
     agent = PPOAgent(*point_spaces(), PPOConfig(hidden_sizes=(8,)))
     rng = np.random.default_rng(0)
     agent.obs_stats.update(rng.normal([3.0, -2.0], [0.5, 4.0], size=(500, 2)))
@@ -73,9 +64,9 @@ def test_policy_folds_the_observation_standardization_into_its_first_layer() -> 
         mean, _ = agent.network(agent._normalize(obs))
     expected = agent.scaling.to_env(mean.numpy())
     rngs = [np.random.default_rng(i) for i in range(6)]
-    out = agent._policy(deterministic=True).act(inputs(obs), None, rngs)
+    out = agent._policy(deterministic=True).act(policy_input(obs), None, rngs)
     np.testing.assert_allclose(out.actions, expected, rtol=1e-5, atol=1e-7)
-    sampled = agent.policy().act(inputs(obs), None, rngs).actions
+    sampled = agent.policy().act(policy_input(obs), None, rngs).actions
     assert not np.allclose(sampled, expected)  # the training policy samples around it
 
 

@@ -4,6 +4,7 @@ differences, the per-task policy, meta-test adaptation, checkpoints."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -341,19 +342,9 @@ def test_vectorized_inner_step_equals_per_task_loop() -> None:
 # ----------------------------------------------------------------------------- policy
 
 
-def policy_input(obs: np.ndarray, trials: np.ndarray) -> PolicyInput:
-    n = len(obs)
-    return PolicyInput(
-        obs.astype(np.float32),
-        np.zeros((n, 2), np.float32),
-        np.zeros(n, np.float32),
-        np.ones(n, bool),
-        np.ones(n, bool),
-        trials,
-    )
-
-
-def test_meta_policy_uses_each_trials_parameter_set() -> None:
+def test_meta_policy_uses_each_trials_parameter_set(
+    policy_input: Callable[..., PolicyInput],
+) -> None:
     agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(hidden_sizes=(8,)))
     gen = torch.Generator().manual_seed(0)
     sets = {
@@ -381,7 +372,9 @@ def test_meta_policy_uses_each_trials_parameter_set() -> None:
             )
 
 
-def test_meta_policy_log_prob_is_of_the_stored_action() -> None:
+def test_meta_policy_log_prob_is_of_the_stored_action(
+    policy_input: Callable[..., PolicyInput],
+) -> None:
     agent = ProMPAgent(*point_spaces())
     policy = agent.policy()
     obs = np.zeros((2, 2))
