@@ -347,15 +347,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(f"built {method.name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         times: dict[str, list[float]] = {m.name: [] for m in methods}
         steps: dict[str, int] = {}
-        timings = []
+        timings: dict[str, list[Any]] = {"ray-1": [], "ray-2": []}
         for r in range(args.repeats):
             k = r % len(methods)
             for method in methods[k:] + methods[:k]:
                 seconds, steps[method.name] = timed(method.run)
                 times[method.name].append(seconds)
-                if method.name == "ray-2":
+                if method.name in timings:
                     sampler = method.sampler  # type: ignore[attr-defined]
-                    timings.append(sampler.last_timing)
+                    timings[method.name].append(sampler.last_timing)
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
         memory = {m.name: [peak_rss_mib(p) for p in m.worker_pids()] for m in methods}
         parts = breakdown(policy, tasks, args.episodes, envs, args.seed)
@@ -429,12 +429,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
             span = f"{min(r):.2f} - {max(r):.2f}"
             lines.append(f"| {label} | {statistics.median(r):.2f} | {span} | {g} |")
     timings = result["timings"]
-    if timings:
+    if timings["ray-2"]:
+        two = timings["ray-2"]
         med = {
-            k: statistics.median(getattr(x, k) for x in timings)
+            k: statistics.median(getattr(x, k) for x in two)
             for k in ("wall_s", "put_s", "gather_s", "overhead_s")
         }
-        workers = statistics.median(max(x.worker_s) for x in timings)
+        workers = statistics.median(max(x.worker_s) for x in two)
         lines += [
             "",
             "Fixed cost of one `RaySampler.collect` (ray-2, medians over the timed "
@@ -442,6 +443,21 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"{workers:.3f} s, overhead beyond it {med['overhead_s'] * 1000:.1f} ms, of "
             f"which the weight broadcast (`ray.put`) {med['put_s'] * 1000:.2f} ms and the "
             f"gathering {med['gather_s'] * 1000:.1f} ms.",
+        ]
+    if timings["ray-1"] and timings["ray-2"]:
+        # Where 2 workers lose against 2x 1 worker: each worker's own collection (the
+        # same trials per worker-second if the two cores were independent), the gap
+        # between the two workers, and the driver's overhead.
+        one = statistics.median(x.worker_s[0] for x in timings["ray-1"])
+        fast = statistics.median(min(x.worker_s) for x in timings["ray-2"])
+        slow = statistics.median(max(x.worker_s) for x in timings["ray-2"])
+        lines += [
+            "",
+            f"Scaling: the 1 worker collects its {args.tasks} trials in {one:.3f} s "
+            f"(median); each of 2 workers collects half of them in {fast:.3f} s (faster "
+            f"one) and {slow:.3f} s (slower one), i.e. at {one / 2 / fast:.2f} and "
+            f"{one / 2 / slow:.2f} of the single worker's per-trial speed; the call waits "
+            "for the slower one, plus the overhead above.",
         ]
     parts = result["breakdown"]
     total = parts["total"]
