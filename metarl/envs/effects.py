@@ -1,0 +1,571 @@
+"""Unmodeled effects: Gymnasium wrappers for what simulators leave out.
+
+Policies trained in simulation meet, on hardware, effects that the simulator does
+not model. Each wrapper here adds one of them to any Gymnasium environment (task
+environments stay task environments: ``set_task`` and friends reach through):
+
+- ``action_delay`` (``ActionDelay``): the action given at step t is applied at t + k;
+- ``observation_delay`` (``ObservationDelay``): the observation at step t is that of t - k;
+- ``observation_noise`` (``ObservationNoise``): Gaussian noise every step plus a bias
+  drawn per episode;
+- ``action_noise`` (``ActionNoise``): Gaussian noise on every applied action;
+- ``backlash`` (``Backlash``): a dead band (play) between the command and what the
+  actuator follows;
+- ``saturation`` (``ActuatorSaturation``): commands limited to ``[-limit, limit]``;
+- ``push`` (``RandomPush``): random external forces on a body (MuJoCo environments).
+
+Delays ``k`` are in control steps: a fixed integer, or ``[low, high]`` for a value
+drawn uniformly (both ends included) at every reset. Per-dimension sizes
+(``std``, ``width``, ``limit``) are a number or one value per dimension.
+
+Randomness: each wrapper draws from its own generator, seeded by ``reset(seed=s)``
+as an independent stream derived from ``s`` (so the environment's own
+``np_random`` is not consumed, and two effects do not share draws); never seeded, it
+takes fresh entropy, as Gymnasium does. What each effect did is in the step's
+``info`` (``info["effects"][name]``), so recorded data shows it.
+
+``EFFECTS`` maps the names to the wrappers; ``apply_effects(env, specs)`` applies
+``[{name: ..., **arguments}, ...]`` (the ``env.effects`` list of a config) in order,
+innermost first; ``check_effect_specs`` validates such a list without an env.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = [
+    "EFFECTS",
+    "ActionDelay",
+    "ActionNoise",
+    "ActuatorSaturation",
+    "Backlash",
+    "ObservationDelay",
+    "ObservationNoise",
+    "RandomPush",
+    "apply_effects",
+    "check_effect_specs",
+]
+
+Delay = int | Sequence[int]
+Size = float | Sequence[float]
+
+
+class _Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """An unmodeled effect: its own seeded generator and its record in ``info``."""
+
+    name: ClassVar[str]
+    _stream: ClassVar[int]  # spawn key of this effect's generator stream
+
+    def __init__(self, env: gym.Env[Any, Any], **kwargs: Any):
+        gym.utils.RecordConstructorArgs.__init__(self, **kwargs)
+        gym.Wrapper.__init__(self, env)
+        self._rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The effect's generator (fresh entropy until a seeded reset)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng()
+        return self._rng
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(
+                np.random.SeedSequence(seed, spawn_key=(self._stream,))
+            )
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._start_episode()
+        obs, record = self._reset_observation(obs)
+        return obs, _with_record(info, self.name, record)
+
+    def _start_episode(self) -> None:
+        """Draw what the effect keeps for an episode."""
+
+    def _reset_observation(self, obs: Any) -> tuple[Any, dict[str, Any]]:
+        """The observation the agent gets at reset, and what to record."""
+        return obs, {}
+
+
+def _with_record(info: dict[str, Any], name: str, record: dict[str, Any]) -> dict[str, Any]:
+    if not record:
+        return info
+    effects = dict(info.get("effects", {}))
+    effects[name] = record
+    return {**info, "effects": effects}
+
+
+def _check_delay(name: str, steps: Any) -> tuple[int, int]:
+    """``steps`` (an integer or ``[low, high]``) as an inclusive range of integers >= 0."""
+
+    def ok(x: Any) -> bool:
+        return isinstance(x, int | np.integer) and not isinstance(x, bool) and bool(x >= 0)
+
+    if ok(steps):
+        return int(steps), int(steps)
+    if (
+        isinstance(steps, Sequence)
+        and not isinstance(steps, str)
+        and len(steps) == 2
+        and all(ok(x) for x in steps)
+        and steps[0] <= steps[1]
+    ):
+        return int(steps[0]), int(steps[1])
+    raise ValueError(
+        f"{name}.steps must be an integer >= 0 or [low, high] with 0 <= low <= high, got {steps!r}"
+    )
+
+
+def _check_size(name: str, field: str, value: Any, dim: int, positive: bool = False) -> np.ndarray:
+    """A number or ``dim`` numbers, each finite and >= 0 (> 0 if ``positive``)."""
+    arr = np.asarray(value, dtype=np.float64) if _numeric(value) else None
+    if arr is None or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != dim):
+        raise ValueError(
+            f"{name}.{field} must be a number or a list of {dim} numbers (one per "
+            f"dimension), got {value!r}"
+        )
+    bad = ~np.isfinite(arr) | (arr <= 0 if positive else arr < 0)
+    if np.any(bad):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name}.{field} must be finite and {kind}, got {value!r}")
+    return np.broadcast_to(arr, (dim,)).copy()
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, bool | str):
+        return False
+    if isinstance(value, int | float | np.integer | np.floating):
+        return True
+    return (
+        isinstance(value, Sequence)
+        and len(value) > 0
+        and all(isinstance(v, int | float | np.integer | np.floating) for v in value)
+        and not any(isinstance(v, bool) for v in value)
+    )
+
+
+def _box(space: spaces.Space[Any], name: str, what: str) -> spaces.Box:
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise ValueError(f"{name} needs a 1-D Box {what} space, got {space!r}")
+    return space
+
+
+# --------------------------------------------------------------------------- delays
+
+
+class ActionDelay(_Effect):
+    """The action given at step t is applied at step t + k.
+
+    ``k`` (``steps``) is fixed or drawn per episode from ``[low, high]``. The first k
+    steps of an episode apply ``initial_action`` (default: zeros, or the middle of
+    the action space's bounds if zero lies outside them). ``info["effects"]
+    ["action_delay"]``: ``steps`` (k) and ``applied_action``.
+
+    Raises:
+        ValueError: bad ``steps``, a non-Box action space, or an ``initial_action``
+            of the wrong shape or outside the action space.
+    """
+
+    name = "action_delay"
+    _stream = 0x61646C79
+
+    def __init__(
+        self, env: gym.Env[Any, Any], steps: Delay, initial_action: Sequence[float] | None = None
+    ):
+        super().__init__(env, steps=steps, initial_action=initial_action)
+        self.range = _check_delay(type(self).__name__, steps)
+        box = _box(env.action_space, type(self).__name__, "action")
+        if initial_action is None:
+            zero = np.zeros(box.shape, dtype=box.dtype)
+            initial = zero if box.contains(zero) else ((box.low + box.high) / 2).astype(box.dtype)
+        else:
+            initial = np.asarray(initial_action, dtype=box.dtype)
+            if initial.shape != box.shape or not box.contains(initial):
+                raise ValueError(
+                    f"ActionDelay.initial_action must lie in the action space {box}, "
+                    f"got {initial_action!r}"
+                )
+        self.initial_action = initial
+        self.delay = self.range[0]
+        self._queue: deque[np.ndarray] = deque()
+
+    def _start_episode(self) -> None:
+        low, high = self.range
+        self.delay = low if low == high else int(self.rng.integers(low, high + 1))
+        self._queue = deque(self.initial_action.copy() for _ in range(self.delay))
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self._queue.append(np.array(action, copy=True))
+        applied = self._queue.popleft()
+        obs, reward, terminated, truncated, info = self.env.step(applied)
+        record = {"steps": self.delay, "applied_action": applied}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
+
+class ObservationDelay(_Effect):
+    """The observation returned at step t is the one of step t - k (the reset
+    observation while t < k); rewards and episode ends are not delayed.
+
+    ``info["effects"]["observation_delay"]``: ``steps`` (k).
+
+    Raises:
+        ValueError: bad ``steps``.
+    """
+
+    name = "observation_delay"
+    _stream = 0x6F646C79
+
+    def __init__(self, env: gym.Env[Any, Any], steps: Delay):
+        super().__init__(env, steps=steps)
+        self.range = _check_delay(type(self).__name__, steps)
+        self.delay = self.range[0]
+        self._queue: deque[Any] = deque()
+
+    def _start_episode(self) -> None:
+        low, high = self.range
+        self.delay = low if low == high else int(self.rng.integers(low, high + 1))
+
+    def _reset_observation(self, obs: Any) -> tuple[Any, dict[str, Any]]:
+        self._queue = deque(obs for _ in range(self.delay))
+        return obs, {"steps": self.delay}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._queue.append(obs)
+        delayed = self._queue.popleft()
+        return (
+            delayed,
+            reward,
+            terminated,
+            truncated,
+            _with_record(info, self.name, {"steps": self.delay}),
+        )
+
+
+# --------------------------------------------------------------------------- noise
+
+
+class ObservationNoise(_Effect):
+    """Observation + bias + N(0, std^2) per step, the bias drawn per episode from
+    N(0, bias_std^2) (per dimension), as a miscalibrated sensor.
+
+    ``info["effects"]["observation_noise"]``: ``bias`` of the episode.
+
+    Raises:
+        ValueError: a non-1-D-Box observation space, or ``std`` / ``bias_std`` not a
+            non-negative number or one per dimension.
+    """
+
+    name = "observation_noise"
+    _stream = 0x6F6E7365
+
+    def __init__(self, env: gym.Env[Any, Any], std: Size = 0.0, bias_std: Size = 0.0):
+        super().__init__(env, std=std, bias_std=bias_std)
+        box = _box(env.observation_space, "ObservationNoise", "observation")
+        dim = box.shape[0]
+        self.std = _check_size("ObservationNoise", "std", std, dim)
+        self.bias_std = _check_size("ObservationNoise", "bias_std", bias_std, dim)
+        self.dtype = box.dtype
+        self.bias = np.zeros(dim)
+
+    def _start_episode(self) -> None:
+        self.bias = self.rng.normal(0.0, 1.0, self.bias_std.shape) * self.bias_std
+
+    def _noisy(self, obs: Any) -> np.ndarray:
+        noise = self.rng.normal(0.0, 1.0, self.std.shape) * self.std
+        return (np.asarray(obs) + self.bias + noise).astype(self.dtype)
+
+    def _reset_observation(self, obs: Any) -> tuple[Any, dict[str, Any]]:
+        return self._noisy(obs), {"bias": self.bias.copy()}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        record = {"bias": self.bias.copy()}
+        return (
+            self._noisy(obs),
+            reward,
+            terminated,
+            truncated,
+            _with_record(info, self.name, record),
+        )
+
+
+class ActionNoise(_Effect):
+    """Action + N(0, std^2) per step and dimension (in the action's units). The wrapper
+    does not clip; the environment applies its own limits (MuJoCo's control range).
+
+    ``info["effects"]["action_noise"]``: ``applied_action``.
+
+    Raises:
+        ValueError: a non-1-D-Box action space, or ``std`` not a non-negative number or
+            one per dimension.
+    """
+
+    name = "action_noise"
+    _stream = 0x616E7365
+
+    def __init__(self, env: gym.Env[Any, Any], std: Size):
+        super().__init__(env, std=std)
+        box = _box(env.action_space, "ActionNoise", "action")
+        self.std = _check_size("ActionNoise", "std", std, box.shape[0])
+        self.dtype = box.dtype
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        noise = self.rng.normal(0.0, 1.0, self.std.shape) * self.std
+        applied = (np.asarray(action) + noise).astype(self.dtype)
+        obs, reward, terminated, truncated, info = self.env.step(applied)
+        record = {"applied_action": applied}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
+
+# --------------------------------------------------------------------------- actuators
+
+
+class Backlash(_Effect):
+    """A dead band of ``width`` between the command and what the actuator follows (the
+    play operator of gear backlash, on position targets or torques alike):
+
+        y_t = u_t - w/2   if u_t > y_{t-1} + w/2
+        y_t = u_t + w/2   if u_t < y_{t-1} - w/2
+        y_t = y_{t-1}     otherwise
+
+    with ``y`` starting at ``initial`` (default 0) each episode. The environment gets
+    ``y``. ``info["effects"]["backlash"]``: ``applied_action``.
+
+    Raises:
+        ValueError: a non-1-D-Box action space, or ``width`` not a non-negative number or
+            one per dimension.
+    """
+
+    name = "backlash"
+    _stream = 0x626C6173
+
+    def __init__(self, env: gym.Env[Any, Any], width: Size, initial: Size = 0.0):
+        super().__init__(env, width=width, initial=initial)
+        box = _box(env.action_space, "Backlash", "action")
+        dim = box.shape[0]
+        self.half = _check_size("Backlash", "width", width, dim) / 2
+        start = np.asarray(initial, dtype=np.float64) if _numeric(initial) else None
+        if start is None or start.ndim > 1 or (start.ndim == 1 and start.shape[0] != dim):
+            raise ValueError(
+                f"Backlash.initial must be a number or a list of {dim} numbers, got {initial!r}"
+            )
+        self.initial = np.broadcast_to(start, (dim,)).copy()
+        self.dtype = box.dtype
+        self.output = self.initial.copy()
+
+    def _start_episode(self) -> None:
+        self.output = self.initial.copy()
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        u = np.asarray(action, dtype=np.float64)
+        self.output = np.clip(self.output, u - self.half, u + self.half)
+        applied = self.output.astype(self.dtype)
+        obs, reward, terminated, truncated, info = self.env.step(applied)
+        record = {"applied_action": applied}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
+
+class ActuatorSaturation(_Effect):
+    """Commands limited to ``[-limit, limit]`` per dimension (an actuator weaker than
+    the model's). ``info["effects"]["saturation"]``: ``applied_action`` and
+    ``saturated`` (which dimensions hit the limit).
+
+    Raises:
+        ValueError: a non-1-D-Box action space, or ``limit`` not a positive number or
+            one per dimension.
+    """
+
+    name = "saturation"
+    _stream = 0x73617475
+
+    def __init__(self, env: gym.Env[Any, Any], limit: Size):
+        super().__init__(env, limit=limit)
+        box = _box(env.action_space, "ActuatorSaturation", "action")
+        self.limit = _check_size("ActuatorSaturation", "limit", limit, box.shape[0], True)
+        self.dtype = box.dtype
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        u = np.asarray(action, dtype=np.float64)
+        applied = np.clip(u, -self.limit, self.limit)
+        saturated = applied != u
+        obs, reward, terminated, truncated, info = self.env.step(applied.astype(self.dtype))
+        record = {"applied_action": applied.astype(self.dtype), "saturated": saturated}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+class RandomPush(_Effect):
+    """Random external forces on a body of a MuJoCo environment.
+
+    At each step, with ``probability``, a push starts: a force of ``force`` newtons in
+    a random direction within the ``axes`` (e.g. ``"x"`` or ``"xz"`` for a planar
+    robot, ``"xyz"``), held on ``body`` (default: the first body after the world)
+    for ``duration`` steps (``data.xfrc_applied``). ``info["effects"]["push"]``:
+    ``force`` (the 3-D force in effect during the step, zeros without a push).
+
+    Raises:
+        ValueError: not a MuJoCo environment, an unknown ``body`` (the message lists
+            the bodies), ``probability`` outside [0, 1], ``force`` not positive,
+            ``duration`` not a positive integer, or ``axes`` not a non-empty subset of
+            ``xyz``.
+    """
+
+    name = "push"
+    _stream = 0x70757368
+
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        probability: float,
+        force: float,
+        duration: int = 1,
+        body: str | None = None,
+        axes: str = "xyz",
+    ):
+        super().__init__(
+            env, probability=probability, force=force, duration=duration, body=body, axes=axes
+        )
+        model = getattr(env.unwrapped, "model", None)
+        if model is None or not hasattr(env.unwrapped, "data"):
+            raise ValueError(f"RandomPush needs a MuJoCo environment, got {env.unwrapped!r}")
+        import mujoco
+
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(model.nbody)]
+        if body is None:
+            if model.nbody < 2:
+                raise ValueError("RandomPush: the model has no body besides the world")
+            self.body_id = 1
+        elif body in names[1:]:
+            self.body_id = names.index(body)
+        else:
+            raise ValueError(f"RandomPush.body must be one of {names[1:]}, got {body!r}")
+        self.body = names[self.body_id]
+        if not _real(probability) or not 0.0 <= probability <= 1.0:
+            raise ValueError(f"RandomPush.probability must be in [0, 1], got {probability!r}")
+        if not _real(force) or not force > 0:
+            raise ValueError(f"RandomPush.force must be a positive number, got {force!r}")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+            raise ValueError(f"RandomPush.duration must be a positive integer, got {duration!r}")
+        if (
+            not isinstance(axes, str)
+            or not axes
+            or set(axes) - set("xyz")
+            or len(set(axes)) != len(axes)
+        ):
+            raise ValueError(f"RandomPush.axes must be distinct letters of 'xyz', got {axes!r}")
+        self.probability = float(probability)
+        self.force = float(force)
+        self.duration = duration
+        self.mask = np.array([a in axes for a in "xyz"], dtype=np.float64)
+        self._left = 0
+        self._vector = np.zeros(3)
+
+    def _start_episode(self) -> None:
+        self._left = 0
+        self._apply(np.zeros(3))
+
+    def _apply(self, force: np.ndarray) -> None:
+        self.env.unwrapped.data.xfrc_applied[self.body_id, :3] = force  # type: ignore[attr-defined]
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._left == 0 and self.rng.random() < self.probability:
+            direction = self.rng.normal(size=3) * self.mask
+            norm = float(np.linalg.norm(direction))
+            if norm > 0:
+                self._vector = self.force * direction / norm
+                self._left = self.duration
+        force = self._vector if self._left > 0 else np.zeros(3)
+        self._apply(force)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._left > 0:
+            self._left -= 1
+            if self._left == 0:
+                self._apply(np.zeros(3))
+        record = {"force": force.copy()}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
+
+def _real(x: Any) -> bool:
+    return (
+        isinstance(x, int | float | np.integer | np.floating)
+        and not isinstance(x, bool)
+        and bool(np.isfinite(x))
+    )
+
+
+# --------------------------------------------------------------------------- by name
+
+EFFECTS: dict[str, type[_Effect]] = {
+    cls.name: cls
+    for cls in (
+        ActionDelay,
+        ObservationDelay,
+        ObservationNoise,
+        ActionNoise,
+        Backlash,
+        ActuatorSaturation,
+        RandomPush,
+    )
+}
+
+
+def check_effect_specs(specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check the names and argument names of ``[{name: ..., **arguments}, ...]``
+    (values are checked when the wrappers are built on an env).
+
+    Raises:
+        ValueError: a spec without ``name``, an unknown name (the message lists the
+            effects), an unknown or missing argument (the message lists the allowed
+            ones), naming the spec's position.
+    """
+    out = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ValueError(f"effects[{i}]: a mapping with a name, got {spec!r}")
+        name = spec["name"]
+        if name not in EFFECTS:
+            raise ValueError(
+                f"effects[{i}].name: unknown effect {name!r}; known: {', '.join(EFFECTS)}"
+            )
+        params = inspect.signature(EFFECTS[name].__init__).parameters
+        allowed = [p for p in params if p not in ("self", "env")]
+        required = [p for p in allowed if params[p].default is inspect.Parameter.empty]
+        args = {k: v for k, v in spec.items() if k != "name"}
+        unknown = [k for k in args if k not in allowed]
+        if unknown:
+            raise ValueError(
+                f"effects[{i}] ({name}): unknown argument(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        missing = [k for k in required if k not in args]
+        if missing:
+            raise ValueError(f"effects[{i}] ({name}): missing argument(s) {', '.join(missing)}")
+        out.append({"name": name, **args})
+    return out
+
+
+def apply_effects(env: gym.Env[Any, Any], specs: Sequence[Mapping[str, Any]]) -> gym.Env[Any, Any]:
+    """``env`` wrapped in the effects of ``specs``, in order (the first innermost).
+
+    Raises:
+        ValueError: as ``check_effect_specs``, or a value a wrapper refuses (prefixed
+            with the spec's position).
+    """
+    for i, spec in enumerate(check_effect_specs(specs)):
+        args = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            env = EFFECTS[spec["name"]](env, **args)
+        except ValueError as err:
+            raise ValueError(f"effects[{i}] ({spec['name']}): {err}") from None
+    return env
