@@ -55,6 +55,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS
+from metarl.envs.effects import check_effect_specs
 from metarl.trainer import TrainerConfig
 
 __all__ = [
@@ -252,6 +253,14 @@ class EnvConfig(BaseModel):
     """Number of meta-training tasks (default: the family's count)."""
     test_tasks: int | None = Field(default=None, ge=1)
     """Number of held-out meta-test tasks (default: the family's count)."""
+    effects: list[dict[str, Any]] = Field(default_factory=list)
+    """Unmodeled effects on every env of the run, innermost first:
+    ``[{name: action_delay, steps: 2}, ...]`` (``metarl.envs.effects.EFFECTS``)."""
+
+    @field_validator("effects")
+    @classmethod
+    def _known_effects(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_effect_specs(value)
 
     @field_validator("id")
     @classmethod
@@ -483,6 +492,13 @@ class TestSetConfig(BaseModel):
     """Number of tasks (default: ``env.test_tasks``)."""
     task_seed: int | None = Field(default=None, ge=0)
     """Seed of the set's tasks (default: ``env.task_seed``)."""
+    effects: list[dict[str, Any]] | None = None
+    """Unmodeled effects of this set's envs (default: ``env.effects``; ``[]``: none)."""
+
+    @field_validator("effects")
+    @classmethod
+    def _known_effects(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return None if value is None else check_effect_specs(value)
 
 
 class EvaluationConfig(BaseModel):

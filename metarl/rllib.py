@@ -3,7 +3,9 @@
 - ``make_rllib_env(env_config)``: the env creator RLlib calls on every env runner
   (``register_rllib_env`` registers it under ``ENV_NAME``). ``env_config`` keys:
   ``env_id`` (a Gymnasium id; ``metarl/...`` ids are registered by importing metarl,
-  which the creator does), ``env_kwargs`` (of ``gymnasium.make``), and one of
+  which the creator does), ``env_kwargs`` (of ``gymnasium.make``), ``effects``
+  (unmodeled effects, ``[{name: ..., **arguments}]`` of ``metarl.envs.effects``,
+  innermost), and one of
   ``physics`` (name -> ``PhysicsParam`` dict, see ``PhysicsParam.to_dict``: the env
   is wrapped in ``PhysicsRandomization``, a new draw at every reset) or ``tasks``
   (a list of ``Task`` dicts: a task env wrapped in ``MultiTaskEnv``, a training task
@@ -36,6 +38,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 
 from metarl.envs import PhysicsParam, PhysicsRandomization, is_task_env
+from metarl.envs.effects import apply_effects
 from metarl.envs.wrappers import MultiTaskEnv
 from metarl.tasks import Task
 
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 ENV_NAME = "metarl"
-_CONFIG_KEYS = ("env_id", "env_kwargs", "physics", "tasks")
+_CONFIG_KEYS = ("env_id", "env_kwargs", "effects", "physics", "tasks")
 
 
 class ScheduleLike(Protocol):
@@ -69,8 +72,8 @@ def make_rllib_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
 
     Raises:
         ValueError: an unknown key (the message lists the allowed ones), no
-            ``env_id``, both ``physics`` and ``tasks``, or ``tasks`` on an env that is
-            not a task env.
+            ``env_id``, both ``physics`` and ``tasks``, ``tasks`` on an env that is
+            not a task env, or a bad effect (named by its position).
     """
     import metarl  # noqa: F401  (registers metarl/ ids in the env runner's process)
 
@@ -84,6 +87,7 @@ def make_rllib_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
     if physics is not None and tasks is not None:
         raise ValueError("env_config: give physics or tasks, not both")
     env = gym.make(env_config["env_id"], **dict(env_config.get("env_kwargs") or {}))
+    env = apply_effects(env, env_config.get("effects") or [])
     if physics is not None:
         return PhysicsRandomization(env, _physics_params(physics))
     if tasks is not None:

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -50,6 +50,7 @@ from metarl.config import (
     load_config,
 )
 from metarl.envs import task_distribution
+from metarl.envs.effects import apply_effects, effect_wrappers
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler, Sampler
 from metarl.tasks import Task, TaskSets
@@ -123,7 +124,17 @@ def make_run_dir(config: ExperimentConfig, now: datetime | None = None) -> Path:
 
 
 def _make_env(config: ExperimentConfig) -> gym.Env[Any, Any]:
-    return gym.make(config.env.id, **config.env.kwargs)
+    """One env of the run, with its effects.
+
+    Raises:
+        ConfigError: an effect refuses its arguments on this env (naming ``env.effects``).
+    """
+    env = gym.make(config.env.id, **config.env.kwargs)
+    try:
+        return apply_effects(env, config.env.effects)
+    except ValueError as err:
+        env.close()
+        raise ConfigError(f"invalid config:\n  env.{err}") from None
 
 
 def task_sets(config: ExperimentConfig) -> TaskSets:
@@ -138,29 +149,43 @@ def task_sets(config: ExperimentConfig) -> TaskSets:
         env.close()
 
 
-def test_set_tasks(config: ExperimentConfig) -> dict[str, tuple[dict[str, Any], list[Task]]]:
-    """Each of ``evaluation.test_sets``: its env keyword arguments (over ``env.kwargs``)
-    and its tasks, drawn from the family that those arguments build.
+class TestSet(NamedTuple):
+    """One of ``evaluation.test_sets``, resolved: the env keyword arguments (over
+    ``env.kwargs``), the effects (the set's or ``env.effects``) and the tasks."""
+
+    env_kwargs: dict[str, Any]
+    effects: list[dict[str, Any]]
+    tasks: list[Task]
+
+
+def test_set_tasks(config: ExperimentConfig) -> dict[str, TestSet]:
+    """Each of ``evaluation.test_sets``, its tasks drawn from the family that its env
+    keyword arguments build.
 
     Raises:
-        ConfigError: the env refuses a set's keyword arguments (the message names it).
+        ConfigError: the env refuses a set's keyword arguments or effects (the message
+            names the field).
     """
-    out: dict[str, tuple[dict[str, Any], list[Task]]] = {}
+    out: dict[str, TestSet] = {}
     for name, test_set in config.evaluation.test_sets.items():
         kwargs = {**config.env.kwargs, **test_set.env_kwargs}
+        effects = config.env.effects if test_set.effects is None else test_set.effects
         assert test_set.tasks is not None and test_set.task_seed is not None
+        where = f"evaluation.test_sets.{name}"
         try:
             env = gym.make(config.env.id, **kwargs)
         except (TypeError, ValueError) as err:
             raise ConfigError(
-                f"invalid config:\n  evaluation.test_sets.{name}.env_kwargs: "
-                f"{config.env.id} refuses {kwargs}: {err}"
+                f"invalid config:\n  {where}.env_kwargs: {config.env.id} refuses {kwargs}: {err}"
             ) from None
         try:
+            apply_effects(env, effects)
             tasks = task_distribution(env).task_sets(test_set.task_seed, 0, test_set.tasks).test
+        except ValueError as err:
+            raise ConfigError(f"invalid config:\n  {where}.{err}") from None
         finally:
             env.close()
-        out[name] = (kwargs, list(tasks))
+        out[name] = TestSet(kwargs, list(effects), list(tasks))
     return out
 
 
@@ -188,6 +213,7 @@ def build_sampler(config: ExperimentConfig) -> Sampler:
             seed=s.seed,
             vectorization=s.vectorization,
             env_kwargs=dict(config.env.kwargs),
+            wrappers=effect_wrappers(config.env.effects),
         )
     from metarl.ray_sampling import RaySampler
 
@@ -198,6 +224,7 @@ def build_sampler(config: ExperimentConfig) -> Sampler:
         seed=s.seed,
         vectorization=s.vectorization,
         env_kwargs=dict(config.env.kwargs),
+        wrappers=effect_wrappers(config.env.effects),
         address=config.ray.address,
         cpus_per_worker=s.cpus_per_worker,
         placement=s.placement,
@@ -402,19 +429,22 @@ def eval_sampler(
     agent: Agent,
     tasks: Sequence[Task],
     seed: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
+    test_set: TestSet | None = None,
 ) -> LocalSampler:
     """The sampler of meta-tests: local, apart from the training sampler, so that
     evaluating during training does not change the training's episodes. ``seed``:
     the root seed of its episodes (default: the run's ``sampler.seed``);
-    ``env_kwargs``: the envs' keyword arguments (default: ``env.kwargs``)."""
+    ``test_set``: envs with its keyword arguments and effects (default: the run's).
+    The agent's own wrappers (an oracle's) go outside the effects."""
     assert config.sampler.seed is not None
+    kwargs = config.env.kwargs if test_set is None else test_set.env_kwargs
+    effects = config.env.effects if test_set is None else test_set.effects
     return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed if seed is None else seed,
-        env_kwargs=dict(config.env.kwargs if env_kwargs is None else env_kwargs),
-        wrappers=getattr(agent, "env_wrappers", ()),
+        env_kwargs=dict(kwargs),
+        wrappers=[*effect_wrappers(effects), *getattr(agent, "env_wrappers", ())],
     )
 
 
@@ -422,9 +452,9 @@ def _evaluate(
     config: ExperimentConfig,
     agent: Agent,
     tasks: Sequence[Task],
-    env_kwargs: Mapping[str, Any] | None = None,
+    test_set: TestSet | None = None,
 ) -> AdaptationResult:
-    sampler = eval_sampler(config, agent, tasks, env_kwargs=env_kwargs)
+    sampler = eval_sampler(config, agent, tasks, test_set=test_set)
     try:
         return evaluate_adaptation(agent, sampler, tasks, config.evaluation.episodes)
     finally:
@@ -453,6 +483,7 @@ def _baseline(
         "training": bt.model_dump(mode="json", exclude={"deterministic"}),
         "env": config.env.id,
         "env_kwargs": dict(config.env.kwargs),
+        "effects": list(config.env.effects),
         "train_tasks": [t.to_dict() for t in train_tasks],
         "seed": config.run.seed,
     }
@@ -474,6 +505,7 @@ def _baseline(
         algo_kwargs=bt.algo_kwargs,
         n_envs=bt.num_envs,
         env_kwargs=config.env.kwargs,
+        wrappers=effect_wrappers(config.env.effects),
         deterministic=bt.deterministic,
     )
     wall_time = time.perf_counter() - start
@@ -523,14 +555,16 @@ def _final_evaluation(
             LABELS[name], _evaluate(config, baseline, sets.test), b_steps, b_time
         )
     other_sets: dict[str, dict[str, Any]] = {}
-    for set_name, (kwargs, tasks) in test_set_tasks(config).items():
-        log.info("final meta-test on test set %s: %d tasks, env %s", set_name, len(tasks), kwargs)
+    for set_name, test_set in test_set_tasks(config).items():
+        tasks = test_set.tasks
+        log.info("final meta-test on test set %s: %d tasks", set_name, len(tasks))
         other_sets[set_name] = {
-            "env_kwargs": kwargs,
+            "env_kwargs": test_set.env_kwargs,
+            "effects": test_set.effects,
             "tasks": len(tasks),
             "task_seed": config.evaluation.test_sets[set_name].task_seed,
             "methods": {
-                name: _evaluate(config, method, tasks, kwargs) for name, method in agents.items()
+                name: _evaluate(config, method, tasks, test_set) for name, method in agents.items()
             },
         }
     eval_time = time.perf_counter() - start
@@ -692,7 +726,9 @@ def _report(
             f"## Test set `{set_name}`",
             "",
             f"{test_set['tasks']} tasks (task seed {test_set['task_seed']}) of `{config.env.id}` "
-            f"with {test_set['env_kwargs']}; the same meta-test.",
+            f"with {test_set['env_kwargs']}"
+            + (f" and effects {test_set['effects']}" if test_set["effects"] else "")
+            + "; the same meta-test.",
             "",
             "| method | " + " | ".join(labels) + " |",
             "| --- | " + " | ".join("---:" for _ in labels) + " |",

@@ -221,3 +221,17 @@ def test_ray_section_and_placement_errors_name_the_field() -> None:
     assert "ray.adress: unknown key" in msg and "address" in msg
     msg = _error(_config(sampler={"address": "auto"}))  # moved to ray.address
     assert "sampler.address: unknown key" in msg
+
+
+def test_effects_are_checked_by_name_in_the_env_and_test_set_sections() -> None:
+    msg = _error({"env": {"id": ENV, "effects": [{"name": "delay", "steps": 1}]}})
+    assert "env.effects" in msg and "unknown effect 'delay'; known: action_delay" in msg
+    msg = _error({"env": {"id": ENV, "effects": [{"name": "backlash", "gap": 1}]}})
+    assert "env.effects" in msg and "allowed: width, initial" in msg
+    sets = {"test_sets": {"real": {"effects": [{"name": "push"}]}}}
+    msg = _error(_config(evaluation=sets))
+    assert "evaluation.test_sets.real.effects" in msg and "missing argument(s) probability" in msg
+    ok = validate_config(
+        {"env": {"id": ENV, "effects": [{"name": "action_delay", "steps": [0, 2]}]}}
+    )
+    assert ok.env.effects == [{"name": "action_delay", "steps": [0, 2]}]

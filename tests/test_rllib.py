@@ -119,3 +119,16 @@ def test_ppo_trains_under_a_schedule_updated_on_every_env_runner() -> None:
         if algo is not None:
             algo.stop()
         ray.shutdown()
+
+
+def test_env_creator_applies_effects() -> None:
+    from metarl.envs.effects import ActionDelay
+
+    env = make_rllib_env(
+        {"env_id": "metarl/PointRobot-v0", "effects": [{"name": "action_delay", "steps": 1}]}
+    )
+    assert isinstance(env, MultiTaskEnv) and isinstance(env.env, ActionDelay)
+    with pytest.raises(ValueError, match=r"effects\[0\] \(action_delay\): .*steps"):
+        make_rllib_env(
+            {"env_id": "CartPole-v1", "effects": [{"name": "action_delay", "steps": -1}]}
+        )

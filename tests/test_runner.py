@@ -15,7 +15,14 @@ from metarl.agents.rl2 import RL2Agent
 from metarl.cli import main
 from metarl.config import ConfigError, load_config
 from metarl.evaluation import AdaptationResult
-from metarl.runner import RunFolderError, build_agent, eval_sampler, run_experiment, task_sets
+from metarl.runner import (
+    RunFolderError,
+    build_agent,
+    build_sampler,
+    eval_sampler,
+    run_experiment,
+    task_sets,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
@@ -294,11 +301,11 @@ def test_test_sets_are_evaluated_reported_and_do_not_depend_on_the_training_widt
     wide = load_config(DR_CONFIG, [*DR_TINY, "env.kwargs.log_scale_limit=2.0"])
     for name in ("nominal", "shifted"):
         a, b = test_set_tasks(narrow)[name], test_set_tasks(wide)[name]
-        assert a[0] == b[0] and a[1] == b[1]
-    nominal = test_set_tasks(narrow)["nominal"][1][0]
+        assert a == b
+    nominal = test_set_tasks(narrow)["nominal"].tasks[0]
     assert all(np.all(np.asarray(v) == 1.0) for v in nominal.values.values())
     shifted = np.concatenate(
-        [np.ravel(v) for v in test_set_tasks(narrow)["shifted"][1][0].values.values()]
+        [np.ravel(v) for v in test_set_tasks(narrow)["shifted"].tasks[0].values.values()]
     )
     assert shifted.min() < 1.5**-0.5 or shifted.max() > 1.5**0.5  # outside the narrow width
 
@@ -328,3 +335,46 @@ def test_a_test_set_the_env_refuses_stops_the_run_before_training(tmp_path: Path
 def test_test_set_names_are_checked(name: str) -> None:
     with pytest.raises(ConfigError, match="evaluation.test_sets"):
         load_config(DR_CONFIG, [f"evaluation.test_sets={{'{name}': {{tasks: 2}}}}"])
+
+
+def test_effects_reach_training_evaluation_and_test_sets(tmp_path: Path) -> None:
+    """``env.effects`` wrap the training sampler's envs and the evaluation's (inside an
+    agent's own wrappers); a test set may replace them; a bad value stops the run."""
+    from metarl.envs.effects import ActionDelay
+    from metarl.envs.wrappers import TaskInObservation
+
+    effects = "env.effects=[{name: action_delay, steps: 1}]"
+    config = load_config(
+        CONFIG,
+        [
+            *TINY,
+            effects,
+            "trainer.iterations=1",
+            "evaluation.baselines=[]",
+            "evaluation.test_sets={noisy: {effects: [{name: observation_noise, bias_std: 0.1}]}}",
+        ],
+    )
+    sampler = build_sampler(config)
+    try:
+        assert isinstance(sampler.envs.envs[0], ActionDelay)  # type: ignore[attr-defined]
+    finally:
+        sampler.close()
+
+    class Oracle:
+        env_wrappers = (TaskInObservation,)
+
+    agent: Any = Oracle()
+    evaluator = eval_sampler(config, agent, task_sets(config).test)
+    try:
+        env = evaluator.envs.envs[0]  # type: ignore[attr-defined]
+        assert isinstance(env, TaskInObservation) and isinstance(env.env, ActionDelay)
+    finally:
+        evaluator.close()
+    run_dir = run_experiment(config, tmp_path / "run")
+    noisy = json.loads((run_dir / "results.json").read_text())["test_sets"]["noisy"]
+    assert noisy["effects"] == [{"name": "observation_noise", "bias_std": 0.1}]
+    assert "effects [{'name': 'observation_noise'" in (run_dir / "report.md").read_text()
+
+    bad = load_config(CONFIG, [*TINY, "env.effects=[{name: action_delay, steps: [2, 1]}]"])
+    with pytest.raises(ConfigError, match=r"env.effects\[0\] \(action_delay\): .*low <= high"):
+        run_experiment(bad, tmp_path / "bad")

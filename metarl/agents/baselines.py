@@ -358,6 +358,7 @@ def train_multitask(
     algo_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
     env_kwargs: Mapping[str, Any] | None = None,
+    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
     device: str = "cpu",
     deterministic: bool = False,
     torch_threads: int | None = 1,
@@ -379,6 +380,8 @@ def train_multitask(
         algo_kwargs: keyword arguments of the SB3 algorithm's constructor.
         n_envs: envs stepped together.
         env_kwargs: keyword arguments of ``gymnasium.make``.
+        wrappers: applied to each env before ``MultiTaskEnv``, innermost first (e.g.
+            unmodeled effects, ``metarl.envs.effects.effect_wrappers``).
         device: torch device of the model (small MLPs are fastest on the CPU).
         deterministic: the returned agent acts with the policy's mean.
         torch_threads: torch's intra-op threads during training, restored afterwards
@@ -400,6 +403,7 @@ def train_multitask(
         algo_kwargs=algo_kwargs,
         n_envs=n_envs,
         env_kwargs=env_kwargs,
+        wrappers=wrappers,
         device=device,
         deterministic=deterministic,
         torch_threads=torch_threads,
@@ -416,6 +420,7 @@ def train_oracle(
     algo_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
     env_kwargs: Mapping[str, Any] | None = None,
+    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
     device: str = "cpu",
     deterministic: bool = False,
     torch_threads: int | None = 1,
@@ -435,6 +440,7 @@ def train_oracle(
         algo_kwargs=algo_kwargs,
         n_envs=n_envs,
         env_kwargs=env_kwargs,
+        wrappers=wrappers,
         device=device,
         deterministic=deterministic,
         torch_threads=torch_threads,
@@ -458,6 +464,7 @@ def _train(
     algo_kwargs: Mapping[str, Any] | None,
     n_envs: int,
     env_kwargs: Mapping[str, Any] | None,
+    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]],
     device: str,
     deterministic: bool,
     torch_threads: int | None,
@@ -468,7 +475,10 @@ def _train(
     make_kwargs = dict(env_kwargs or {})
 
     def make_env() -> gym.Env[Any, Any]:
-        env: gym.Env[Any, Any] = MultiTaskEnv(gym.make(env_id, **make_kwargs), train_tasks)
+        env: gym.Env[Any, Any] = gym.make(env_id, **make_kwargs)
+        for wrap in wrappers:
+            env = wrap(env)
+        env = MultiTaskEnv(env, train_tasks)
         return TaskInObservation(env) if observe_task else env
 
     vec_env = make_vec_env(make_env, n_envs=n_envs, seed=seed)

@@ -26,14 +26,17 @@ takes fresh entropy, as Gymnasium does. What each effect did is in the step's
 
 ``EFFECTS`` maps the names to the wrappers; ``apply_effects(env, specs)`` applies
 ``[{name: ..., **arguments}, ...]`` (the ``env.effects`` list of a config) in order,
-innermost first; ``check_effect_specs`` validates such a list without an env.
+innermost first; ``effect_wrappers(specs)`` gives them as picklable ``env -> env``
+functions (a sampler's ``wrappers``, shipped to Ray workers); ``check_effect_specs``
+validates such a list without an env.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -51,6 +54,7 @@ __all__ = [
     "RandomPush",
     "apply_effects",
     "check_effect_specs",
+    "effect_wrappers",
 ]
 
 Delay = int | Sequence[int]
@@ -562,10 +566,27 @@ def apply_effects(env: gym.Env[Any, Any], specs: Sequence[Mapping[str, Any]]) ->
         ValueError: as ``check_effect_specs``, or a value a wrapper refuses (prefixed
             with the spec's position).
     """
-    for i, spec in enumerate(check_effect_specs(specs)):
-        args = {k: v for k, v in spec.items() if k != "name"}
-        try:
-            env = EFFECTS[spec["name"]](env, **args)
-        except ValueError as err:
-            raise ValueError(f"effects[{i}] ({spec['name']}): {err}") from None
+    for wrap in effect_wrappers(specs):
+        env = wrap(env)
     return env
+
+
+def _apply_one(env: gym.Env[Any, Any], index: int, name: str, **args: Any) -> gym.Env[Any, Any]:
+    try:
+        return EFFECTS[name](env, **args)
+    except ValueError as err:
+        raise ValueError(f"effects[{index}] ({name}): {err}") from None
+
+
+def effect_wrappers(
+    specs: Sequence[Mapping[str, Any]],
+) -> list[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]]:
+    """The effects of ``specs`` as ``env -> env`` functions, in order (picklable).
+
+    Raises:
+        ValueError: as ``check_effect_specs`` (values are checked when applied).
+    """
+    return [
+        functools.partial(_apply_one, index=i, **spec)
+        for i, spec in enumerate(check_effect_specs(specs))
+    ]
