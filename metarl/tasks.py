@@ -29,6 +29,7 @@ __all__ = [
     "DiscGoals",
     "GoalTask",
     "PhysicsTask",
+    "RealTask",
     "Task",
     "TaskDistribution",
     "TaskSets",
@@ -225,6 +226,23 @@ class GoalTask(Task):
     def array(self) -> np.ndarray:
         """The goal as a float64 array."""
         return np.asarray(self.goal, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class RealTask(Task):
+    """The task of an episode recorded on a real system (or a sim-to-sim target): its
+    parameters are unknown; ``system`` names the system it was recorded on."""
+
+    kind: ClassVar[str] = "real"
+    system: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.system, str):
+            raise ValueError(f"RealTask.system must be a string, got {self.system!r}")
+
+    def features(self) -> np.ndarray:
+        """No features: nothing about the system is known."""
+        return np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)

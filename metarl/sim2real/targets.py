@@ -1,0 +1,233 @@
+"""Targets: "real" systems for sim-to-sim work, used only as a real robot is.
+
+A target is a simulator with hidden physical parameters and unmodeled effects,
+built from a ``TargetConfig``::
+
+    target:
+      env: Hopper-v5                      # any Gymnasium id (metarl/... too)
+      env_kwargs: {}
+      physics:                            # hidden: name -> PhysicsParam dict, usually
+        torso_mass:                       # a fixed value relative to the defaults
+          {field: body_mass, elements: [torso], op: scale, dist: {kind: fixed, value: 1.4}}
+      effects:                            # metarl.envs.effects, innermost first
+        - {name: action_delay, steps: 1}
+        - {name: observation_noise, std: 0.01, bias_std: 0.02}
+      seed: 0
+
+What the rest of the platform may do with a ``Target`` is what it could do with a
+robot: read its spaces and control period, and run a policy on it for whole
+episodes, getting the recorded transitions back (``rollout``). The fits of
+``metarl.sim2real`` take those recordings, never the target. ``hidden_truth`` gives
+the hidden values for the one place that may know them, the evaluation of a fit's
+recovery error in sim-to-sim reports.
+
+A physics param with a non-fixed distribution makes a target whose physics is drawn
+once, at the first reset, and kept (a robot does not change between episodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from metarl.envs import PhysicsParam, PhysicsRandomization
+from metarl.envs.effects import apply_effects, check_effect_specs
+from metarl.episodes import Episode
+from metarl.tasks import RealTask
+
+__all__ = ["Target", "TargetConfig", "load_target_config"]
+
+# A controller: observation -> action (numpy in, numpy out).
+Controller = Callable[[np.ndarray], np.ndarray]
+
+
+class TargetConfig(BaseModel):
+    """A "real" system for sim-to-sim work (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field(min_length=1)
+    """A Gymnasium environment id."""
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``gymnasium.make``."""
+    physics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Hidden physical parameters: name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``)."""
+    effects: list[dict[str, Any]] = Field(default_factory=list)
+    """Unmodeled effects (``metarl.envs.effects``), innermost first."""
+    seed: int = Field(default=0, ge=0)
+    """Seed of the target's own randomness (its effects, a drawn physics)."""
+
+    @field_validator("physics")
+    @classmethod
+    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, data in value.items():
+            try:
+                PhysicsParam.from_dict(data)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{name}: {err}") from None
+        return value
+
+    @field_validator("effects")
+    @classmethod
+    def _effects(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_effect_specs(value)
+
+
+def load_target_config(data: dict[str, Any]) -> TargetConfig:
+    """Validate ``data`` (the ``target`` section of a file).
+
+    Raises:
+        ValueError: every invalid field, named (``target.physics.torso_mass: ...``).
+    """
+    try:
+        return TargetConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in ("target", *e["loc"]))
+            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        raise ValueError("invalid target:\n  " + "\n  ".join(lines)) from None
+
+
+class Target:
+    """A "real" system: hidden physics and unmodeled effects behind a robot's interface.
+
+    Raises:
+        ValueError: the env refuses the physics or the effects (the message names them).
+    """
+
+    def __init__(self, config: TargetConfig):
+        self.config = config
+        env = gym.make(config.env, **config.env_kwargs)
+        if config.physics:
+            params = {n: PhysicsParam.from_dict(d) for n, d in config.physics.items()}
+            try:
+                env = PhysicsRandomization(env, params, resample="once")
+            except ValueError as err:
+                env.close()
+                raise ValueError(f"target.physics: {err}") from None
+        try:
+            env = apply_effects(env, config.effects)
+        except ValueError as err:
+            env.close()
+            raise ValueError(f"target.{err}") from None
+        self._env = env
+        self._task = RealTask(system=f"target:{config.env}")
+        self._episodes = 0
+        self._seeds = np.random.SeedSequence(config.seed)
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        # Draw (or fix) the hidden physics now: a seeded first reset.
+        self._env.reset(seed=int(self._seeds.spawn(1)[0].generate_state(1)[0]))
+
+    @property
+    def dt(self) -> float:
+        """The control period in seconds (the env's ``dt``), what a robot's rate gives."""
+        return float(self._env.unwrapped.dt)  # type: ignore[attr-defined]
+
+    def rollout(
+        self, controller: Controller, episodes: int = 1, max_steps: int | None = None
+    ) -> list[Episode]:
+        """Run ``controller`` for ``episodes`` whole episodes (or ``max_steps`` steps
+        each) and return what was recorded: observations, the actions as sent,
+        rewards, terminations and truncations, and the numeric step infos (the
+        effects' records among them). The task of each episode is a ``RealTask``
+        naming the target's env: a robot does not say its parameters.
+
+        Raises:
+            ValueError: ``episodes`` or ``max_steps`` not a positive integer, or an
+                action outside the action space (named with its step).
+        """
+        for name, value in (("episodes", episodes), ("max_steps", max_steps)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(
+                    f"Target.rollout: {name} must be a positive integer, got {value!r}"
+                )
+        out = []
+        for _ in range(episodes):
+            out.append(self._episode(controller, max_steps))
+        return out
+
+    def _episode(self, controller: Controller, max_steps: int | None) -> Episode:
+        seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
+        obs, _ = self._env.reset(seed=seed)
+        self._episodes += 1
+        rows: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+        infos: list[dict[str, Any]] = []
+        while True:
+            action = np.asarray(controller(obs), dtype=self.action_space.dtype)
+            if not self.action_space.contains(action):
+                raise ValueError(
+                    f"Target.rollout: step {len(rows['act'])} of episode {self._episodes}: "
+                    f"action {action.tolist()} outside the action space {self.action_space}"
+                )
+            next_obs, reward, terminated, truncated, info = self._env.step(action)
+            stop = max_steps is not None and len(rows["act"]) + 1 >= max_steps
+            for key, value in zip(
+                rows,
+                (obs, next_obs, action, float(reward), terminated, truncated or stop),
+                strict=True,
+            ):
+                rows[key].append(value)
+            infos.append(info)
+            obs = next_obs
+            if terminated or truncated or stop:
+                break
+        return Episode(
+            task=self._task,
+            observations=np.asarray(rows["obs"], dtype=np.float32),
+            next_observations=np.asarray(rows["next"], dtype=np.float32),
+            actions=np.asarray(rows["act"]),
+            rewards=np.asarray(rows["rew"], dtype=np.float64),
+            terminations=np.asarray(rows["term"], dtype=bool),
+            truncations=np.asarray(rows["trunc"], dtype=bool),
+            env_infos=_numeric_infos(infos),
+        )
+
+    def hidden_truth(self) -> dict[str, Any]:
+        """The hidden physical values (name -> value) in force. For evaluating fits in
+        sim-to-sim reports only: a real robot has no such method, and nothing that
+        fits or trains may call it."""
+        if not self.config.physics:
+            return {}
+        task = self._env.get_wrapper_attr("get_task")()
+        return {k: _plain(v) for k, v in task.values.items()}
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def _plain(value: Any) -> Any:
+    arr = np.asarray(value, dtype=np.float64)
+    return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+def _numeric_infos(infos: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Step infos as arrays: numeric entries, nested dicts flattened to ``a.b`` keys;
+    kept only if present with one shape at every step."""
+    flat = [_flatten(i) for i in infos]
+    out: dict[str, np.ndarray] = {}
+    for key in flat[0] if flat else ():
+        values = [f.get(key) for f in flat]
+        if any(v is None for v in values):
+            continue
+        arrays = [np.asarray(v) for v in values]
+        if all(a.shape == arrays[0].shape and a.dtype.kind in "biuf" for a in arrays):
+            out[key] = np.stack(arrays)
+    return out
+
+
+def _flatten(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
