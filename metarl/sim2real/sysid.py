@@ -102,7 +102,7 @@ class Simulator:
         self.low = np.array([self.params[n].dist.support[0] for n in self.names])
         self.high = np.array([self.params[n].dist.support[1] for n in self.names])
         model = self.sim.model
-        obs_dim = int(np.prod(self.env.observation_space.shape))
+        obs_dim = int(np.prod(self.env.observation_space.shape or ()))
         if obs_dim == model.nq + model.nv:
             self._skip = 0
         elif obs_dim == model.nq - 1 + model.nv:
@@ -120,7 +120,7 @@ class Simulator:
         values = np.array([float(np.asarray(default.values[n]).flat[0]) for n in self.names])
         return np.clip(values, self.low, self.high)
 
-    def set_params(self, values: Sequence[float]) -> None:
+    def set_params(self, values: Sequence[float] | np.ndarray) -> None:
         """Write ``values`` (one per param, in ``names`` order) into the model."""
         task = PhysicsTask({n: float(v) for n, v in zip(self.names, values, strict=True)})
         self.space.apply(self.sim.model, task)
