@@ -1,0 +1,425 @@
+"""Adaptive domain randomization without real data: automatic DR and DORAEMON.
+
+Both are ``RandomizationSchedule``s over named scalar physical parameters (one
+shared value each), each confined to hard ``limits``, that learn from how the
+policy does on the physics it was trained with:
+
+- ``sample_tasks(rng, n)``: the physics of the next ``n`` training episodes
+  (``PhysicsTask``s, names as the params);
+- ``record(tasks, returns)``: the return of each finished episode on its task;
+- ``update(iteration, metrics)``: change the distribution (between iterations).
+
+``params()`` gives the distribution in force as ``PhysicsParam``s, for any
+environment that draws from it (``PhysicsRandomization.set_params``, RLlib via
+``metarl.rllib.randomization_callbacks``). An episode *succeeds* when its return
+reaches ``success_return``.
+
+``AutomaticDR`` (OpenAI et al. 2019, "Solving Rubik's Cube with a Robot Hand",
+Section 5): each parameter's range starts at its nominal value; an episode is, with
+probability ``boundary_probability``, a boundary episode: one parameter (uniformly
+chosen) is set to its lower or upper bound, the others drawn uniformly in their
+ranges, and its return goes to that bound's buffer. When a buffer holds
+``buffer_size`` returns, their mean decides: at least ``high_threshold`` moves the
+bound outward by ``step`` (widen), at most ``low_threshold`` moves it inward (shrink,
+never past the other bound); the buffer is then emptied. Bounds stay within the
+limits. Returns stand in for the paper's task-specific performance (its thresholds
+are in the units of the returns here).
+
+``DORAEMON`` (Tiboni et al. 2024, "Domain Randomization via Entropy Maximization"):
+each parameter ~ a Beta distribution on its limits; after each iteration, the
+distribution's entropy is maximized subject to an estimated success rate of at
+least ``success_rate`` (importance-weighted from the iteration's episodes) and a KL
+divergence from the current distribution of at most ``kl_bound``; while the
+estimated success rate is below ``success_rate``, the step instead maximizes it
+within the same trust region. Solved with scipy's SLSQP over the log of the Beta
+parameters. The first distribution is a Beta concentrated at the nominal values
+(``init_concentration`` = a + b).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from metarl.envs.physics import PhysicsParam
+from metarl.envs.physics_distributions import Beta, Fixed, Uniform
+from metarl.sim2real.schedules import RandomizationSchedule
+from metarl.tasks import PhysicsTask
+
+__all__ = ["DORAEMON", "AdaptiveSchedule", "AutomaticDR"]
+
+
+def _positive_int(cls: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{cls}.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _number(cls: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{cls}.{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class AdaptiveSchedule(RandomizationSchedule):
+    """A schedule over scalar params within hard limits that learns from episode returns.
+
+    Args:
+        params: name -> ``PhysicsParam`` whose distribution's support gives the hard
+            limits (a finite ``[low, high]``); its field, elements and operation are
+            kept, the distribution is the schedule's.
+        nominal: name -> the starting value (default: the middle of the limits).
+        success_return: an episode succeeds when its return is at least this.
+
+    Raises:
+        ValueError: a param with independent draws or unbounded support, or a nominal
+            value outside the limits (the message names the param).
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, PhysicsParam],
+        success_return: float,
+        nominal: Mapping[str, float] | None = None,
+    ):
+        cls = type(self).__name__
+        if not params:
+            raise ValueError(f"{cls}: give at least one parameter")
+        self.templates = dict(params)
+        self.names = list(params)
+        self.limits = {}
+        for name, p in params.items():
+            if p.independent:
+                raise ValueError(f"{cls}: parameter {name!r} must be shared (independent: false)")
+            low, high = p.dist.support
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{cls}: parameter {name!r} needs finite limits, got {p.dist}")
+            self.limits[name] = (float(low), float(high))
+        nominal = dict(nominal or {})
+        unknown = sorted(set(nominal) - set(self.names))
+        if unknown:
+            raise ValueError(f"{cls}.nominal: unknown parameter(s) {unknown}; known: {self.names}")
+        self.nominal = {}
+        for name in self.names:
+            low, high = self.limits[name]
+            value = _number(cls, f"nominal.{name}", nominal.get(name, (low + high) / 2))
+            if not low <= value <= high:
+                raise ValueError(
+                    f"{cls}.nominal.{name}: {value} lies outside the limits [{low}, {high}]"
+                )
+            self.nominal[name] = value
+        self.success_return = _number(cls, "success_return", success_return)
+
+    def _param(self, name: str, dist: Any) -> PhysicsParam:
+        t = self.templates[name]
+        return PhysicsParam(t.field, dist, elements=t.elements, components=t.components, op=t.op)
+
+    @abstractmethod
+    def sample_tasks(self, rng: np.random.Generator, n: int) -> list[PhysicsTask]:
+        """The physics of the next ``n`` training episodes."""
+
+    @abstractmethod
+    def record(self, tasks: Sequence[PhysicsTask], returns: Sequence[float]) -> None:
+        """The return of each finished training episode on its task."""
+
+
+# --------------------------------------------------------------------------- ADR
+
+
+class AutomaticDR(AdaptiveSchedule):
+    """Automatic domain randomization (module docstring).
+
+    Args:
+        params, success_return, nominal: as ``AdaptiveSchedule`` (``success_return``
+            is only reported here; the thresholds decide).
+        step: how far a bound moves, per parameter (a number for all, or name -> step).
+        low_threshold, high_threshold: mean boundary return at most / at least which a
+            bound shrinks / widens.
+        buffer_size: boundary returns per decision.
+        boundary_probability: share of episodes that are boundary episodes.
+
+    Raises:
+        ValueError: as ``AdaptiveSchedule``, or a value out of range (named).
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, PhysicsParam],
+        step: float | Mapping[str, float],
+        low_threshold: float,
+        high_threshold: float,
+        success_return: float | None = None,
+        nominal: Mapping[str, float] | None = None,
+        buffer_size: int = 20,
+        boundary_probability: float = 0.5,
+    ):
+        super().__init__(
+            params, high_threshold if success_return is None else success_return, nominal
+        )
+        steps = step if isinstance(step, Mapping) else dict.fromkeys(self.names, step)
+        missing = [n for n in self.names if n not in steps]
+        if missing or set(steps) - set(self.names):
+            raise ValueError(f"AutomaticDR.step: give one step per parameter {self.names}")
+        self.step = {n: _number("AutomaticDR", f"step.{n}", steps[n]) for n in self.names}
+        if any(v <= 0 for v in self.step.values()):
+            raise ValueError(f"AutomaticDR.step must be positive, got {dict(self.step)}")
+        self.low_threshold = _number("AutomaticDR", "low_threshold", low_threshold)
+        self.high_threshold = _number("AutomaticDR", "high_threshold", high_threshold)
+        if not self.low_threshold < self.high_threshold:
+            raise ValueError(
+                f"AutomaticDR needs low_threshold < high_threshold, got {low_threshold}, "
+                f"{high_threshold}"
+            )
+        self.buffer_size = _positive_int("AutomaticDR", "buffer_size", buffer_size)
+        p = _number("AutomaticDR", "boundary_probability", boundary_probability)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"AutomaticDR.boundary_probability must be in (0, 1], got {p}")
+        self.boundary_probability = p
+        self.bounds = {n: [self.nominal[n], self.nominal[n]] for n in self.names}
+        self.buffers: dict[tuple[str, int], list[float]] = defaultdict(list)
+        # Boundary episodes not yet recorded, by their values (FIFO per values).
+        self._pending: dict[tuple[float, ...], deque[tuple[str, int]]] = defaultdict(deque)
+
+    def _key(self, task: PhysicsTask) -> tuple[float, ...]:
+        return tuple(float(np.asarray(task.values[n]).flat[0]) for n in self.names)
+
+    def sample_tasks(self, rng: np.random.Generator, n: int) -> list[PhysicsTask]:
+        tasks = []
+        for _ in range(n):
+            values = {
+                k: float(rng.uniform(self.bounds[k][0], self.bounds[k][1])) for k in self.names
+            }
+            boundary = None
+            if rng.random() < self.boundary_probability:
+                name = self.names[int(rng.integers(len(self.names)))]
+                side = int(rng.integers(2))  # 0: lower bound, 1: upper bound
+                values[name] = self.bounds[name][side]
+                boundary = (name, side)
+            task = PhysicsTask(values)
+            if boundary is not None:
+                self._pending[self._key(task)].append(boundary)
+            tasks.append(task)
+        return tasks
+
+    def record(self, tasks: Sequence[PhysicsTask], returns: Sequence[float]) -> None:
+        for task, ret in zip(tasks, returns, strict=True):
+            queue = self._pending.get(self._key(task))
+            if queue:
+                self.buffers[queue.popleft()].append(float(ret))
+
+    def update(self, iteration: int, metrics: Mapping[str, Any]) -> bool:
+        changed = False
+        for (name, side), returns in list(self.buffers.items()):
+            if len(returns) < self.buffer_size:
+                continue
+            mean = float(np.mean(returns))
+            self.buffers[(name, side)] = []
+            low_limit, high_limit = self.limits[name]
+            lo, hi = self.bounds[name]
+            outward = -1.0 if side == 0 else 1.0
+            if mean >= self.high_threshold:
+                move = outward * self.step[name]
+            elif mean <= self.low_threshold:
+                move = -outward * self.step[name]
+            else:
+                continue
+            if side == 0:
+                new = min(max(lo + move, low_limit), hi)
+            else:
+                new = max(min(hi + move, high_limit), lo)
+            if new != self.bounds[name][side]:
+                self.bounds[name][side] = new
+                changed = True
+        if changed:
+            self._pending.clear()  # old boundary values no longer name a bound
+        return changed
+
+    def params(self) -> dict[str, PhysicsParam]:
+        out = {}
+        for n in self.names:
+            lo, hi = self.bounds[n]
+            out[n] = self._param(n, Fixed(lo) if lo == hi else Uniform(lo, hi))
+        return out
+
+    def describe(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for n in self.names:
+            lo, hi = self.bounds[n]
+            out[f"{n}.low"], out[f"{n}.high"] = lo, hi
+        out["entropy"] = float(
+            sum(math.log(max(hi - lo, 1e-12)) for lo, hi in self.bounds.values())
+        )
+        return out
+
+
+# --------------------------------------------------------------------------- DORAEMON
+
+
+class DORAEMON(AdaptiveSchedule):
+    """DORAEMON (module docstring).
+
+    Args:
+        params, success_return, nominal: as ``AdaptiveSchedule``.
+        success_rate: alpha, the success probability the distribution must keep.
+        kl_bound: epsilon, the largest KL divergence of one update.
+        init_concentration: a + b of the first Betas (their mode at the nominal values).
+        min_episodes: an update waits until at least this many episodes were recorded.
+
+    Raises:
+        ValueError: as ``AdaptiveSchedule``, or a value out of range (named).
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, PhysicsParam],
+        success_return: float,
+        success_rate: float = 0.5,
+        kl_bound: float = 0.1,
+        nominal: Mapping[str, float] | None = None,
+        init_concentration: float = 100.0,
+        min_episodes: int = 10,
+    ):
+        super().__init__(params, success_return, nominal)
+        self.success_rate = _number("DORAEMON", "success_rate", success_rate)
+        if not 0.0 < self.success_rate < 1.0:
+            raise ValueError(f"DORAEMON.success_rate must be in (0, 1), got {success_rate}")
+        self.kl_bound = _number("DORAEMON", "kl_bound", kl_bound)
+        if not self.kl_bound > 0:
+            raise ValueError(f"DORAEMON.kl_bound must be positive, got {kl_bound}")
+        c = _number("DORAEMON", "init_concentration", init_concentration)
+        if not c > 2:
+            raise ValueError(f"DORAEMON.init_concentration must be > 2, got {init_concentration}")
+        self.min_episodes = _positive_int("DORAEMON", "min_episodes", min_episodes)
+        ab = []
+        for n in self.names:
+            low, high = self.limits[n]
+            m = min(max((self.nominal[n] - low) / (high - low), 0.02), 0.98)
+            # mode (a - 1) / (a + b - 2) = m with a + b = c
+            a = 1 + m * (c - 2)
+            ab.append((a, c - a))
+        self.ab = np.array(ab, dtype=np.float64)  # (d, 2)
+        self._values: list[np.ndarray] = []  # unit-box values of recorded episodes
+        self._success: list[float] = []
+        self.last_success_rate = math.nan
+
+    def _unit(self, task: PhysicsTask) -> np.ndarray:
+        out = []
+        for n in self.names:
+            low, high = self.limits[n]
+            out.append((float(np.asarray(task.values[n]).flat[0]) - low) / (high - low))
+        return np.clip(np.array(out), 1e-6, 1 - 1e-6)
+
+    def sample_tasks(self, rng: np.random.Generator, n: int) -> list[PhysicsTask]:
+        tasks = []
+        for _ in range(n):
+            unit = rng.beta(self.ab[:, 0], self.ab[:, 1])
+            values = {}
+            for i, name in enumerate(self.names):
+                low, high = self.limits[name]
+                values[name] = float(low + (high - low) * unit[i])
+            tasks.append(PhysicsTask(values))
+        return tasks
+
+    def record(self, tasks: Sequence[PhysicsTask], returns: Sequence[float]) -> None:
+        for task, ret in zip(tasks, returns, strict=True):
+            self._values.append(self._unit(task))
+            self._success.append(1.0 if float(ret) >= self.success_return else 0.0)
+
+    @staticmethod
+    def _log_pdf(ab: np.ndarray, x: np.ndarray) -> np.ndarray:
+        from scipy import stats
+
+        return stats.beta.logpdf(x, ab[:, 0], ab[:, 1]).sum(-1)
+
+    @staticmethod
+    def entropy(ab: np.ndarray) -> float:
+        """Entropy of the product of Betas on the unit box."""
+        from scipy import stats
+
+        return float(stats.beta.entropy(ab[:, 0], ab[:, 1]).sum())
+
+    @staticmethod
+    def kl(p: np.ndarray, q: np.ndarray) -> float:
+        """KL(p || q) of products of Betas, ``(d, 2)`` parameter arrays."""
+        from scipy.special import betaln, digamma
+
+        a1, b1, a2, b2 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+        out = (
+            betaln(a2, b2)
+            - betaln(a1, b1)
+            + (a1 - a2) * digamma(a1)
+            + (b1 - b2) * digamma(b1)
+            + (a2 - a1 + b2 - b1) * digamma(a1 + b1)
+        )
+        return float(out.sum())
+
+    def update(self, iteration: int, metrics: Mapping[str, Any]) -> bool:
+        if len(self._values) < self.min_episodes:
+            return False
+        from scipy.optimize import minimize
+
+        x = np.stack(self._values)
+        success = np.array(self._success)
+        self._values, self._success = [], []
+        current = self.ab.copy()
+        log_q = self._log_pdf(current, x)
+
+        def success_rate(log_ab: np.ndarray) -> float:
+            w = np.exp(self._log_pdf(np.exp(log_ab).reshape(-1, 2), x) - log_q)
+            return float(np.mean(w * success))
+
+        def kl_margin(log_ab: np.ndarray) -> float:
+            return self.kl_bound - self.kl(np.exp(log_ab).reshape(-1, 2), current)
+
+        start = np.log(current).ravel()
+        self.last_success_rate = float(success.mean())
+        bounds = [(math.log(1e-2), math.log(1e4))] * len(start)
+        if self.last_success_rate >= self.success_rate:
+            result = minimize(
+                lambda v: -self.entropy(np.exp(v).reshape(-1, 2)),
+                start,
+                method="SLSQP",
+                bounds=bounds,
+                constraints=[
+                    {"type": "ineq", "fun": kl_margin},
+                    {"type": "ineq", "fun": lambda v: success_rate(v) - self.success_rate},
+                ],
+            )
+        else:
+            result = minimize(
+                lambda v: -success_rate(v),
+                start,
+                method="SLSQP",
+                bounds=bounds,
+                constraints=[{"type": "ineq", "fun": kl_margin}],
+            )
+        candidate = np.exp(result.x).reshape(-1, 2)
+        # Keep only a step that respects the trust region (SLSQP may end slightly off).
+        if not np.all(np.isfinite(candidate)) or self.kl(candidate, current) > 1.5 * self.kl_bound:
+            return False
+        changed = not np.allclose(candidate, current)
+        self.ab = candidate
+        return changed
+
+    def params(self) -> dict[str, PhysicsParam]:
+        out = {}
+        for i, n in enumerate(self.names):
+            low, high = self.limits[n]
+            out[n] = self._param(n, Beta(float(self.ab[i, 0]), float(self.ab[i, 1]), low, high))
+        return out
+
+    def describe(self) -> dict[str, float]:
+        out: dict[str, float] = {"entropy": self.entropy(self.ab)}
+        for i, n in enumerate(self.names):
+            a, b = self.ab[i]
+            low, high = self.limits[n]
+            out[f"{n}.mean"] = float(low + (high - low) * a / (a + b))
+            out[f"{n}.std"] = float((high - low) * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))
+        if not math.isnan(self.last_success_rate):
+            out["success_rate"] = self.last_success_rate
+        return out

@@ -1,0 +1,149 @@
+"""Automatic DR and DORAEMON: they widen their distributions while the policy succeeds
+and shrink them when it fails, within their limits and trust regions."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from metarl.envs import PhysicsParam, Uniform
+from metarl.envs.physics_distributions import Beta, Fixed
+from metarl.sim2real.adaptive import DORAEMON, AdaptiveSchedule, AutomaticDR
+from metarl.tasks import PhysicsTask
+
+PARAMS = {
+    "mass": PhysicsParam("body_mass", Uniform(0.5, 2.0), elements=("torso",)),
+    "friction": PhysicsParam("geom_friction", Uniform(0.2, 1.5), components=("sliding",)),
+}
+NOMINAL = {"mass": 1.0, "friction": 0.8}
+
+
+def run(
+    schedule: AdaptiveSchedule,
+    returns: Callable[[PhysicsTask], float],
+    iterations: int,
+    episodes: int = 40,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Iterations of: draw tasks, 'train' (the return is a function of the task), record,
+    update. Returns ``describe()`` after each update."""
+    rng = np.random.default_rng(seed)
+    history = []
+    for it in range(1, iterations + 1):
+        tasks = schedule.sample_tasks(rng, episodes)
+        schedule.record(tasks, [returns(t) for t in tasks])
+        schedule.update(it, {})
+        history.append(schedule.describe())
+    return history
+
+
+def adr(**kw: Any) -> AutomaticDR:
+    return AutomaticDR(
+        PARAMS,
+        step=0.05,
+        low_threshold=0.3,
+        high_threshold=0.8,
+        nominal=NOMINAL,
+        buffer_size=5,
+        **kw,
+    )
+
+
+def test_adr_widens_while_the_policy_succeeds_within_its_limits() -> None:
+    schedule = adr()
+    assert schedule.params()["mass"].dist == Fixed(1.0)  # a point at the nominal value
+    history = run(schedule, lambda t: 1.0, 60)
+    assert history[5]["entropy"] > history[0]["entropy"]
+    assert schedule.bounds["mass"] == [0.5, 2.0]  # widened to the limits, not beyond
+    assert schedule.bounds["friction"] == [0.2, 1.5]
+    assert schedule.params()["mass"].dist == Uniform(0.5, 2.0)
+
+
+def test_adr_shrinks_where_the_policy_fails() -> None:
+    """Success only below a mass of 1.3: the upper bound stops near 1.3 and is pushed
+    back when it goes beyond; the others widen."""
+    schedule = adr()
+
+    def returns(task: PhysicsTask) -> float:
+        return 1.0 if float(task.values["mass"]) < 1.3 else 0.0
+
+    run(schedule, returns, 80)
+    assert 1.2 <= schedule.bounds["mass"][1] <= 1.35
+    assert schedule.bounds["mass"][0] == 0.5
+    wide = adr()
+    run(wide, lambda t: 1.0, 40)
+    before = wide.bounds["mass"][1]
+    run(wide, lambda t: 0.0, 20)  # everything fails now
+    assert wide.bounds["mass"][1] < before and wide.bounds["mass"][0] > 0.5
+
+
+def test_adr_attributes_returns_to_boundary_episodes_only() -> None:
+    schedule = adr(boundary_probability=0.5)
+    rng = np.random.default_rng(0)
+    tasks = schedule.sample_tasks(rng, 100)
+    schedule.record(tasks, [1.0] * 100)
+    recorded = sum(len(b) for b in schedule.buffers.values())
+    assert 30 < recorded < 70  # about half are boundary episodes
+
+
+def test_doraemon_widens_while_the_policy_succeeds() -> None:
+    schedule = DORAEMON(PARAMS, success_return=0.5, success_rate=0.8, kl_bound=0.2, nominal=NOMINAL)
+    entropies, steps = [schedule.describe()["entropy"]], []
+    for i in range(8):
+        before = schedule.ab.copy()
+        run(schedule, lambda t: 1.0, 1, seed=i)
+        entropies.append(schedule.describe()["entropy"])
+        steps.append(DORAEMON.kl(schedule.ab, before))
+    assert all(b > a for a, b in itertools.pairwise(entropies))
+    assert max(steps) <= 0.2 * 1.01 and min(steps[:4]) > 0.05  # moves, within the trust region
+    assert isinstance(schedule.params()["mass"].dist, Beta)
+
+
+def test_doraemon_shrinks_back_when_the_policy_fails_away_from_nominal() -> None:
+    schedule = DORAEMON(
+        PARAMS,
+        success_return=0.5,
+        success_rate=0.8,
+        kl_bound=0.3,
+        nominal=NOMINAL,
+        init_concentration=10.0,
+    )
+    run(schedule, lambda t: 1.0, 6)
+    wide = schedule.describe()
+
+    def near_nominal(task: PhysicsTask) -> float:
+        return 1.0 if abs(float(task.values["mass"]) - 1.0) < 0.1 else 0.0
+
+    history = run(schedule, near_nominal, 6, episodes=200, seed=1)
+    assert history[-1]["mass.std"] < wide["mass.std"]
+    assert history[-1]["entropy"] < wide["entropy"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: AutomaticDR(PARAMS, step=0.0, low_threshold=0, high_threshold=1), "step must be"),
+        (
+            lambda: AutomaticDR(PARAMS, step=0.1, low_threshold=1, high_threshold=0),
+            "low_threshold < high_threshold",
+        ),
+        (lambda: DORAEMON(PARAMS, success_return=1, success_rate=1.5), r"success_rate must be in"),
+        (
+            lambda: DORAEMON(PARAMS, success_return=1, nominal={"mass": 9.0}),
+            r"nominal.mass: 9.0 lies outside the limits \[0.5, 2.0\]",
+        ),
+        (
+            lambda: DORAEMON(
+                {"m": PhysicsParam("body_mass", Uniform(0.5, 2.0), independent=True)}, 1.0
+            ),
+            "must be shared",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(make: Callable[[], Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
