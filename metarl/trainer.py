@@ -22,21 +22,22 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from metarl.agents.base import Agent
+from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.sampling import Sampler
 from metarl.tasks import Task
 
-__all__ = ["Trainer", "TrainerConfig", "latest_checkpoint", "save_atomically"]
+__all__ = ["TaskSchedule", "Trainer", "TrainerConfig", "latest_checkpoint", "save_atomically"]
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -98,6 +99,22 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return path if path.exists() else None
 
 
+@runtime_checkable
+class TaskSchedule(Protocol):
+    """Where the training tasks come from when they adapt to the agent's results
+    (``metarl.sim2real.adaptive``: automatic DR, DORAEMON): the trainer draws each
+    iteration's tasks from it, records every training episode's return on its task,
+    and updates it after the iteration."""
+
+    def sample_tasks(self, rng: np.random.Generator, n: int) -> list[Any]: ...
+
+    def record(self, tasks: Sequence[Any], returns: Sequence[float]) -> None: ...
+
+    def update(self, iteration: int, metrics: Mapping[str, Any]) -> bool: ...
+
+    def describe(self) -> dict[str, float]: ...
+
+
 class Trainer:
     """Meta-trains ``agent`` on ``train_tasks``, evaluating on ``test_tasks``.
 
@@ -109,6 +126,10 @@ class Trainer:
         config: iterations, evaluation and checkpoint intervals, seed.
         eval_sampler: collects meta-test episodes (default: ``sampler``).
         callbacks: called as ``callback(trainer, metrics)`` after every iteration.
+        schedule: draw the training tasks from this ``TaskSchedule`` instead of
+            ``train_tasks``, record every training episode in it and update it after
+            each iteration; its ``describe()`` is logged as ``randomization.<key>``
+            metrics, and it is saved in checkpoints.
     """
 
     def __init__(
@@ -122,6 +143,7 @@ class Trainer:
         *,
         eval_sampler: Sampler | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, float]], None]] = (),
+        schedule: TaskSchedule | None = None,
     ):
         if len(train_tasks) == 0 or len(test_tasks) == 0:
             raise ValueError("Trainer needs at least one training task and one test task")
@@ -133,6 +155,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.config = config or TrainerConfig()
         self.callbacks = list(callbacks)
+        self.schedule = schedule
         self.rng = np.random.default_rng(self.config.seed)
         self.iteration = 0
         self.env_steps = 0
@@ -162,12 +185,23 @@ class Trainer:
                 self.wall_time += time.perf_counter() - start
             while self.iteration < cfg.iterations:
                 start = time.perf_counter()
-                idx = self.rng.integers(len(self.train_tasks), size=self.agent.tasks_per_iteration)
-                tasks = [self.train_tasks[i] for i in idx]
-                step = self.agent.train_step(self.sampler.collect, tasks)
+                n = self.agent.tasks_per_iteration
+                if self.schedule is None:
+                    tasks = [
+                        self.train_tasks[i]
+                        for i in self.rng.integers(len(self.train_tasks), size=n)
+                    ]
+                    step = self.agent.train_step(self.sampler.collect, tasks)
+                else:
+                    step = self._scheduled_step(n)
                 self.iteration += 1
                 self.env_steps += int(step.env_steps)
                 metrics = {k: float(v) for k, v in step.metrics.items()}
+                if self.schedule is not None:
+                    self.schedule.update(self.iteration, metrics)
+                    metrics |= {
+                        f"randomization.{k}": v for k, v in self.schedule.describe().items()
+                    }
                 self.wall_time += time.perf_counter() - start
                 self._log(metrics)
                 bar.update(1)
@@ -191,6 +225,21 @@ class Trainer:
             if self._writer is not None:
                 self._writer.flush()
         return metrics
+
+    def _scheduled_step(self, n: int) -> Any:
+        """One iteration on tasks from the schedule; every episode collected goes back to it."""
+        assert self.schedule is not None
+        schedule = self.schedule
+        tasks = schedule.sample_tasks(self.rng, n)
+
+        def collect(policy: Any, tasks: Sequence[Task], episodes_per_task: int) -> EpisodeBatch:
+            batch = self.sampler.collect(policy, tasks, episodes_per_task)
+            schedule.record(
+                [e.task for e in batch.episodes], [float(e.rewards.sum()) for e in batch.episodes]
+            )
+            return batch
+
+        return self.agent.train_step(collect, tasks)
 
     def evaluate(self) -> AdaptationResult:
         """Run the meta-test protocol on the test tasks now; log and keep the result."""
@@ -263,6 +312,7 @@ class Trainer:
             "config": asdict(self.config),
             "agent": self.agent.state_dict(),
             "evaluations": {i: r.to_dict() for i, r in self.evaluations.items()},
+            "schedule": self.schedule,
         }
 
     def save_checkpoint(self) -> Path:
@@ -287,6 +337,10 @@ class Trainer:
         if state["eval_sampler_calls"] is not None and self.eval_sampler is not self.sampler:
             self.eval_sampler.calls = state["eval_sampler_calls"]  # type: ignore[attr-defined]
         self.agent.load_state_dict(state["agent"])
+        if self.schedule is not None:
+            if state.get("schedule") is None:
+                raise ValueError(f"{path} was saved without a task schedule; this trainer has one")
+            self.schedule = state["schedule"]
         self.evaluations = {
             int(i): AdaptationResult.from_dict(r) for i, r in state["evaluations"].items()
         }

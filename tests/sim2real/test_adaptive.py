@@ -147,3 +147,64 @@ def test_doraemon_shrinks_back_when_the_policy_fails_away_from_nominal() -> None
 def test_bad_arguments_are_named(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+class Counting(AutomaticDR):
+    """Automatic DR that counts the episodes recorded in it (module level: checkpoints
+    pickle the schedule)."""
+
+    recorded = 0
+
+    def record(self, tasks: Any, returns: Any) -> None:
+        assert all(isinstance(t, PhysicsTask) for t in tasks)
+        type(self).recorded += len(tasks)
+        super().record(tasks, returns)
+
+
+def test_the_trainer_draws_from_records_in_and_updates_a_schedule(tmp_path: Any) -> None:
+    """PPO on a physics-randomized pendulum under automatic DR: every iteration's tasks
+    come from the schedule, every episode goes back to it, its state is logged and
+    checkpointed, and a resumed trainer continues with the saved schedule."""
+    import csv
+    import functools
+
+    import gymnasium as gym
+
+    from metarl.agents.dr_ppo import PPOAgent, PPOConfig
+    from metarl.envs import PhysicsRandomization
+    from metarl.sampling import LocalSampler
+    from metarl.trainer import Trainer, TrainerConfig
+
+    limits = {"pole": PhysicsParam("body_mass", Uniform(0.5, 3.0), elements=("pole",))}
+
+    def schedule() -> Counting:
+        return Counting(
+            limits,
+            step=0.1,
+            low_threshold=1,
+            high_threshold=2,
+            buffer_size=2,
+            boundary_probability=1.0,
+        )
+
+    env = gym.make("InvertedPendulum-v5")
+    agent = PPOAgent(env.observation_space, env.action_space, PPOConfig(tasks_per_iteration=8))
+    test_tasks = PhysicsRandomization(env, limits).task_distribution.sample(
+        np.random.default_rng(0), 2
+    )
+    wrap = functools.partial(PhysicsRandomization, params=limits)
+    sampler = LocalSampler("InvertedPendulum-v5", num_envs=4, seed=0, wrappers=[wrap])
+    config = TrainerConfig(iterations=3, eval_every=0, checkpoint_every=1, progress=False)
+    first = schedule()
+    trainer = Trainer(agent, sampler, test_tasks, test_tasks, tmp_path, config, schedule=first)
+    trainer.train()
+    assert Counting.recorded == 3 * 8
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert float(rows[-1]["randomization.pole.high"]) == first.bounds["pole"][1]
+    assert first.bounds["pole"][0] < 1.75 < first.bounds["pole"][1]  # returns >= 2: widened
+
+    resumed = Trainer(agent, sampler, test_tasks, test_tasks, tmp_path, config, schedule=schedule())
+    assert resumed.resume()
+    assert isinstance(resumed.schedule, AutomaticDR)
+    assert resumed.schedule.bounds == first.bounds
+    sampler.close()
