@@ -66,6 +66,7 @@ __all__ = [
     "EnvConfig",
     "EvaluationConfig",
     "ExperimentConfig",
+    "RandomizationConfig",
     "RunConfig",
     "SamplerConfig",
     "TestSetConfig",
@@ -238,13 +239,21 @@ def _registered_envs() -> list[str]:
     return [*TASK_ENVS, *METAWORLD_ENVS]
 
 
+def _gymnasium_env(env_id: str) -> bool:
+    import gymnasium as gym
+
+    return env_id in gym.registry
+
+
 class EnvConfig(BaseModel):
     """The task family and the reproducible train/test task sets."""
 
     model_config = _STRICT
 
     id: str
-    """A registered task environment, e.g. ``metarl/PointRobot-v0`` (``metarl envs``)."""
+    """A registered task environment, e.g. ``metarl/PointRobot-v0`` (``metarl envs``), or
+    any Gymnasium MuJoCo environment (``Hopper-v5``) made a task environment by a
+    ``randomization`` section."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of ``gymnasium.make``."""
     task_seed: int | None = Field(default=None, ge=0)
@@ -265,9 +274,10 @@ class EnvConfig(BaseModel):
     @field_validator("id")
     @classmethod
     def _registered(cls, value: str) -> str:
-        if value not in _registered_envs():
+        if value not in _registered_envs() and not _gymnasium_env(value):
             raise ValueError(
-                f"unknown task environment {value!r}; registered: {', '.join(_registered_envs())}"
+                f"unknown environment {value!r}; task environments: "
+                f"{', '.join(_registered_envs())}; or a Gymnasium id with a randomization section"
             )
         return value
 
@@ -275,8 +285,10 @@ class EnvConfig(BaseModel):
     def _family_counts(self) -> EnvConfig:
         if self.id in TASK_ENVS:
             n_train, n_test = TASK_ENVS[self.id][2:]
-        else:
+        elif self.id in METAWORLD_ENVS:
             n_train, n_test = METAWORLD_ENVS[self.id][1:]
+        else:  # physics randomization of a plain Gymnasium env
+            n_train, n_test = PHYSICS_TASK_COUNTS
         if self.train_tasks is None:
             self.train_tasks = n_train
         if self.test_tasks is None:
@@ -294,6 +306,97 @@ class EnvConfig(BaseModel):
         """Meta-test task count (resolved)."""
         assert self.test_tasks is not None
         return self.test_tasks
+
+
+# Train / test task counts of a plain Gymnasium env randomized by a ``randomization`` section.
+PHYSICS_TASK_COUNTS = (100, 20)
+
+# Adaptive randomization schedules by name (``randomization.schedule``), imported when
+# used: sim2real sits above the core, which names them here without importing them.
+SCHEDULES: dict[str, str] = {
+    "adr": "metarl.sim2real.adaptive:AutomaticDR",
+    "doraemon": "metarl.sim2real.adaptive:DORAEMON",
+}
+
+
+class RandomizationConfig(BaseModel):
+    """Physics randomization of every env of the run, and how it adapts.
+
+    ``params``: name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``); every env is
+    wrapped in ``PhysicsRandomization`` over them, and the run's tasks are their
+    ``PhysicsTask``s. ``schedule``: ``uniform`` (tasks drawn from the params'
+    distributions), or an adaptive schedule (``SCHEDULES``: ``adr``, ``doraemon``)
+    that draws each iteration's tasks within the params' supports (the hard limits)
+    and learns from the episodes' returns; ``options`` are its keyword arguments.
+    """
+
+    model_config = _STRICT
+
+    schedule: Literal["uniform", "adr", "doraemon"] = "uniform"
+    params: dict[str, dict[str, Any]]
+    """name -> ``PhysicsParam`` dict; the distribution's support is the hard limit."""
+    nominal: dict[str, float] = Field(default_factory=dict)
+    """Starting values of an adaptive schedule (default: the middle of the limits)."""
+    success_return: float | None = None
+    """An episode succeeds when its return reaches this (``doraemon``: required)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the schedule (``adr``: step, low_threshold, high_threshold,
+    buffer_size, boundary_probability; ``doraemon``: success_rate, kl_bound,
+    init_concentration, min_episodes)."""
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from metarl.envs import PhysicsParam
+
+        if not value:
+            raise ValueError("give at least one physics parameter")
+        for name, data in value.items():
+            try:
+                PhysicsParam.from_dict(data)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{name}: {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _schedule(self) -> RandomizationConfig:
+        self.build_schedule()  # the schedule's own checks, now
+        return self
+
+    def physics_params(self) -> dict[str, Any]:
+        """The params as ``PhysicsParam``s."""
+        from metarl.envs import PhysicsParam
+
+        return {n: PhysicsParam.from_dict(d) for n, d in self.params.items()}
+
+    def build_schedule(self) -> Any:
+        """The adaptive schedule (``None`` for ``uniform``).
+
+        Raises:
+            ValueError: unknown options (the message lists the allowed ones), or values
+                the schedule refuses.
+        """
+        if self.schedule == "uniform":
+            if self.options or self.nominal:
+                raise ValueError("options and nominal are for an adaptive schedule (adr, doraemon)")
+            return None
+        module, _, name = SCHEDULES[self.schedule].partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        params = inspect.signature(cls.__init__).parameters
+        allowed = [p for p in params if p not in ("self", "params", "nominal", "success_return")]
+        unknown = [k for k in self.options if k not in allowed]
+        if unknown:
+            raise ValueError(
+                f"options: unknown argument(s) {', '.join(map(repr, unknown))} of "
+                f"{self.schedule}; allowed: {', '.join(allowed)}"
+            )
+        kwargs = dict(self.options)
+        if self.success_return is not None:
+            kwargs["success_return"] = self.success_return
+        try:
+            return cls(self.physics_params(), nominal=self.nominal or None, **kwargs)
+        except TypeError as err:
+            raise ValueError(f"{self.schedule}: {err}") from None
 
 
 class SamplerConfig(BaseModel):
@@ -567,9 +670,15 @@ class ExperimentConfig(BaseModel):
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    randomization: RandomizationConfig | None = None
 
     @model_validator(mode="after")
     def _resolve(self) -> ExperimentConfig:
+        if self.randomization is None and self.env.id not in _registered_envs():
+            raise ValueError(
+                f"env.id: {self.env.id} is not a task environment; add a randomization "
+                "section (physics params) to train on it"
+            )
         seed = self.run.seed
         if self.env.task_seed is None:
             self.env.task_seed = seed

@@ -27,11 +27,12 @@ the run it evaluates.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ from metarl.config import (
     config_to_yaml,
     load_config,
 )
-from metarl.envs import task_distribution
+from metarl.envs import PhysicsRandomization, task_distribution
 from metarl.envs.effects import apply_effects, effect_wrappers
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler, Sampler
@@ -123,18 +124,56 @@ def make_run_dir(config: ExperimentConfig, now: datetime | None = None) -> Path:
             path = base.with_name(f"{base.name}-{n}")
 
 
-def _make_env(config: ExperimentConfig) -> gym.Env[Any, Any]:
-    """One env of the run, with its effects.
+EnvWrapper = Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]
 
-    Raises:
-        ConfigError: an effect refuses its arguments on this env (naming ``env.effects``).
-    """
-    env = gym.make(config.env.id, **config.env.kwargs)
+
+def _physics_wrappers(config: ExperimentConfig) -> list[EnvWrapper]:
+    if config.randomization is None:
+        return []
+    params = config.randomization.physics_params()
+    return [functools.partial(PhysicsRandomization, params=params)]
+
+
+def run_wrappers(
+    config: ExperimentConfig, effects: list[dict[str, Any]] | None = None
+) -> list[EnvWrapper]:
+    """The wrappers of every env of the run, innermost first (picklable): the physics
+    randomization of ``randomization.params``, then the effects (default:
+    ``env.effects``)."""
+    return [
+        *_physics_wrappers(config),
+        *effect_wrappers(config.env.effects if effects is None else effects),
+    ]
+
+
+def _wrapped(
+    config: ExperimentConfig,
+    env: gym.Env[Any, Any],
+    effects: list[dict[str, Any]],
+    where: str,
+) -> gym.Env[Any, Any]:
+    """``env`` in the run's wrappers; what an env refuses is a ``ConfigError`` naming
+    ``randomization.params`` or ``<where>.effects``."""
     try:
-        return apply_effects(env, config.env.effects)
+        for wrap in _physics_wrappers(config):
+            env = wrap(env)
     except ValueError as err:
         env.close()
-        raise ConfigError(f"invalid config:\n  env.{err}") from None
+        raise ConfigError(f"invalid config:\n  randomization.params: {err}") from None
+    try:
+        return apply_effects(env, effects)
+    except ValueError as err:
+        env.close()
+        raise ConfigError(f"invalid config:\n  {where}.{err}") from None
+
+
+def _make_env(config: ExperimentConfig) -> gym.Env[Any, Any]:
+    """One env of the run, in its wrappers (``run_wrappers``).
+
+    Raises:
+        ConfigError: the env refuses the randomization or an effect (the message names it).
+    """
+    return _wrapped(config, gym.make(config.env.id, **config.env.kwargs), config.env.effects, "env")
 
 
 def task_sets(config: ExperimentConfig) -> TaskSets:
@@ -178,11 +217,9 @@ def test_set_tasks(config: ExperimentConfig) -> dict[str, TestSet]:
             raise ConfigError(
                 f"invalid config:\n  {where}.env_kwargs: {config.env.id} refuses {kwargs}: {err}"
             ) from None
+        env = _wrapped(config, env, effects, where)
         try:
-            apply_effects(env, effects)
             tasks = task_distribution(env).task_sets(test_set.task_seed, 0, test_set.tasks).test
-        except ValueError as err:
-            raise ConfigError(f"invalid config:\n  {where}.{err}") from None
         finally:
             env.close()
         out[name] = TestSet(kwargs, list(effects), list(tasks))
@@ -213,7 +250,7 @@ def build_sampler(config: ExperimentConfig) -> Sampler:
             seed=s.seed,
             vectorization=s.vectorization,
             env_kwargs=dict(config.env.kwargs),
-            wrappers=effect_wrappers(config.env.effects),
+            wrappers=run_wrappers(config),
         )
     from metarl.ray_sampling import RaySampler
 
@@ -224,7 +261,7 @@ def build_sampler(config: ExperimentConfig) -> Sampler:
         seed=s.seed,
         vectorization=s.vectorization,
         env_kwargs=dict(config.env.kwargs),
-        wrappers=effect_wrappers(config.env.effects),
+        wrappers=run_wrappers(config),
         address=config.ray.address,
         cpus_per_worker=s.cpus_per_worker,
         placement=s.placement,
@@ -328,6 +365,7 @@ def run_experiment(
     agent = build_agent(config)
     sampler = build_sampler(config)
     evaluator = eval_sampler(config, agent, sets.test)
+    schedule = None if config.randomization is None else config.randomization.build_schedule()
     try:
         trainer = Trainer(
             agent,
@@ -337,6 +375,7 @@ def run_experiment(
             run_dir,
             config.trainer_config(),
             eval_sampler=evaluator,
+            schedule=schedule,
         )
         if resume:
             trainer.resume()
@@ -362,6 +401,7 @@ def run_experiment(
         env_steps=trainer.env_steps,
         wall_time=trainer.wall_time,
         iteration=trainer.iteration,
+        schedule=trainer.schedule,
     )
     return run_dir
 
@@ -407,6 +447,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
         env_steps=int(state["env_steps"]),
         wall_time=float(state["wall_time"]),
         iteration=int(state["iteration"]),
+        schedule=state.get("schedule"),
     )
     return run_dir
 
@@ -444,7 +485,7 @@ def eval_sampler(
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed if seed is None else seed,
         env_kwargs=dict(kwargs),
-        wrappers=[*effect_wrappers(effects), *getattr(agent, "env_wrappers", ())],
+        wrappers=[*run_wrappers(config, effects), *getattr(agent, "env_wrappers", ())],
     )
 
 
@@ -505,7 +546,7 @@ def _baseline(
         algo_kwargs=bt.algo_kwargs,
         n_envs=bt.num_envs,
         env_kwargs=config.env.kwargs,
-        wrappers=effect_wrappers(config.env.effects),
+        wrappers=run_wrappers(config),
         deterministic=bt.deterministic,
     )
     wall_time = time.perf_counter() - start
@@ -531,6 +572,7 @@ def _final_evaluation(
     env_steps: int,
     wall_time: float,
     iteration: int,
+    schedule: Any = None,
 ) -> None:
     log.info(
         "final meta-test: K = %d episodes on %d test tasks",
@@ -593,6 +635,7 @@ def _final_evaluation(
             }
             for name, m in methods.items()
         },
+        "randomization": _randomization(config, schedule),
         "test_sets": {
             set_name: {
                 **{k: v for k, v in test_set.items() if k != "methods"},
@@ -605,9 +648,29 @@ def _final_evaluation(
         },
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
-    (run_dir / REPORT_FILE).write_text(
-        _report(config, methods, gap, other_sets, iteration=iteration, eval_time=eval_time)
-    )
+    report = _report(config, methods, gap, other_sets, iteration=iteration, eval_time=eval_time)
+    r = _randomization(config, schedule)
+    if r is not None:
+        report += (
+            f"\n## Randomization\n\nSchedule `{r['schedule']}`; at the end: "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in r["state"].items())
+            + f". The final distribution is in [{RESULTS_FILE}]({RESULTS_FILE}) "
+            "(`randomization.params`, PhysicsParam dicts).\n"
+        )
+    (run_dir / REPORT_FILE).write_text(report)
+
+
+def _randomization(config: ExperimentConfig, schedule: Any) -> dict[str, Any] | None:
+    """The randomization at the end of training: the schedule's state and distribution."""
+    if config.randomization is None:
+        return None
+    if schedule is None:  # uniform: the configured params throughout
+        params = config.randomization.params
+        state: dict[str, float] = {}
+    else:
+        params = {n: p.to_dict() for n, p in schedule.params().items()}
+        state = schedule.describe()
+    return {"schedule": config.randomization.schedule, "state": state, "params": params}
 
 
 def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> float | None:

@@ -235,3 +235,38 @@ def test_effects_are_checked_by_name_in_the_env_and_test_set_sections() -> None:
         {"env": {"id": ENV, "effects": [{"name": "action_delay", "steps": [0, 2]}]}}
     )
     assert ok.env.effects == [{"name": "action_delay", "steps": [0, 2]}]
+
+
+def test_randomization_section_is_checked() -> None:
+    mass = {
+        "field": "body_mass",
+        "elements": ["torso"],
+        "dist": {"kind": "uniform", "low": 0.5, "high": 2},
+    }
+    base = {"env": {"id": "Hopper-v5"}}
+    msg = _error(base)
+    assert "Hopper-v5 is not a task environment; add a randomization section" in msg
+    msg = _error(
+        {**base, "randomization": {"schedule": "adr", "params": {"m": mass}, "options": {"stp": 1}}}
+    )
+    assert "randomization" in msg and "unknown argument(s) 'stp' of adr; allowed: step" in msg
+    msg = _error({**base, "randomization": {"params": {"m": {**mass, "field": "mass"}}}})
+    assert "randomization.params" in msg and "m:" in msg
+    msg = _error({**base, "randomization": {"schedule": "doraemon", "params": {"m": mass}}})
+    assert "success_return" in msg
+    msg = _error({**base, "randomization": {"params": {"m": mass}, "options": {"step": 1}}})
+    assert "options and nominal are for an adaptive schedule" in msg
+    msg = _error(
+        {
+            **base,
+            "randomization": {
+                "schedule": "adr",
+                "params": {"m": mass},
+                "nominal": {"m": 5.0},
+                "options": {"step": 0.1, "low_threshold": 0, "high_threshold": 1},
+            },
+        }
+    )
+    assert "nominal.m: 5.0 lies outside the limits" in msg
+    ok = validate_config({**base, "randomization": {"params": {"m": mass}}})
+    assert ok.env.n_train == 100 and ok.randomization is not None

@@ -378,3 +378,28 @@ def test_effects_reach_training_evaluation_and_test_sets(tmp_path: Path) -> None
     bad = load_config(CONFIG, [*TINY, "env.effects=[{name: action_delay, steps: [2, 1]}]"])
     with pytest.raises(ConfigError, match=r"env.effects\[0\] \(action_delay\): .*low <= high"):
         run_experiment(bad, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_an_adr_run_leaves_its_final_randomization(kind: str, tmp_path: Path) -> None:
+    """The shipped ADR config on a tiny budget, with the local and the Ray sampler (the
+    schedule's tasks travel to the workers with each collect)."""
+    overrides = [
+        "env.test_tasks=2",
+        "sampler.num_envs=2",
+        f"sampler.kind={kind}",
+        "sampler.num_workers=1",
+        "agent.tasks_per_iteration=4",
+        "agent.minibatch_size=256",
+        "trainer.iterations=2",
+        "trainer.progress=false",
+        "randomization.options.buffer_size=1",
+        "randomization.options.low_threshold=-1000",
+        "randomization.options.high_threshold=-999",  # every boundary return widens
+    ]
+    config = load_config(str(ROOT / "configs" / "ppo_hopper_adr.yaml"), overrides)
+    run_dir = run_experiment(config, tmp_path / "run")
+    r = json.loads((run_dir / "results.json").read_text())["randomization"]
+    assert r["schedule"] == "adr" and set(r["params"]) == {"torso_mass", "friction"}
+    assert r["state"]["torso_mass.high"] > 1.0 or r["state"]["friction.high"] > 1.0
+    assert "## Randomization" in (run_dir / "report.md").read_text()

@@ -251,9 +251,6 @@ class AutomaticDR(AdaptiveSchedule):
         for n in self.names:
             lo, hi = self.bounds[n]
             out[f"{n}.low"], out[f"{n}.high"] = lo, hi
-        out["entropy"] = float(
-            sum(math.log(max(hi - lo, 1e-12)) for lo, hi in self.bounds.values())
-        )
         return out
 
 
