@@ -6,6 +6,7 @@ metarl train --resume RUN_DIR [CONFIG] [key.sub=value ...]
                                      continue a stopped run from its latest checkpoint
 metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
 metarl sweep STUDY.yaml              a grid or random search over config fields (Ray Tune)
+metarl sysid SYSID.yaml              record on a target, fit a learned simulator, write a report
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
@@ -18,6 +19,7 @@ with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -156,6 +158,15 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sysid(args: argparse.Namespace) -> int:
+    # sim2real sits above the core: the command reaches it by name, at run time.
+    commands = importlib.import_module("metarl.sim2real.commands")
+    out = commands.run_sysid(args.file)
+    print(f"sysid folder: {out}")
+    print(f"report:       {out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
@@ -194,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="a Ray cluster (default: a local instance)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local instance")
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser(
+        "sysid",
+        help="record on a target, fit a learned simulator (DROPO or trajectory matching)",
+        description="Record episodes on the target of SYSID.yaml, fit the simulator's "
+        "parameters to them, and write a folder with the data, the fit, a report and the "
+        "fitted distribution as a config section (see metarl/sim2real/commands.py).",
+    )
+    p.add_argument("file", metavar="SYSID.yaml")
+    p.set_defaults(func=_sysid)
 
     p = sub.add_parser("envs", help="list the registered task environments")
     p.add_argument("--full", action="store_true", help="do not shorten the task supports")
@@ -235,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     from metarl.runner import RunFolderError
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "sweep"):
+    if args.command in ("train", "eval", "sweep", "sysid"):
         _log_progress()
     try:
         code = args.func(args)

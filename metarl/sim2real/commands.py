@@ -1,0 +1,238 @@
+"""``metarl sysid``: fit a learned simulator to data recorded on a target, leave a report.
+
+A sysid file::
+
+    sysid:
+      name: hopper_torso                 # the output folder: <root>/<name>-<timestamp>
+      target: {...}                      # a TargetConfig (metarl.sim2real.targets)
+      episodes: 5                        # real episodes to record
+      max_steps: 200                     # at most this many steps each
+      controller: random                 # uniform random actions (seeded): the excitation
+      simulator:
+        env: Hopper-v5
+        env_kwargs: {}
+        params:                          # what to fit: PhysicsParam dicts with bounds
+          torso_mass:
+            {field: body_mass, elements: [torso], dist: {kind: uniform, low: 0.5, high: 3}}
+      method: dropo                      # dropo | trajectory_matching
+      options: {budget: 300}             # keyword arguments of the fit
+      seed: 0
+      root: runs/sysid
+
+The folder gets ``real_episodes.npz`` (every recorded step: observations, actions,
+rewards, next observations, terminations, truncations, per episode), ``fit.json``
+(the ``FitResult``, the hidden truth and the recovery errors), ``report.md``,
+``estimates.png`` (estimate, uncertainty and truth per parameter) and
+``randomization.yaml``: a config ``randomization`` section with the fitted
+distribution, to train on the learned simulator (``metarl train CONFIG`` with it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from metarl.config import ConfigError, read_yaml
+from metarl.envs import PhysicsParam
+from metarl.episodes import Episode
+from metarl.sim2real.sysid import FitResult, Simulator, fit_dropo, fit_trajectory_matching
+from metarl.sim2real.targets import Target, TargetConfig
+
+__all__ = ["SimulatorConfig", "SysidConfig", "load_sysid", "run_sysid", "save_episodes"]
+
+FITS: dict[str, Callable[..., FitResult]] = {
+    "dropo": fit_dropo,
+    "trajectory_matching": fit_trajectory_matching,
+}
+
+
+class SimulatorConfig(BaseModel):
+    """The simulator to fit and the parameters to fit in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field(min_length=1)
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, dict[str, Any]]
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            raise ValueError("give at least one parameter to fit")
+        for name, data in value.items():
+            try:
+                PhysicsParam.from_dict(data)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{name}: {err}") from None
+        return value
+
+    def physics_params(self) -> dict[str, PhysicsParam]:
+        return {n: PhysicsParam.from_dict(d) for n, d in self.params.items()}
+
+
+class SysidConfig(BaseModel):
+    """A system-identification run (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[\w.+-]+$")
+    target: TargetConfig
+    episodes: int = Field(default=5, ge=1)
+    max_steps: int | None = Field(default=200, ge=1)
+    controller: Literal["random"] = "random"
+    simulator: SimulatorConfig
+    method: Literal["dropo", "trajectory_matching"] = "dropo"
+    options: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0)
+    root: str = "runs/sysid"
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        method = info.data.get("method")
+        if method is None:
+            return value
+        params = inspect.signature(FITS[method]).parameters
+        allowed = [p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = [k for k in value if k not in allowed or k == "seed"]
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {', '.join(map(repr, unknown))} of {method}; "
+                f"allowed: {', '.join(a for a in allowed if a != 'seed')}"
+            )
+        return value
+
+
+def load_sysid(path: str | Path) -> SysidConfig:
+    """The validated sysid file ``path``.
+
+    Raises:
+        ConfigError: unreadable file, no ``sysid`` section, or invalid fields (named).
+    """
+    raw = read_yaml(path)
+    if set(raw) != {"sysid"}:
+        raise ConfigError(f"{path}: a sysid file holds one section, sysid (found {sorted(raw)})")
+    try:
+        return SysidConfig.model_validate(raw["sysid"])
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in ("sysid", *e["loc"]))
+            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(f"{path}: invalid sysid:\n  " + "\n  ".join(lines)) from None
+
+
+def save_episodes(episodes: list[Episode], path: Path) -> None:
+    """Every recorded step of ``episodes`` in one ``.npz`` (arrays ``<field>_<i>``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, e in enumerate(episodes):
+        arrays[f"observations_{i}"] = e.observations
+        arrays[f"actions_{i}"] = e.actions
+        arrays[f"rewards_{i}"] = e.rewards
+        arrays[f"next_observations_{i}"] = e.next_observations
+        arrays[f"terminations_{i}"] = e.terminations
+        arrays[f"truncations_{i}"] = e.truncations
+        for key, value in e.env_infos.items():
+            arrays[f"info.{key}_{i}"] = value
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
+    """Record on the target, fit, write the folder (module docstring); return it.
+
+    Raises:
+        ConfigError: an invalid file, or a target or simulator that the env refuses.
+    """
+    cfg = load_sysid(path)
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    out = Path(cfg.root) / f"{cfg.name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=False)
+    try:
+        target = Target(cfg.target)
+        sim = Simulator(cfg.simulator.env, cfg.simulator.physics_params(), cfg.simulator.env_kwargs)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    rng = np.random.default_rng(cfg.seed)
+    space = target.action_space
+
+    def random_action(obs: np.ndarray) -> np.ndarray:
+        return rng.uniform(space.low, space.high).astype(space.dtype)  # type: ignore[attr-defined]
+
+    episodes = target.rollout(random_action, cfg.episodes, cfg.max_steps)
+    save_episodes(episodes, out / "real_episodes.npz")
+    truth = target.hidden_truth()
+    target.close()
+    result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
+    sim.close()
+    scalar_truth = {k: float(v) for k, v in truth.items() if np.ndim(v) == 0}
+    errors = result.recovery_error(scalar_truth)
+    (out / "fit.json").write_text(
+        json.dumps(
+            {
+                **result.to_dict(),
+                "truth": truth,
+                "recovery_error": errors,
+                "config": cfg.model_dump(),
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    section = {
+        "randomization": {
+            "schedule": "uniform",
+            "params": {n: p.to_dict() for n, p in result.distribution.items()},
+        }
+    }
+    (out / "randomization.yaml").write_text(
+        f"# The {result.method} fit of {cfg.name} as a config section: train on the learned "
+        "simulator\n# by putting it into an experiment config (env.id: "
+        f"{cfg.simulator.env}).\n" + yaml.safe_dump(section, sort_keys=False)
+    )
+    _plot(result, scalar_truth, out / "estimates.png")
+    report = result.report(scalar_truth or None)
+    report += (
+        f"\nTarget `{cfg.target.env}` (hidden physics and effects: "
+        f"{[e['name'] for e in cfg.target.effects] or 'none'}), controller `{cfg.controller}`, "
+        f"seed {cfg.seed}. Files: `real_episodes.npz` (the recorded data), `fit.json`, "
+        "`randomization.yaml` (the fitted distribution as a config section), "
+        "![estimates](estimates.png)\n"
+    )
+    (out / "report.md").write_text(report)
+    return out
+
+
+def _plot(result: FitResult, truth: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = result.names
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.5))
+    x = np.arange(len(names))
+    ax.errorbar(
+        x,
+        [result.estimates[n] for n in names],
+        yerr=[result.uncertainty[n] for n in names],
+        fmt="o",
+        capsize=4,
+        label=f"{result.method} estimate ± std",
+    )
+    if truth:
+        ax.plot(x, [truth.get(n, np.nan) for n in names], "kx", label="hidden truth")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("parameter value")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
