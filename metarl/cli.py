@@ -7,6 +7,7 @@ metarl train --resume RUN_DIR [CONFIG] [key.sub=value ...]
 metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
 metarl sweep STUDY.yaml              a grid or random search over config fields (Ray Tune)
 metarl sysid SYSID.yaml              record on a target, fit a learned simulator, write a report
+metarl transfer TRANSFER.yaml        a trained agent on its source and on a target, a report
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
@@ -167,6 +168,14 @@ def _sysid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    transfer = importlib.import_module("metarl.sim2real.transfer")  # above the core: by name
+    out = transfer.run_transfer(args.file)
+    print(f"transfer folder: {out}")
+    print(f"report:          {out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
@@ -216,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="SYSID.yaml")
     p.set_defaults(func=_sysid)
 
+    p = sub.add_parser(
+        "transfer",
+        help="evaluate a trained agent on its source and on a target, write a report",
+        description="Run the meta-test of the run folder named in TRANSFER.yaml on its "
+        "held-out tasks and on the target (trials of K episodes, so meta-RL agents adapt "
+        "there), and write the returns, the gap and plots (metarl/sim2real/transfer.py).",
+    )
+    p.add_argument("file", metavar="TRANSFER.yaml")
+    p.set_defaults(func=_transfer)
+
     p = sub.add_parser("envs", help="list the registered task environments")
     p.add_argument("--full", action="store_true", help="do not shorten the task supports")
     p.set_defaults(func=_envs)
@@ -256,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     from metarl.runner import RunFolderError
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "sweep", "sysid"):
+    if args.command in ("train", "eval", "sweep", "sysid", "transfer"):
         _log_progress()
     try:
         code = args.func(args)

@@ -64,6 +64,7 @@ __all__ = [
     "build_sampler",
     "evaluate_run",
     "load_run_config",
+    "load_trained_agent",
     "make_run_dir",
     "run_experiment",
     "task_sets",
@@ -419,6 +420,25 @@ def _record_workers(sampler: Sampler, run_dir: Path) -> None:
     (run_dir / WORKERS_FILE).write_text(json.dumps([w._asdict() for w in workers], indent=2) + "\n")
 
 
+def load_trained_agent(
+    run_dir: str | Path, overrides: Sequence[str] = ()
+) -> tuple[ExperimentConfig, Agent, dict[str, Any]]:
+    """The config of ``run_dir`` (with ``overrides``), its agent restored from the latest
+    checkpoint, and that checkpoint's state.
+
+    Raises:
+        RunFolderError: no ``config.yaml`` or no checkpoint in ``run_dir``.
+    """
+    config = load_run_config(run_dir, overrides=overrides)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunFolderError(f"{run_dir} holds no checkpoint to evaluate")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    agent = build_agent(config)
+    agent.load_state_dict(state["agent"])
+    return config, agent, state
+
+
 def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
     """Re-run the final meta-test of ``run_dir`` with its latest checkpoint; rewrite
     ``results.json``, ``adaptation.png`` and ``report.md``. Returns ``run_dir``.
@@ -432,13 +452,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     overrides = [] if episodes is None else [f"evaluation.episodes={episodes}"]
-    config = load_run_config(run_dir, overrides=overrides)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RunFolderError(f"{run_dir} holds no checkpoint to evaluate")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    agent = build_agent(config)
-    agent.load_state_dict(state["agent"])
+    config, agent, state = load_trained_agent(run_dir, overrides)
     _final_evaluation(
         config,
         run_dir,

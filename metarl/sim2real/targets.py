@@ -34,12 +34,14 @@ import gymnasium as gym
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from metarl.agents.policy import Policy, PolicyInput
 from metarl.envs import PhysicsParam, PhysicsRandomization
 from metarl.envs.effects import apply_effects, check_effect_specs
-from metarl.episodes import Episode
-from metarl.tasks import RealTask
+from metarl.episodes import Episode, EpisodeBatch
+from metarl.sampling import Sampler, trial_seed
+from metarl.tasks import RealTask, Task
 
-__all__ = ["Target", "TargetConfig", "load_target_config"]
+__all__ = ["Target", "TargetConfig", "TargetSampler", "load_target_config"]
 
 # A controller: observation -> action (numpy in, numpy out).
 Controller = Callable[[np.ndarray], np.ndarray]
@@ -125,9 +127,11 @@ class Target:
         self._env.reset(seed=int(self._seeds.spawn(1)[0].generate_state(1)[0]))
 
     @property
-    def dt(self) -> float:
-        """The control period in seconds (the env's ``dt``), what a robot's rate gives."""
-        return float(self._env.unwrapped.dt)  # type: ignore[attr-defined]
+    def dt(self) -> float | None:
+        """The control period in seconds (the env's ``dt``, what a robot's rate gives);
+        ``None`` for an env without one."""
+        dt = getattr(self._env.unwrapped, "dt", None)
+        return None if dt is None else float(dt)
 
     def rollout(
         self, controller: Controller, episodes: int = 1, max_steps: int | None = None
@@ -138,9 +142,13 @@ class Target:
         effects' records among them). The task of each episode is a ``RealTask``
         naming the target's env: a robot does not say its parameters.
 
+        Actions go to the system as given, as the samplers send them in simulation: the
+        environment applies its own limits (MuJoCo clips controls to their range), and
+        the recorded action is the one sent.
+
         Raises:
             ValueError: ``episodes`` or ``max_steps`` not a positive integer, or an
-                action outside the action space (named with its step).
+                action of the wrong shape or not finite (named with its step).
         """
         for name, value in (("episodes", episodes), ("max_steps", max_steps)):
             if value is not None and (
@@ -151,21 +159,39 @@ class Target:
                 )
         out = []
         for _ in range(episodes):
-            out.append(self._episode(controller, max_steps))
+
+            def act(obs: np.ndarray, *_: Any) -> tuple[np.ndarray, dict[str, Any]]:
+                return np.asarray(controller(obs), dtype=self.action_space.dtype), {}
+
+            out.append(self._episode(act, max_steps))
         return out
 
-    def _episode(self, controller: Controller, max_steps: int | None) -> Episode:
+    def _episode(
+        self,
+        act: Callable[[np.ndarray, np.ndarray, float, bool], tuple[np.ndarray, dict[str, Any]]],
+        max_steps: int | None,
+        trial: int = 0,
+        index_in_trial: int = 0,
+        prev: tuple[np.ndarray, float] | None = None,
+    ) -> Episode:
+        """One recorded episode; ``act(obs, prev_action, prev_reward, episode_start)`` gives
+        each action and what the policy says about it (``agent_infos``); ``prev``: the
+        previous action and reward within a trial (``None``: zeros, a trial's start)."""
         seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
         obs, _ = self._env.reset(seed=seed)
         self._episodes += 1
+        space: Any = self.action_space
+        zero: np.ndarray = np.zeros(space.shape, space.dtype)
+        prev_action, prev_reward = (zero, 0.0) if prev is None else prev
         rows: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
         infos: list[dict[str, Any]] = []
+        agent_infos: list[dict[str, Any]] = []
         while True:
-            action = np.asarray(controller(obs), dtype=self.action_space.dtype)
-            if not self.action_space.contains(action):
+            action, agent_info = act(obs, prev_action, prev_reward, not rows["act"])
+            if action.shape != space.shape or not np.all(np.isfinite(action)):
                 raise ValueError(
                     f"Target.rollout: step {len(rows['act'])} of episode {self._episodes}: "
-                    f"action {action.tolist()} outside the action space {self.action_space}"
+                    f"action {action.tolist()} is not a finite action of shape {space.shape}"
                 )
             next_obs, reward, terminated, truncated, info = self._env.step(action)
             stop = max_steps is not None and len(rows["act"]) + 1 >= max_steps
@@ -176,7 +202,8 @@ class Target:
             ):
                 rows[key].append(value)
             infos.append(info)
-            obs = next_obs
+            agent_infos.append(agent_info)
+            obs, prev_action, prev_reward = next_obs, action, float(reward)
             if terminated or truncated or stop:
                 break
         return Episode(
@@ -188,7 +215,48 @@ class Target:
             terminations=np.asarray(rows["term"], dtype=bool),
             truncations=np.asarray(rows["trunc"], dtype=bool),
             env_infos=_numeric_infos(infos),
+            agent_infos={k: np.stack([a[k] for a in agent_infos]) for k in agent_infos[0]},
+            trial=trial,
+            index_in_trial=index_in_trial,
         )
+
+    def run_trial(
+        self,
+        policy: Policy,
+        episodes: int,
+        rng: np.random.Generator,
+        trial: int = 0,
+        max_steps: int | None = None,
+    ) -> list[Episode]:
+        """``episodes`` consecutive episodes of a metarl ``Policy`` (a trial: its
+        recurrent state, previous action and reward carried across the episodes, as
+        the samplers do), row 0 of trial ``trial``, noise from ``rng``."""
+        state = policy.initial_state(1)
+        out: list[Episode] = []
+        prev: tuple[np.ndarray, float] | None = None
+
+        def act(
+            obs: np.ndarray, prev_action: np.ndarray, prev_reward: float, start: bool
+        ) -> tuple[np.ndarray, dict[str, Any]]:
+            nonlocal state
+            inputs = PolicyInput(
+                np.asarray(obs, dtype=np.float32)[None],
+                np.asarray(prev_action)[None],
+                np.array([prev_reward], dtype=np.float32),
+                np.array([start]),
+                np.array([True]),
+                np.array([trial], dtype=np.int64),
+            )
+            output = policy.act(inputs, state, [rng])
+            state = output.state
+            action = np.asarray(output.actions[0], dtype=self.action_space.dtype)
+            return action, {k: np.asarray(v)[0] for k, v in output.infos.items()}
+
+        for k in range(episodes):
+            episode = self._episode(act, max_steps, trial, k, prev)
+            out.append(episode)
+            prev = (episode.actions[-1], float(episode.rewards[-1]))
+        return out
 
     def hidden_truth(self) -> dict[str, Any]:
         """The hidden physical values (name -> value) in force. For evaluating fits in
@@ -231,3 +299,35 @@ def _flatten(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+class TargetSampler(Sampler):
+    """A ``Sampler`` over a target: each trial runs on the one (real) system, one after
+    the other, so that every agent's meta-test (``evaluate_adaptation``, ``Agent.adapt``)
+    runs on it unchanged. The tasks only count and name the trials (a target's
+    parameters are hidden): pass ``RealTask``s. Trial ``i`` of collect call ``c`` draws
+    its action noise from a generator seeded by ``(seed, c, i)``."""
+
+    def __init__(self, target: Target, seed: int = 0, max_steps: int | None = None):
+        self.target = target
+        self.seed = int(seed)
+        self.max_steps = max_steps
+        self.calls = 0
+
+    def collect(
+        self, policy: Policy, tasks: Sequence[Task], episodes_per_task: int
+    ) -> EpisodeBatch:
+        if not tasks or episodes_per_task < 1:
+            raise ValueError("TargetSampler.collect needs tasks and episodes_per_task >= 1")
+        episodes: list[Episode] = []
+        for i, _task in enumerate(tasks):
+            rng = np.random.default_rng(trial_seed(self.seed, self.calls, i))
+            episodes += self.target.run_trial(policy, episodes_per_task, rng, i, self.max_steps)
+        self.calls += 1
+        # The episodes carry the target's RealTask; the batch names the trials by it too.
+        return EpisodeBatch(
+            tuple(episodes), tuple(e.task for e in episodes[::episodes_per_task]), episodes_per_task
+        )
+
+    def close(self) -> None:
+        self.target.close()

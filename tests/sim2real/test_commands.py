@@ -71,3 +71,54 @@ def test_a_bad_sysid_file_is_named_without_traceback(
     assert _cli(["sysid", str(_file(tmp_path, **changes))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_transfer_runs_a_meta_rl_agent_on_source_and_target(tmp_path: Path) -> None:
+    """A tiny RL2 run, then `metarl transfer` onto a point robot with a delayed action:
+    trials of K = 2 episodes on the target, with the recurrent state kept across them."""
+    from metarl.runner import run_experiment
+
+    tiny = [
+        "env.train_tasks=4",
+        "env.test_tasks=2",
+        "sampler.num_envs=2",
+        "agent.meta_batch_size=2",
+        "agent.hidden_size=8",
+        "evaluation.episodes=2",
+        "evaluation.baselines=[]",
+        "trainer.iterations=1",
+        "trainer.progress=false",
+    ]
+    run = run_experiment(
+        load_config(str(ROOT / "configs" / "rl2_point_robot_local.yaml"), tiny), tmp_path / "run"
+    )
+    spec = {
+        "transfer": {
+            "name": "rl2_delay",
+            "run": str(run),
+            "target": {
+                "env": "metarl/PointRobot-v0",
+                "effects": [{"name": "action_delay", "steps": 1}],
+            },
+            "trials": 3,
+            "root": str(tmp_path / "out"),
+        }
+    }
+    path = tmp_path / "transfer.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert _cli(["transfer", str(path)]) == 0
+    (out,) = (tmp_path / "out").iterdir()
+    data = json.loads((out / "transfer.json").read_text())
+    assert np.array(data["target"]["returns"]).shape == (3, 2)  # trials x K
+    assert np.array(data["source"]["returns"]).shape == (2, 2)
+    assert data["target_env_steps"] == 3 * 2 * 20  # point-robot episodes of 20 steps
+    assert data["gap"] == pytest.approx(
+        np.mean(np.array(data["source"]["returns"])[:, -1])
+        - np.mean(np.array(data["target"]["returns"])[:, -1])
+    )
+    assert "Gap (source - target" in (out / "report.md").read_text()
+    assert (out / "transfer.png").stat().st_size > 1000
+
+    spec["transfer"]["run"] = str(tmp_path / "nothing")
+    path.write_text(yaml.safe_dump(spec))
+    assert _cli(["transfer", str(path)]) == 2

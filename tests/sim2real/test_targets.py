@@ -95,5 +95,7 @@ def test_rollout_checks_its_arguments_and_the_actions() -> None:
     target = hopper_target()
     with pytest.raises(ValueError, match="episodes must be a positive integer"):
         target.rollout(zero, episodes=0)
-    with pytest.raises(ValueError, match=r"step 0 of episode 1: action \[2.0, 0.0, 0.0\] outside"):
-        target.rollout(lambda obs: np.array([2.0, 0.0, 0.0], np.float32))
+    with pytest.raises(ValueError, match=r"step 0 of episode 1: action \[nan, 0.0, 0.0\] is not"):
+        target.rollout(lambda obs: np.array([np.nan, 0.0, 0.0], np.float32))
+    with pytest.raises(ValueError, match=r"not a finite action of shape \(3,\)"):
+        target.rollout(lambda obs: np.zeros(2, np.float32))
