@@ -54,7 +54,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from metarl.envs import METAWORLD_ENVS, TASK_ENVS
+from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
 from metarl.trainer import TrainerConfig
 
@@ -77,6 +77,7 @@ __all__ = [
     "read_yaml",
     "register_agent",
     "validate_config",
+    "validation_message",
 ]
 
 BaselineName = Literal["random", "multitask", "oracle"]
@@ -347,15 +348,9 @@ class RandomizationConfig(BaseModel):
     @field_validator("params")
     @classmethod
     def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from metarl.envs import PhysicsParam
-
         if not value:
             raise ValueError("give at least one physics parameter")
-        for name, data in value.items():
-            try:
-                PhysicsParam.from_dict(data)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{name}: {err}") from None
+        params_from_dicts(value)
         return value
 
     @model_validator(mode="after")
@@ -365,9 +360,7 @@ class RandomizationConfig(BaseModel):
 
     def physics_params(self) -> dict[str, Any]:
         """The params as ``PhysicsParam``s."""
-        from metarl.envs import PhysicsParam
-
-        return {n: PhysicsParam.from_dict(d) for n, d in self.params.items()}
+        return params_from_dicts(self.params)
 
     def build_schedule(self) -> Any:
         """The adaptive schedule (``None`` for ``uniform``).
@@ -784,6 +777,18 @@ def _describe(info: FieldInfo) -> str:
         if bounds:
             text += " " + " and ".join(bounds)
     return text + (" or null" if nullable else "")
+
+
+def validation_message(err: ValidationError, root: str, show_input: bool = False) -> str:
+    """One line per error of ``err``: the field path under ``root`` and the message
+    (the form of every file's errors: ``root.a.b: message``), with the value given if
+    ``show_input``."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in (root, *e["loc"]))
+        given = f", got {e['input']!r}" if show_input else ""
+        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
+    return "\n  ".join(lines)
 
 
 def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set[str]) -> str:

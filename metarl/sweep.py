@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from metarl.config import ConfigError, load_config, read_yaml
+from metarl.config import ConfigError, load_config, read_yaml, validation_message
 
 __all__ = [
     "StudyConfig",
@@ -153,11 +153,8 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     try:
         study = StudyConfig.model_validate(raw["study"])
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in ("study", *e["loc"]))
-            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}, got {e['input']!r}")
-        raise ConfigError(f"{path}: invalid study:\n  " + "\n  ".join(lines)) from None
+        message = validation_message(err, "study", show_input=True)
+        raise ConfigError(f"{path}: invalid study:\n  {message}") from None
     if study.search == "grid":
         bad = [k for k, v in study.parameters.items() if isinstance(v, dict)]
         if bad:

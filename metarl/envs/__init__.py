@@ -21,7 +21,7 @@ from metarl.envs.base import (
     task_distribution,
 )
 from metarl.envs.checker import TaskEnvCheckError, check_task_env
-from metarl.envs.physics import PhysicsParam, PhysicsSpace
+from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
 from metarl.envs.physics_distributions import (
     Beta,
     Fixed,
@@ -99,6 +99,7 @@ __all__ = [
     "get_task",
     "get_tasks",
     "is_task_env",
+    "params_from_dicts",
     "sample_tasks",
     "set_task",
     "set_tasks",

@@ -66,6 +66,7 @@ __all__ = [
     "PhysicsField",
     "PhysicsParam",
     "PhysicsSpace",
+    "params_from_dicts",
 ]
 
 # --------------------------------------------------------------------------- params
@@ -230,6 +231,22 @@ class PhysicsParam:
         if isinstance(kwargs.get("components"), list):
             kwargs["components"] = tuple(kwargs["components"])
         return cls(**kwargs)
+
+
+def params_from_dicts(data: Mapping[str, Mapping[str, Any]]) -> dict[str, PhysicsParam]:
+    """name -> ``PhysicsParam`` from name -> ``PhysicsParam.to_dict`` output (the form of
+    configs).
+
+    Raises:
+        ValueError: an invalid dict; the message starts with its name.
+    """
+    out = {}
+    for name, d in data.items():
+        try:
+            out[name] = PhysicsParam.from_dict(d)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: {err}") from None
+    return out
 
 
 def _resolve_rows(model: Any, name: str, param: PhysicsParam) -> tuple[list[int], list[str]]:

@@ -40,8 +40,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from metarl.config import ConfigError, read_yaml
-from metarl.envs import PhysicsParam
+from metarl.config import ConfigError, read_yaml, validation_message
+from metarl.envs import PhysicsParam, params_from_dicts
 from metarl.episodes import Episode
 from metarl.sim2real.sysid import FitResult, Simulator, fit_dropo, fit_trajectory_matching
 from metarl.sim2real.targets import Target, TargetConfig
@@ -68,15 +68,11 @@ class SimulatorConfig(BaseModel):
     def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not value:
             raise ValueError("give at least one parameter to fit")
-        for name, data in value.items():
-            try:
-                PhysicsParam.from_dict(data)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{name}: {err}") from None
+        params_from_dicts(value)
         return value
 
     def physics_params(self) -> dict[str, PhysicsParam]:
-        return {n: PhysicsParam.from_dict(d) for n, d in self.params.items()}
+        return params_from_dicts(self.params)
 
 
 class SysidConfig(BaseModel):
@@ -124,11 +120,7 @@ def load_sysid(path: str | Path) -> SysidConfig:
     try:
         return SysidConfig.model_validate(raw["sysid"])
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in ("sysid", *e["loc"]))
-            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"{path}: invalid sysid:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"{path}: invalid sysid:\n  {validation_message(err, 'sysid')}") from None
 
 
 def save_episodes(episodes: list[Episode], path: Path) -> None:

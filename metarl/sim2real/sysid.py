@@ -381,31 +381,55 @@ def fit_dropo(
     mu_unit, sigma_unit = best[:d], np.exp(best[d:])
     means = sim.low + mu_unit * span
     stds = sigma_unit * span
-    distribution = {
-        n: PhysicsParam(
-            p.field,
-            TruncatedNormal(float(means[i]), float(stds[i]), float(sim.low[i]), float(sim.high[i])),
-            elements=p.elements,
-            components=p.components,
-            op=p.op,
-        )
-        for i, (n, p) in enumerate(sim.params.items())
-    }
+    laws = [
+        TruncatedNormal(float(means[i]), float(stds[i]), float(sim.low[i]), float(sim.high[i]))
+        for i in range(d)
+    ]
+    return _result(
+        "DROPO",
+        sim,
+        data,
+        means,
+        stds,
+        laws,
+        start,
+        used,
+        value,
+        {"samples": samples, "epsilon": epsilon},
+    )
+
+
+def _result(
+    method: str,
+    sim: Simulator,
+    data: _Data,
+    estimates: np.ndarray,
+    uncertainty: np.ndarray,
+    laws: Sequence[Any],
+    start: float,
+    evaluations: int,
+    objective: float,
+    extra: dict[str, Any],
+) -> FitResult:
+    """The ``FitResult`` of a fit: ``laws[i]`` is the fitted distribution of param ``i``."""
     return FitResult(
-        method="DROPO",
+        method=method,
         names=list(sim.names),
-        estimates={n: float(means[i]) for i, n in enumerate(sim.names)},
-        uncertainty={n: float(stds[i]) for i, n in enumerate(sim.names)},
-        distribution=distribution,
+        estimates={n: float(estimates[i]) for i, n in enumerate(sim.names)},
+        uncertainty={n: float(uncertainty[i]) for i, n in enumerate(sim.names)},
+        distribution={
+            n: PhysicsParam(p.field, laws[i], elements=p.elements, components=p.components, op=p.op)
+            for i, (n, p) in enumerate(sim.params.items())
+        },
         discrepancy_nominal=_discrepancy(sim, data, sim.nominal),
-        discrepancy_fitted=_discrepancy(sim, data, means),
+        discrepancy_fitted=_discrepancy(sim, data, estimates),
         episodes=data.episodes,
         transitions=len(data.obs),
         seconds_of_data=len(data.obs) * float(sim.sim.dt),
         wall_time_s=time.perf_counter() - start,
-        evaluations=used,
-        objective=value,
-        extra={"samples": samples, "epsilon": epsilon},
+        evaluations=evaluations,
+        objective=objective,
+        extra=extra,
     )
 
 
@@ -457,30 +481,18 @@ def fit_trajectory_matching(
     )
     estimates = sim.low + best * span
     uncertainty = stds * span
-    return FitResult(
-        method="trajectory matching",
-        names=list(sim.names),
-        estimates={n: float(estimates[i]) for i, n in enumerate(sim.names)},
-        uncertainty={n: float(uncertainty[i]) for i, n in enumerate(sim.names)},
-        distribution={
-            n: PhysicsParam(
-                p.field,
-                Fixed(float(estimates[i])),
-                elements=p.elements,
-                components=p.components,
-                op=p.op,
-            )
-            for i, (n, p) in enumerate(sim.params.items())
-        },
-        discrepancy_nominal=_discrepancy(sim, data, sim.nominal),
-        discrepancy_fitted=_discrepancy(sim, data, estimates),
-        episodes=data.episodes,
-        transitions=len(data.obs),
-        seconds_of_data=len(data.obs) * float(sim.sim.dt),
-        wall_time_s=time.perf_counter() - start,
-        evaluations=used,
-        objective=value,
-        extra={"horizon": horizon, "windows": len(windows)},
+    laws = [Fixed(float(v)) for v in estimates]
+    return _result(
+        "trajectory matching",
+        sim,
+        data,
+        estimates,
+        uncertainty,
+        laws,
+        start,
+        used,
+        value,
+        {"horizon": horizon, "windows": len(windows)},
     )
 
 

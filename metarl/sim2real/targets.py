@@ -35,7 +35,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metarl.agents.policy import Policy, PolicyInput
-from metarl.envs import PhysicsParam, PhysicsRandomization
+from metarl.config import validation_message
+from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import Sampler, trial_seed
@@ -66,11 +67,7 @@ class TargetConfig(BaseModel):
     @field_validator("physics")
     @classmethod
     def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, data in value.items():
-            try:
-                PhysicsParam.from_dict(data)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{name}: {err}") from None
+        params_from_dicts(value)
         return value
 
     @field_validator("effects")
@@ -88,11 +85,7 @@ def load_target_config(data: dict[str, Any]) -> TargetConfig:
     try:
         return TargetConfig.model_validate(data)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in ("target", *e["loc"]))
-            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-        raise ValueError("invalid target:\n  " + "\n  ".join(lines)) from None
+        raise ValueError(f"invalid target:\n  {validation_message(err, 'target')}") from None
 
 
 class Target:
@@ -106,7 +99,7 @@ class Target:
         self.config = config
         env = gym.make(config.env, **config.env_kwargs)
         if config.physics:
-            params = {n: PhysicsParam.from_dict(d) for n, d in config.physics.items()}
+            params = params_from_dicts(config.physics)
             try:
                 env = PhysicsRandomization(env, params, resample="once")
             except ValueError as err:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metarl.config import ConfigError, read_yaml
+from metarl.config import ConfigError, read_yaml, validation_message
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.runner import eval_sampler, load_trained_agent, task_sets
 from metarl.sim2real.targets import Target, TargetConfig, TargetSampler
@@ -74,11 +74,8 @@ def load_transfer(path: str | Path) -> TransferConfig:
     try:
         return TransferConfig.model_validate(raw["transfer"])
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in ("transfer", *e["loc"]))
-            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"{path}: invalid transfer:\n  " + "\n  ".join(lines)) from None
+        message = validation_message(err, "transfer")
+        raise ConfigError(f"{path}: invalid transfer:\n  {message}") from None
 
 
 def _final(result: AdaptationResult) -> float:
