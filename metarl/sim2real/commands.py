@@ -11,6 +11,7 @@ A sysid file::
       simulator:
         env: Hopper-v5
         env_kwargs: {}
+        action_delay: 0                  # the system's known command delay (control steps)
         params:                          # what to fit: PhysicsParam dicts with bounds
           torso_mass:
             {field: body_mass, elements: [torso], dist: {kind: uniform, low: 0.5, high: 3}}
@@ -62,6 +63,8 @@ class SimulatorConfig(BaseModel):
     env: str = Field(min_length=1)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, dict[str, Any]]
+    action_delay: int = Field(default=0, ge=0)
+    """The system's known command delay in control steps (``Simulator.action_delay``)."""
 
     @field_validator("params")
     @classmethod
@@ -150,7 +153,12 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=False)
     try:
         target = Target(cfg.target)
-        sim = Simulator(cfg.simulator.env, cfg.simulator.physics_params(), cfg.simulator.env_kwargs)
+        sim = Simulator(
+            cfg.simulator.env,
+            cfg.simulator.physics_params(),
+            cfg.simulator.env_kwargs,
+            action_delay=cfg.simulator.action_delay,
+        )
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from None
     rng = np.random.default_rng(cfg.seed)

@@ -56,6 +56,7 @@ from metarl.tasks import PhysicsTask
 __all__ = [
     "FitResult",
     "Simulator",
+    "applied_actions",
     "fit_dropo",
     "fit_trajectory_matching",
 ]
@@ -64,6 +65,11 @@ __all__ = [
 class Simulator:
     """The simulator whose parameters are fitted: ``gymnasium.make(env_id, **env_kwargs)``
     and the named scalar ``params`` to fit (their distributions give the bounds).
+
+    ``action_delay``: the system's known command delay in control steps (measured on
+    the robot; ``metarl.envs.effects.ActionDelay`` models it in training): the fits then
+    replay the action recorded ``action_delay`` steps earlier (zeros at an episode's
+    start, as ``ActionDelay``'s default initial action).
 
     Raises:
         ValueError: a param with independent draws or an unbounded support, an env
@@ -75,7 +81,13 @@ class Simulator:
         env_id: str,
         params: Mapping[str, PhysicsParam],
         env_kwargs: Mapping[str, Any] | None = None,
+        action_delay: int = 0,
     ):
+        if isinstance(action_delay, bool) or not isinstance(action_delay, int) or action_delay < 0:
+            raise ValueError(
+                f"Simulator.action_delay must be an integer >= 0, got {action_delay!r}"
+            )
+        self.action_delay = action_delay
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
         self.env = gym.make(env_id, **self.env_kwargs)
@@ -228,13 +240,25 @@ class _Data:
     starts: np.ndarray  # (T,) True where an episode starts
 
 
+def applied_actions(episode: Episode, delay: int) -> np.ndarray:
+    """The actions the system applied in ``episode`` if it delays commands by ``delay``
+    steps: the recorded action of step ``t - delay`` (zeros before the first), float64
+    ``(T, action_dim)``."""
+    acts = episode.actions.reshape(len(episode), -1).astype(np.float64)
+    if delay == 0:
+        return acts
+    out = np.zeros_like(acts)
+    out[delay:] = acts[: len(acts) - delay]
+    return out
+
+
 def _transitions(
-    episodes: Sequence[Episode], max_transitions: int | None, rng: np.random.Generator
+    episodes: Sequence[Episode], max_transitions: int | None, rng: np.random.Generator, delay: int
 ) -> _Data:
     if not episodes:
         raise ValueError("a fit needs at least one recorded episode")
     obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
-    actions = np.concatenate([e.actions for e in episodes]).astype(np.float64)
+    actions = np.concatenate([applied_actions(e, delay) for e in episodes])
     next_obs = np.concatenate([e.next_observations for e in episodes]).astype(np.float64)
     starts = np.concatenate([np.arange(len(e)) == 0 for e in episodes])
     obs, next_obs = obs.reshape(len(obs), -1), next_obs.reshape(len(next_obs), -1)
@@ -354,7 +378,7 @@ def fit_dropo(
         raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    data = _transitions(episodes, max_transitions, rng)
+    data = _transitions(episodes, max_transitions, rng, sim.action_delay)
     d = len(sim.names)
     uniforms = rng.uniform(size=(samples, d))
     span = sim.high - sim.low
@@ -459,8 +483,8 @@ def fit_trajectory_matching(
     _check_count("budget", budget, 2)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    data = _transitions(episodes, None, rng)
-    windows = _windows(episodes, horizon)
+    data = _transitions(episodes, None, rng, sim.action_delay)
+    windows = _windows(episodes, horizon, sim.action_delay)
     span = sim.high - sim.low
 
     def objective(x: np.ndarray) -> float:
@@ -497,13 +521,14 @@ def fit_trajectory_matching(
 
 
 def _windows(
-    episodes: Sequence[Episode], horizon: int
+    episodes: Sequence[Episode], horizon: int, delay: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(start observation, actions, real next observations)`` of consecutive windows."""
+    """``(start observation, applied actions, real next observations)`` of consecutive
+    windows."""
     out = []
     for e in episodes:
         obs = e.observations.reshape(len(e), -1).astype(np.float64)
-        acts = e.actions.reshape(len(e), -1).astype(np.float64)
+        acts = applied_actions(e, delay)
         nxt = e.next_observations.reshape(len(e), -1).astype(np.float64)
         for s in range(0, len(e), horizon):
             out.append((obs[s], acts[s : s + horizon], nxt[s : s + horizon]))
