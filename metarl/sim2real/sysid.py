@@ -314,8 +314,25 @@ def _cma(
     seed: int,
 ) -> tuple[np.ndarray, float, np.ndarray, int]:
     """Minimize with CMA-ES in a box; return the best x, its value, CMA's final
-    per-coordinate standard deviations and the evaluations used."""
+    per-coordinate standard deviations and the evaluations used.
+
+    cma does not run in one dimension (its ``tell`` fails there); a one-dimensional
+    problem gets a second coordinate in [0, 1] that the objective ignores.
+    """
     import cma
+
+    if len(x0) == 1:
+        best, value, stds, used = _cma(
+            lambda x: objective(x[:1]),
+            np.array([x0[0], 0.5]),
+            sigma0,
+            np.array([lower[0], 0.0]),
+            np.array([upper[0], 1.0]),
+            budget,
+            popsize,
+            seed,
+        )
+        return best[:1], value, stds[:1], used
 
     options: dict[str, Any] = {
         "bounds": [list(lower), list(upper)],

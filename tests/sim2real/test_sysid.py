@@ -108,3 +108,26 @@ def test_what_cannot_be_fitted_is_refused() -> None:
         fit_dropo(simulator(), [])
     with pytest.raises(ValueError, match="samples must be an integer >= 2"):
         fit_dropo(simulator(), recorded(0, 0.0)[0], samples=1)
+
+
+def test_a_known_delay_is_modeled_and_an_unmodeled_one_biases_the_fit() -> None:
+    """A target that applies every command one step late: trajectory matching that
+    replays the actions through the delay recovers the pole mass; one that ignores it
+    does not."""
+    physics = {"pole_mass": {**POLE, "dist": {"kind": "fixed", "value": 1.6}}}
+    effects = [{"name": "action_delay", "steps": 1}]
+    target = Target(
+        load_target_config({"env": ENV, "physics": physics, "effects": effects, "seed": 3})
+    )
+    rng = np.random.default_rng(3)
+    episodes = target.rollout(lambda obs: rng.uniform(-3, 3, 1).astype(np.float32), 10)
+    pole = {"pole_mass": PhysicsParam("body_mass", Uniform(0.5, 3.0), elements=("pole",))}
+    errors = {}
+    for delay in (0, 1):
+        result = fit_trajectory_matching(
+            Simulator(ENV, pole, action_delay=delay), episodes, budget=100, seed=0
+        )
+        errors[delay] = result.recovery_error({"pole_mass": 1.6})["pole_mass"]
+    assert errors[1] < 0.01 and errors[0] > 0.05, errors
+    with pytest.raises(ValueError, match="action_delay must be an integer >= 0"):
+        Simulator(ENV, pole, action_delay=-1)
