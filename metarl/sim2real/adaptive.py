@@ -411,12 +411,13 @@ class DORAEMON(AdaptiveSchedule):
         return out
 
     def describe(self) -> dict[str, float]:
+        """Entropy, each parameter's mean and std, and the success rate of the episodes
+        of the last update (the same keys every time: the trainer logs them)."""
         out: dict[str, float] = {"entropy": self.entropy(self.ab)}
         for i, n in enumerate(self.names):
             a, b = self.ab[i]
             low, high = self.limits[n]
             out[f"{n}.mean"] = float(low + (high - low) * a / (a + b))
             out[f"{n}.std"] = float((high - low) * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))
-        if not math.isnan(self.last_success_rate):
-            out["success_rate"] = self.last_success_rate
+        out["success_rate"] = self.last_success_rate  # NaN before the first update
         return out

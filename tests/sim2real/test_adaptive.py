@@ -209,3 +209,12 @@ def test_the_trainer_draws_from_records_in_and_updates_a_schedule(tmp_path: Any)
     assert isinstance(resumed.schedule, AutomaticDR)
     assert resumed.schedule.bounds == first.bounds
     sampler.close()
+
+
+@pytest.mark.parametrize("make", [adr, lambda: DORAEMON(PARAMS, success_return=0.5)])
+def test_describe_keeps_its_keys_across_updates(make: Callable[[], AdaptiveSchedule]) -> None:
+    """The trainer logs ``describe()`` every iteration as columns: the keys must not change."""
+    schedule = make()
+    before = set(schedule.describe())
+    run(schedule, lambda t: 1.0, 2)
+    assert set(schedule.describe()) == before
