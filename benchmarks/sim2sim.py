@@ -226,6 +226,46 @@ def run_transfer(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- report
 
 
+def plot_recovery(fits: list[dict[str, Any]], folder: Path) -> Path:
+    """Recovery error per parameter against the number of real trajectories, one panel
+    per target, a line per (method, parameter)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = sorted({r["target"] for r in fits})
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4), squeeze=False)
+    for ax, name in zip(axes[0], targets, strict=True):
+        rows = [r for r in fits if r["target"] == name]
+        for method, style in (("DROPO", "--"), ("trajectory matching", "-")):
+            mine = sorted(
+                (r for r in rows if r["method"] == method), key=lambda r: r["trajectories"]
+            )
+            if not mine:
+                continue
+            for param in mine[0]["recovery_error"]:
+                ax.plot(
+                    [r["trajectories"] for r in mine],
+                    [r["recovery_error"][param] for r in mine],
+                    style,
+                    marker="o",
+                    label=f"{method}: {param}",
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("real trajectories")
+        ax.set_ylabel("relative recovery error")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sim2sim_recovery.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def report(args: argparse.Namespace) -> str:
     out = Path(args.out)
     command = " ".join(["python benchmarks/sim2sim.py", *sys.argv[1:]])
@@ -253,6 +293,9 @@ def report(args: argparse.Namespace) -> str:
                 f"| {r['target']} | {r['method']} | {r['trajectories']} | {r['transitions']} | "
                 f"{errors} | {r['wall_time_s']:.0f} s |"
             )
+    if fits and args.plot_dir:
+        path = plot_recovery(fits, Path(args.plot_dir))
+        lines += ["", f"![recovery error against real trajectories]({path.name})"]
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("transfer_*.json"))]
     if rows:
         lines += [
@@ -289,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per policy")
     parser.add_argument("--trials", type=int, default=20, help="target episodes per policy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot-dir", default=None, help="report: write the recovery plot here")
     args = parser.parse_args(argv)
     for key in ("budget", "fit_trajectories", "iterations", "trials"):
         if getattr(args, key) < 1:
