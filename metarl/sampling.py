@@ -120,16 +120,24 @@ def _check_request(tasks: Sequence[Task], episodes_per_task: int) -> None:
         raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
 
 
-def _numeric_entries(info: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Numeric entries of a vectorized info dict: key -> (values ``(n, ...)``, present ``(n,)``)."""
+def _numeric_entries(
+    info: dict[str, Any], prefix: str = ""
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Numeric entries of a vectorized info dict: key -> (values ``(n, ...)``, present ``(n,)``).
+
+    Nested dicts (the unmodeled effects' ``info["effects"][name]``) give ``a.b.c`` keys,
+    the form ``metarl.sim2real.targets`` records too.
+    """
     out = {}
     for key, value in info.items():
         if key.startswith("_") or key in ("final_obs", "final_info"):
             continue
-        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        if isinstance(value, dict):
+            out.update(_numeric_entries(value, f"{prefix}{key}."))
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             mask = info.get("_" + key)
             present = np.ones(len(value), bool) if mask is None else np.asarray(mask, bool)
-            out[key] = (value, present)
+            out[prefix + key] = (value, present)
     return out
 
 

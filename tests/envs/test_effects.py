@@ -247,3 +247,28 @@ def test_every_effect_is_registered_by_its_name() -> None:
         "saturation",
         "push",
     }
+
+
+def test_samplers_record_what_the_effects_did() -> None:
+    """The effects' nested ``info["effects"]`` reaches the sampled episodes' env_infos
+    as ``effects.<name>.<field>`` (as a target's recordings), through the vector env."""
+    import functools
+
+    from metarl.agents.dr_ppo import PPOAgent
+    from metarl.envs import task_distribution
+    from metarl.sampling import LocalSampler
+
+    env = gym.make("metarl/PointRobot-v0")
+    tasks = task_distribution(env).task_sets(0, 2, 1).train
+    agent = PPOAgent(env.observation_space, env.action_space)
+    wrap = [functools.partial(ObservationNoise, std=0.0, bias_std=0.1)]
+    with LocalSampler("metarl/PointRobot-v0", num_envs=2, seed=0, wrappers=wrap) as sampler:
+        batch = sampler.collect(agent.policy(), tasks, 2)
+    for episode in batch.episodes:
+        bias = episode.env_infos["effects.observation_noise.bias"]
+        assert bias.shape == (len(episode), 2) and np.all(bias == bias[0])
+    first, second = batch.episodes[0], batch.episodes[1]  # two episodes of one trial
+    assert not np.array_equal(
+        first.env_infos["effects.observation_noise.bias"][0],
+        second.env_infos["effects.observation_noise.bias"][0],
+    )
