@@ -91,6 +91,15 @@ class _Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
         obs, record = self._reset_observation(obs)
         return obs, _with_record(info, self.name, record)
 
+    def _step_applied(
+        self, applied: Any, record: dict[str, Any]
+    ) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the wrapped env with ``applied`` (the action the effect lets through) and
+        record it, with ``record``, in ``info["effects"][name]``."""
+        obs, reward, terminated, truncated, info = self.env.step(applied)
+        record = {"applied_action": applied, **record}
+        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+
     def _start_episode(self) -> None:
         """Draw what the effect keeps for an episode."""
 
@@ -208,10 +217,7 @@ class ActionDelay(_Effect):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         self._queue.append(np.array(action, copy=True))
-        applied = self._queue.popleft()
-        obs, reward, terminated, truncated, info = self.env.step(applied)
-        record = {"steps": self.delay, "applied_action": applied}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+        return self._step_applied(self._queue.popleft(), {"steps": self.delay})
 
 
 class ObservationDelay(_Effect):
@@ -324,10 +330,7 @@ class ActionNoise(_Effect):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         noise = self.rng.normal(0.0, 1.0, self.std.shape) * self.std
-        applied = (np.asarray(action) + noise).astype(self.dtype)
-        obs, reward, terminated, truncated, info = self.env.step(applied)
-        record = {"applied_action": applied}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+        return self._step_applied((np.asarray(action) + noise).astype(self.dtype), {})
 
 
 # --------------------------------------------------------------------------- actuators
@@ -372,10 +375,7 @@ class Backlash(_Effect):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         u = np.asarray(action, dtype=np.float64)
         self.output = np.clip(self.output, u - self.half, u + self.half)
-        applied = self.output.astype(self.dtype)
-        obs, reward, terminated, truncated, info = self.env.step(applied)
-        record = {"applied_action": applied}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+        return self._step_applied(self.output.astype(self.dtype), {})
 
 
 class ActuatorSaturation(_Effect):
@@ -400,10 +400,7 @@ class ActuatorSaturation(_Effect):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         u = np.asarray(action, dtype=np.float64)
         applied = np.clip(u, -self.limit, self.limit)
-        saturated = applied != u
-        obs, reward, terminated, truncated, info = self.env.step(applied.astype(self.dtype))
-        record = {"applied_action": applied.astype(self.dtype), "saturated": saturated}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+        return self._step_applied(applied.astype(self.dtype), {"saturated": applied != u})
 
 
 # --------------------------------------------------------------------------- pushes
