@@ -38,11 +38,12 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -66,6 +67,7 @@ __all__ = [
     "EnvConfig",
     "EvaluationConfig",
     "ExperimentConfig",
+    "PhysicsParamDicts",
     "RandomizationConfig",
     "RunConfig",
     "SamplerConfig",
@@ -309,6 +311,15 @@ class EnvConfig(BaseModel):
         return self.test_tasks
 
 
+def _check_param_dicts(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    params_from_dicts(value)  # named errors
+    return value
+
+
+# name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``), checked: the form physics
+# parameters take in every file (randomization, targets, sysid).
+PhysicsParamDicts = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_param_dicts)]
+
 # Train / test task counts of a plain Gymnasium env randomized by a ``randomization`` section.
 PHYSICS_TASK_COUNTS = (100, 20)
 
@@ -334,7 +345,7 @@ class RandomizationConfig(BaseModel):
     model_config = _STRICT
 
     schedule: Literal["uniform", "adr", "doraemon"] = "uniform"
-    params: dict[str, dict[str, Any]]
+    params: PhysicsParamDicts = Field(min_length=1)
     """name -> ``PhysicsParam`` dict; the distribution's support is the hard limit."""
     nominal: dict[str, float] = Field(default_factory=dict)
     """Starting values of an adaptive schedule (default: the middle of the limits)."""
@@ -344,14 +355,6 @@ class RandomizationConfig(BaseModel):
     """Keyword arguments of the schedule (``adr``: step, low_threshold, high_threshold,
     buffer_size, boundary_probability; ``doraemon``: success_rate, kl_bound,
     init_concentration, min_episodes)."""
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        if not value:
-            raise ValueError("give at least one physics parameter")
-        params_from_dicts(value)
-        return value
 
     @model_validator(mode="after")
     def _schedule(self) -> RandomizationConfig:

@@ -362,7 +362,7 @@ def run_experiment(
 
     log.info("run folder: %s", run_dir)
     sets = task_sets(config)
-    test_set_tasks(config)  # a test set the env refuses stops the run before training
+    other_sets = test_set_tasks(config)  # a set the env refuses stops the run before training
     agent = build_agent(config)
     sampler = build_sampler(config)
     evaluator = eval_sampler(config, agent, sets.test)
@@ -403,6 +403,7 @@ def run_experiment(
         wall_time=trainer.wall_time,
         iteration=trainer.iteration,
         schedule=trainer.schedule,
+        test_sets=other_sets,
     )
     return run_dir
 
@@ -587,6 +588,7 @@ def _final_evaluation(
     wall_time: float,
     iteration: int,
     schedule: Any = None,
+    test_sets: Mapping[str, TestSet] | None = None,
 ) -> None:
     log.info(
         "final meta-test: K = %d episodes on %d test tasks",
@@ -611,7 +613,9 @@ def _final_evaluation(
             LABELS[name], _evaluate(config, baseline, sets.test), b_steps, b_time
         )
     other_sets: dict[str, dict[str, Any]] = {}
-    for set_name, test_set in test_set_tasks(config).items():
+    if test_sets is None:
+        test_sets = test_set_tasks(config)
+    for set_name, test_set in test_sets.items():
         tasks = test_set.tasks
         log.info("final meta-test on test set %s: %d tasks", set_name, len(tasks))
         other_sets[set_name] = {

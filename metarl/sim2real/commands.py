@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from metarl.config import ConfigError, read_yaml, validation_message
+from metarl.config import ConfigError, PhysicsParamDicts, read_yaml, validation_message
 from metarl.envs import PhysicsParam, params_from_dicts
 from metarl.episodes import Episode
 from metarl.sim2real.sysid import FitResult, Simulator, fit_dropo, fit_trajectory_matching
@@ -62,17 +62,9 @@ class SimulatorConfig(BaseModel):
 
     env: str = Field(min_length=1)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, dict[str, Any]]
+    params: PhysicsParamDicts = Field(min_length=1)
     action_delay: int = Field(default=0, ge=0)
     """The system's known command delay in control steps (``Simulator.action_delay``)."""
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        if not value:
-            raise ValueError("give at least one parameter to fit")
-        params_from_dicts(value)
-        return value
 
     def physics_params(self) -> dict[str, PhysicsParam]:
         return params_from_dicts(self.params)
@@ -174,7 +166,7 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
     sim.close()
     scalar_truth = {k: float(v) for k, v in truth.items() if np.ndim(v) == 0}
-    errors = result.recovery_error(scalar_truth)
+    errors = result.recovery_error(truth)
     (out / "fit.json").write_text(
         json.dumps(
             {

@@ -59,6 +59,7 @@ __all__ = [
     "applied_actions",
     "fit_dropo",
     "fit_trajectory_matching",
+    "relative_errors",
 ]
 
 
@@ -153,6 +154,15 @@ class Simulator:
         self.env.close()
 
 
+def relative_errors(estimates: Mapping[str, float], truth: Mapping[str, Any]) -> dict[str, float]:
+    """``|estimate - truth| / |truth|`` for each estimated name with a scalar truth."""
+    return {
+        n: abs(float(v) - float(truth[n])) / abs(float(truth[n]))
+        for n, v in estimates.items()
+        if n in truth and np.ndim(truth[n]) == 0
+    }
+
+
 @dataclass
 class FitResult:
     """What a fit found (see the module docstring)."""
@@ -174,11 +184,7 @@ class FitResult:
 
     def recovery_error(self, truth: Mapping[str, float]) -> dict[str, float]:
         """Relative error ``|estimate - truth| / |truth|`` per parameter of ``truth``."""
-        return {
-            n: abs(self.estimates[n] - float(truth[n])) / abs(float(truth[n]))
-            for n in self.names
-            if n in truth
-        }
+        return relative_errors(self.estimates, truth)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON): the distribution as ``PhysicsParam`` dicts."""

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metarl.agents.policy import Policy, PolicyInput
-from metarl.config import validation_message
+from metarl.config import PhysicsParamDicts, validation_message
 from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
 from metarl.episodes import Episode, EpisodeBatch
@@ -57,18 +57,12 @@ class TargetConfig(BaseModel):
     """A Gymnasium environment id."""
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of ``gymnasium.make``."""
-    physics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    physics: PhysicsParamDicts = Field(default_factory=dict)
     """Hidden physical parameters: name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``)."""
     effects: list[dict[str, Any]] = Field(default_factory=list)
     """Unmodeled effects (``metarl.envs.effects``), innermost first."""
     seed: int = Field(default=0, ge=0)
     """Seed of the target's own randomness (its effects, a drawn physics)."""
-
-    @field_validator("physics")
-    @classmethod
-    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        params_from_dicts(value)
-        return value
 
     @field_validator("effects")
     @classmethod

@@ -32,12 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metarl.config import ConfigError, read_yaml, validation_message
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.runner import eval_sampler, load_trained_agent, task_sets
+from metarl.sim2real.sysid import relative_errors
 from metarl.sim2real.targets import Target, TargetConfig, TargetSampler
 from metarl.tasks import RealTask
 
@@ -156,12 +156,7 @@ def _recovery(fit_dir: str | None, truth: dict[str, Any]) -> dict[str, float] | 
     fit_file = Path(fit_dir) / "fit.json"
     if not fit_file.exists():
         raise ConfigError(f"transfer.fit: {fit_file} does not exist (a metarl sysid folder)")
-    estimates = json.loads(fit_file.read_text())["estimates"]
-    return {
-        n: abs(float(v) - float(truth[n])) / abs(float(truth[n]))
-        for n, v in estimates.items()
-        if n in truth and np.ndim(truth[n]) == 0
-    }
+    return relative_errors(json.loads(fit_file.read_text())["estimates"], truth)
 
 
 def _report(
