@@ -329,6 +329,12 @@ def test_a_test_set_the_env_refuses_stops_the_run_before_training(tmp_path: Path
     with pytest.raises(ConfigError, match=r"evaluation.test_sets.shifted.env_kwargs: .*log_scale"):
         run_experiment(config, tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.csv").exists()
+    bad_effect = "evaluation.test_sets.shifted.effects=[{name: action_delay, steps: -1}]"
+    config = load_config(DR_CONFIG, [*DR_TINY, bad_effect])
+    with pytest.raises(
+        ConfigError, match=r"evaluation.test_sets.shifted.effects\[0\] \(action_delay\)"
+    ):
+        run_experiment(config, tmp_path / "run2")
 
 
 @pytest.mark.parametrize("name", ["agent", "oracle", "1st", "with space"])

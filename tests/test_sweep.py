@@ -192,6 +192,8 @@ def test_report_of_several_metrics_has_a_table_and_plot_each_and_one_of_all(
     assert "Best by mean: env.kwargs.log_scale_limit=1 (50.50)." in report
     with pytest.raises(ConfigError, match="study.metric"):
         load_study(_study(tmp_path, metric=[]))
+    with pytest.raises(ConfigError, match="study.metric: .*distinct"):
+        load_study(_study(tmp_path, metric=["agent.return_last", "agent.return_last"]))
 
 
 @pytest.mark.parametrize(

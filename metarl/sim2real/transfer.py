@@ -92,6 +92,8 @@ def run_transfer(path: str | Path, now: datetime | None = None) -> Path:
     from metarl.runner import RunFolderError
 
     cfg = load_transfer(path)
+    if cfg.fit is not None and not (Path(cfg.fit) / "fit.json").exists():
+        raise ConfigError(f"{path}: transfer.fit: {cfg.fit} holds no fit.json (a sysid folder)")
     try:
         config, agent, state = load_trained_agent(cfg.run)
     except RunFolderError as err:
@@ -153,9 +155,7 @@ def _recovery(fit_dir: str | None, truth: dict[str, Any]) -> dict[str, float] | 
     """Relative recovery errors of a sysid folder's estimates against the hidden truth."""
     if fit_dir is None:
         return None
-    fit_file = Path(fit_dir) / "fit.json"
-    if not fit_file.exists():
-        raise ConfigError(f"transfer.fit: {fit_file} does not exist (a metarl sysid folder)")
+    fit_file = Path(fit_dir) / "fit.json"  # checked before anything ran
     return relative_errors(json.loads(fit_file.read_text())["estimates"], truth)
 
 

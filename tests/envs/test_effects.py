@@ -272,3 +272,19 @@ def test_samplers_record_what_the_effects_did() -> None:
         first.env_infos["effects.observation_noise.bias"][0],
         second.env_infos["effects.observation_noise.bias"][0],
     )
+
+
+def test_remaining_argument_errors_are_named() -> None:
+    with pytest.raises(ValueError, match="Backlash.initial must be a number or a list of 2"):
+        Backlash(EchoEnv(), width=0.1, initial=[0.0, 0.0, 0.0])
+    discrete = gym.make("CartPole-v1")
+    with pytest.raises(ValueError, match="ObservationNoise needs a 1-D Box observation"):
+        ObservationNoise(gym.make("FrozenLake-v1"), std=0.1)
+    with pytest.raises(ValueError, match="ActionNoise needs a 1-D Box action"):
+        ActionNoise(discrete, std=0.1)
+    with pytest.raises(ValueError, match="RandomPush.force must be a positive number"):
+        RandomPush(gym.make("Hopper-v5"), probability=0.5, force=0.0)
+    with pytest.raises(ValueError, match="RandomPush.duration must be a positive integer"):
+        RandomPush(gym.make("Hopper-v5"), probability=0.5, force=1.0, duration=0)
+    with pytest.raises(ValueError, match=r"ObservationDelay.steps must be an integer >= 0"):
+        ObservationDelay(EchoEnv(), steps=1.5)  # type: ignore[arg-type]

@@ -218,3 +218,54 @@ def test_describe_keeps_its_keys_across_updates(make: Callable[[], AdaptiveSched
     before = set(schedule.describe())
     run(schedule, lambda t: 1.0, 2)
     assert set(schedule.describe()) == before
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: AutomaticDR(PARAMS, step={"mass": 0.1}, low_threshold=0, high_threshold=1),
+            r"give one step per parameter \['mass', 'friction'\]",
+        ),
+        (
+            lambda: AutomaticDR(PARAMS, step=0.1, low_threshold=0, high_threshold=1, buffer_size=0),
+            "AutomaticDR.buffer_size must be a positive integer",
+        ),
+        (
+            lambda: AutomaticDR(
+                PARAMS, step=0.1, low_threshold=0, high_threshold=1, boundary_probability=0
+            ),
+            r"boundary_probability must be in \(0, 1\]",
+        ),
+        (lambda: DORAEMON(PARAMS, success_return=1, kl_bound=0), "kl_bound must be positive"),
+        (
+            lambda: DORAEMON(PARAMS, success_return=1, init_concentration=2),
+            "init_concentration must be > 2",
+        ),
+        (
+            lambda: DORAEMON(PARAMS, success_return=1, nominal={"mas": 1.0}),
+            r"DORAEMON.nominal: unknown parameter\(s\) \['mas'\]",
+        ),
+    ],
+)
+def test_more_bad_arguments_are_named(make: Callable[[], Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_resuming_a_schedule_from_a_checkpoint_without_one_is_refused(tmp_path: Any) -> None:
+    import gymnasium as gym
+
+    from metarl.agents.dr_ppo import PPOAgent
+    from metarl.sampling import LocalSampler
+    from metarl.trainer import Trainer, TrainerConfig
+
+    env = gym.make("metarl/PointRobot-v0")
+    agent = PPOAgent(env.observation_space, env.action_space)
+    tasks = env.unwrapped.task_distribution.sample(np.random.default_rng(0), 2)  # type: ignore[attr-defined]
+    config = TrainerConfig(iterations=1, eval_every=0, progress=False)
+    with LocalSampler("metarl/PointRobot-v0", num_envs=2, seed=0) as sampler:
+        Trainer(agent, sampler, tasks, tasks, tmp_path, config).train()
+        with_schedule = Trainer(agent, sampler, tasks, tasks, tmp_path, config, schedule=adr())
+        with pytest.raises(ValueError, match="saved without a task schedule"):
+            with_schedule.resume()

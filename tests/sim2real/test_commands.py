@@ -119,6 +119,14 @@ def test_transfer_runs_a_meta_rl_agent_on_source_and_target(tmp_path: Path) -> N
     assert "Gap (source - target" in (out / "report.md").read_text()
     assert (out / "transfer.png").stat().st_size > 1000
 
+    spec["transfer"]["fit"] = str(tmp_path / "no_sysid_here")
+    path.write_text(yaml.safe_dump(spec))
+    assert _cli(["transfer", str(path)]) == 2  # no fit.json there
+    spec["transfer"]["fit"] = None
+    spec["transfer"]["trials"] = 0
+    path.write_text(yaml.safe_dump(spec))
+    assert _cli(["transfer", str(path)]) == 2  # transfer.trials >= 1
+    spec["transfer"]["trials"] = 3
     spec["transfer"]["run"] = str(tmp_path / "nothing")
     path.write_text(yaml.safe_dump(spec))
     assert _cli(["transfer", str(path)]) == 2

@@ -131,3 +131,16 @@ def test_a_known_delay_is_modeled_and_an_unmodeled_one_biases_the_fit() -> None:
     assert errors[1] < 0.01 and errors[0] > 0.05, errors
     with pytest.raises(ValueError, match="action_delay must be an integer >= 0"):
         Simulator(ENV, pole, action_delay=-1)
+
+
+def test_more_unfittable_setups_are_named() -> None:
+    pole = {"pole_mass": PhysicsParam("body_mass", Uniform(0.5, 3.0), elements=("pole",))}
+    with pytest.raises(ValueError, match=r"Reacher-v5's observations \(10\) are not its state"):
+        Simulator("Reacher-v5", {"m": PhysicsParam("body_mass", Uniform(0.5, 2.0))})
+    with pytest.raises(ValueError, match="give at least one parameter to fit"):
+        Simulator(ENV, {})
+    episodes = recorded(0, 0.0)[0]
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
+        fit_trajectory_matching(Simulator(ENV, pole), episodes, horizon=0)
+    with pytest.raises(ValueError, match="epsilon must be a positive number"):
+        fit_dropo(Simulator(ENV, pole), episodes, epsilon=0.0)

@@ -99,3 +99,18 @@ def test_rollout_checks_its_arguments_and_the_actions() -> None:
         target.rollout(lambda obs: np.array([np.nan, 0.0, 0.0], np.float32))
     with pytest.raises(ValueError, match=r"not a finite action of shape \(3,\)"):
         target.rollout(lambda obs: np.zeros(2, np.float32))
+
+
+def test_sampler_and_rollout_arguments_are_checked() -> None:
+    from metarl.sim2real.targets import TargetSampler
+    from metarl.tasks import RealTask
+
+    target = hopper_target()
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        target.rollout(zero, episodes=1, max_steps=0)
+    sampler = TargetSampler(target)
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+        sampler.collect(None, [], 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+        sampler.collect(None, [RealTask()], 0)  # type: ignore[arg-type]
+    sampler.close()
