@@ -46,24 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from metarl.agents.maml import check_positive_int
 from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Beta, Fixed, Uniform
 from metarl.sim2real.schedules import RandomizationSchedule
-from metarl.tasks import PhysicsTask
+from metarl.tasks import PhysicsTask, check_real
 
 __all__ = ["DORAEMON", "AdaptiveSchedule", "AutomaticDR"]
-
-
-def _positive_int(cls: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{cls}.{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _number(cls: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{cls}.{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 class AdaptiveSchedule(RandomizationSchedule):
@@ -107,13 +96,13 @@ class AdaptiveSchedule(RandomizationSchedule):
         self.nominal = {}
         for name in self.names:
             low, high = self.limits[name]
-            value = _number(cls, f"nominal.{name}", nominal.get(name, (low + high) / 2))
+            value = check_real(cls, f"nominal.{name}", nominal.get(name, (low + high) / 2))
             if not low <= value <= high:
                 raise ValueError(
                     f"{cls}.nominal.{name}: {value} lies outside the limits [{low}, {high}]"
                 )
             self.nominal[name] = value
-        self.success_return = _number(cls, "success_return", success_return)
+        self.success_return = check_real(cls, "success_return", success_return)
 
     def _param(self, name: str, dist: Any) -> PhysicsParam:
         t = self.templates[name]
@@ -165,18 +154,19 @@ class AutomaticDR(AdaptiveSchedule):
         missing = [n for n in self.names if n not in steps]
         if missing or set(steps) - set(self.names):
             raise ValueError(f"AutomaticDR.step: give one step per parameter {self.names}")
-        self.step = {n: _number("AutomaticDR", f"step.{n}", steps[n]) for n in self.names}
+        self.step = {n: check_real("AutomaticDR", f"step.{n}", steps[n]) for n in self.names}
         if any(v <= 0 for v in self.step.values()):
             raise ValueError(f"AutomaticDR.step must be positive, got {dict(self.step)}")
-        self.low_threshold = _number("AutomaticDR", "low_threshold", low_threshold)
-        self.high_threshold = _number("AutomaticDR", "high_threshold", high_threshold)
+        self.low_threshold = check_real("AutomaticDR", "low_threshold", low_threshold)
+        self.high_threshold = check_real("AutomaticDR", "high_threshold", high_threshold)
         if not self.low_threshold < self.high_threshold:
             raise ValueError(
                 f"AutomaticDR needs low_threshold < high_threshold, got {low_threshold}, "
                 f"{high_threshold}"
             )
-        self.buffer_size = _positive_int("AutomaticDR", "buffer_size", buffer_size)
-        p = _number("AutomaticDR", "boundary_probability", boundary_probability)
+        check_positive_int("AutomaticDR", "buffer_size", buffer_size)
+        self.buffer_size = buffer_size
+        p = check_real("AutomaticDR", "boundary_probability", boundary_probability)
         if not 0.0 < p <= 1.0:
             raise ValueError(f"AutomaticDR.boundary_probability must be in (0, 1], got {p}")
         self.boundary_probability = p
@@ -282,16 +272,17 @@ class DORAEMON(AdaptiveSchedule):
         min_episodes: int = 10,
     ):
         super().__init__(params, success_return, nominal)
-        self.success_rate = _number("DORAEMON", "success_rate", success_rate)
+        self.success_rate = check_real("DORAEMON", "success_rate", success_rate)
         if not 0.0 < self.success_rate < 1.0:
             raise ValueError(f"DORAEMON.success_rate must be in (0, 1), got {success_rate}")
-        self.kl_bound = _number("DORAEMON", "kl_bound", kl_bound)
+        self.kl_bound = check_real("DORAEMON", "kl_bound", kl_bound)
         if not self.kl_bound > 0:
             raise ValueError(f"DORAEMON.kl_bound must be positive, got {kl_bound}")
-        c = _number("DORAEMON", "init_concentration", init_concentration)
+        c = check_real("DORAEMON", "init_concentration", init_concentration)
         if not c > 2:
             raise ValueError(f"DORAEMON.init_concentration must be > 2, got {init_concentration}")
-        self.min_episodes = _positive_int("DORAEMON", "min_episodes", min_episodes)
+        check_positive_int("DORAEMON", "min_episodes", min_episodes)
+        self.min_episodes = min_episodes
         ab = []
         for n in self.names:
             low, high = self.limits[n]
