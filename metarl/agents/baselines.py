@@ -47,6 +47,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.sac.policies import SACPolicy
 
@@ -484,6 +485,9 @@ def _train(
     vec_env = make_vec_env(make_env, n_envs=n_envs, seed=seed)
     with _torch_threads(torch_threads):
         model = cls("MlpPolicy", vec_env, seed=seed, device=device, **dict(algo_kwargs or {}))
+        # SB3's default logger makes an empty folder in the system temp dir per call
+        # (hundreds over a test run); a logger with no outputs writes nothing.
+        model.set_logger(Logger(folder=None, output_formats=[]))
         model.learn(total_timesteps=total_steps)
     return SB3Baseline(model, observe_task=observe_task, deterministic=deterministic)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -176,6 +178,14 @@ def test_same_seed_same_model_and_torch_threads_restored(tasks: TaskSets) -> Non
         a.model.policy.state_dict().items(), b.model.policy.state_dict().values(), strict=True
     ):
         assert torch.equal(p, q), name
+
+
+def test_training_leaves_no_logger_folder_in_the_temp_dir(
+    tasks: TaskSets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    train_multitask(POINT, tasks.train, 64, seed=0, algo_kwargs=SHORT_HORIZON_PPO, n_envs=1)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("SB3-")] == []
 
 
 def test_sac_baseline_acts_in_bounds(
