@@ -23,14 +23,23 @@ Phases (each writes JSON under ``--out``; ``report`` prints the Markdown tables)
   the DROPO distribution fitted to ``--fit-trajectories`` trajectories, (iv) on the
   target's hidden parameters and effects (oracle), all with the known delay; each
   evaluated on the target (``TargetSampler``, mean action), and the transfer gap closed
-  ``(iii - ii) / (iv - ii)``.
+  ``(iii - ii) / (iv - ii)``;
+- ``adapt``: RL2 (``agent: rl2``) meta-trained on the same DROPO distribution, with
+  trials of K episodes, then run by ``metarl transfer`` on its source test tasks and
+  on the target: its adaptation curve (return of episode k = 1..K) on both.
+
+Every phase runs once per seed of ``--seeds`` (the seed of the recorded data, the fits,
+the training runs and the target's evaluation episodes); ``report`` gives the mean and
+the spread over the seeds whose files are there.
 
 Usage::
 
     python benchmarks/sim2sim.py fits --out runs/sim2sim
-    python benchmarks/sim2sim.py transfer --out runs/sim2sim --iterations 60
-    python benchmarks/sim2sim.py report --out runs/sim2sim
-    python benchmarks/sim2sim.py fits --targets hopper --trajectories 1 2 --budget 20  # smoke
+    python benchmarks/sim2sim.py transfer --out runs/sim2sim
+    python benchmarks/sim2sim.py adapt --out runs/sim2sim --targets half_cheetah
+    python benchmarks/sim2sim.py report --out runs/sim2sim --plot-dir benchmarks/plots
+    python benchmarks/sim2sim.py fits --targets hopper --trajectories 1 2 --seeds 0 \\
+        --dropo-budget 20 --tm-budget 20  # smoke
 """
 
 from __future__ import annotations
@@ -116,37 +125,55 @@ def record(name: str, trajectories: int, seed: int) -> tuple[list[Any], dict[str
 def run_fits(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.targets:
-        env_id = TARGETS[name][0]
-        all_episodes, truth = record(name, max(args.trajectories), args.seed)
-        for n in args.trajectories:
-            episodes = all_episodes[:n]
-            for method, fit, options in (
-                ("dropo", fit_dropo, {"budget": args.budget, "samples": 5, "max_transitions": 300}),
-                ("trajectory_matching", fit_trajectory_matching, {"budget": args.budget}),
-            ):
-                params = {k: PhysicsParam.from_dict(v) for k, v in search_params(name).items()}
-                sim = Simulator(env_id, params, action_delay=DELAY)
-                result = fit(sim, episodes, seed=args.seed, **options)
-                sim.close()
-                row = {
-                    "target": name,
-                    "method": method,
-                    "trajectories": n,
-                    "truth": truth,
-                    "recovery_error": result.recovery_error(truth),
-                    **result.to_dict(),
-                }
-                path = out / f"fit_{name}_{method}_{n}.json"
-                path.write_text(json.dumps(row, indent=1, default=str))
-                errors = ", ".join(f"{k} {v:.3f}" for k, v in row["recovery_error"].items())
-                print(f"{name} {method} {n} traj: {errors}; {result.wall_time_s:.0f} s", flush=True)
+    methods = (
+        ("dropo", fit_dropo, {"budget": args.dropo_budget, "samples": 5, "max_transitions": 300}),
+        ("trajectory_matching", fit_trajectory_matching, {"budget": args.tm_budget}),
+    )
+    for seed in args.seeds:
+        for name in args.targets:
+            env_id = TARGETS[name][0]
+            all_episodes, truth = record(name, max(args.trajectories), seed)
+            for n in args.trajectories:
+                for method, fit, options in methods:
+                    path = out / f"fit_{name}_{method}_{n}_s{seed}.json"
+                    if path.exists():
+                        print(f"{path} exists; skipped", flush=True)
+                        continue
+                    params = {k: PhysicsParam.from_dict(v) for k, v in search_params(name).items()}
+                    sim = Simulator(env_id, params, action_delay=DELAY)
+                    result = fit(sim, all_episodes[:n], seed=seed, **options)
+                    sim.close()
+                    row = {
+                        "target": name,
+                        "method": method,
+                        "trajectories": n,
+                        "seed": seed,
+                        "truth": truth,
+                        "recovery_error": result.recovery_error(truth),
+                        **result.to_dict(),
+                    }
+                    path.write_text(json.dumps(row, indent=1, default=str))
+                    errors = ", ".join(f"{k} {v:.3f}" for k, v in row["recovery_error"].items())
+                    print(
+                        f"seed {seed} {name} {method} {n} traj: {errors}; "
+                        f"{result.wall_time_s:.0f} s",
+                        flush=True,
+                    )
 
 
-# --------------------------------------------------------------------------- transfer
+# --------------------------------------------------------------------------- training
 
 
-def _experiment(name: str, variant: str, params: dict[str, Any], args: argparse.Namespace) -> Any:
+def _experiment(
+    name: str,
+    variant: str,
+    params: dict[str, Any],
+    seed: int,
+    iterations: int,
+    args: argparse.Namespace,
+    agent: dict[str, Any] | None = None,
+) -> Any:
+    """The run config of one policy: PPO over ``params`` (``agent`` replaces it)."""
     env_id = TARGETS[name][0]
     raw = {
         "env": {
@@ -156,35 +183,40 @@ def _experiment(name: str, variant: str, params: dict[str, Any], args: argparse.
             "test_tasks": 10,
             "effects": EFFECTS if variant == "oracle" else EFFECTS[:1],
         },
-        "sampler": {"num_envs": 10},
-        "agent": {"name": "ppo", "tasks_per_iteration": 20},
+        "sampler": {"num_envs": 20 if agent else 10},
+        "agent": agent or {"name": "ppo", "tasks_per_iteration": 20},
         "randomization": {"schedule": "uniform", "params": params},
         "trainer": {
-            "iterations": args.iterations,
+            "iterations": iterations,
             "eval_every": 0,
-            "checkpoint_every": args.iterations,
+            "checkpoint_every": iterations,
             "progress": False,
         },
-        "evaluation": {"episodes": 1, "baselines": []},
+        "evaluation": {"episodes": agent["episodes_per_trial"] if agent else 1, "baselines": []},
         "run": {
-            "seed": args.seed,
+            "seed": seed,
             "root": str(Path(args.out) / "runs"),
-            "name": f"{name}_{variant}",
+            "name": f"{name}_{variant}_s{seed}",
         },
     }
     return validate_config(raw)
 
 
-def _variants(name: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    _, truth, specs = TARGETS[name]
-    fit_file = Path(args.out) / f"fit_{name}_dropo_{args.fit_trajectories}.json"
+def _learned(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The DROPO distribution fitted to ``--fit-trajectories`` trajectories of ``seed``."""
+    fit_file = Path(args.out) / f"fit_{name}_dropo_{args.fit_trajectories}_s{seed}.json"
     if not fit_file.exists():
         raise SystemExit(f"{fit_file} is missing: run the fits phase with that many trajectories")
-    learned = json.loads(fit_file.read_text())["distribution"]
+    learned: dict[str, Any] = json.loads(fit_file.read_text())["distribution"]
+    return learned
+
+
+def _variants(name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    _, truth, specs = TARGETS[name]
     return {
         "nominal": {n: {**s, "dist": {"kind": "fixed", "value": 1.0}} for n, s in specs.items()},
         "uniform": search_params(name),
-        "learned": learned,
+        "learned": _learned(name, seed, args),
         "oracle": {
             n: {**s, "dist": {"kind": "fixed", "value": truth[n]}} for n, s in specs.items()
         },
@@ -195,40 +227,123 @@ def run_transfer(args: argparse.Namespace) -> None:
     from metarl.runner import load_trained_agent
 
     out = Path(args.out)
-    for name in args.targets:
-        for variant, params in _variants(name, args).items():
-            path = out / f"transfer_{name}_{variant}.json"
+    for seed in args.seeds:
+        for name in args.targets:
+            for variant, params in _variants(name, seed, args).items():
+                path = out / f"transfer_{name}_{variant}_s{seed}.json"
+                if path.exists():
+                    print(f"{path} exists; skipped", flush=True)
+                    continue
+                start = time.perf_counter()
+                config = _experiment(name, variant, params, seed, args.iterations, args)
+                run_dir = run_experiment(config)
+                train_s = time.perf_counter() - start
+                _, agent, state = load_trained_agent(run_dir)
+                target = Target(load_target_config(target_config(name, seed + 1000)))
+                sampler = TargetSampler(target, seed=seed, max_steps=HORIZON)
+                trials = [RealTask("target")] * args.trials
+                result = evaluate_adaptation(agent, sampler, trials, 1)
+                sampler.close()
+                row = {
+                    "target": name,
+                    "variant": variant,
+                    "seed": seed,
+                    "return_mean": float(result.returns.mean()),
+                    "return_std": float(result.returns.std()),
+                    "trials": args.trials,
+                    "train_env_steps": int(state["env_steps"]),
+                    "train_wall_time_s": train_s,
+                    "run_dir": str(run_dir),
+                }
+                path.write_text(json.dumps(row, indent=1))
+                print(f"seed {seed} {name} {variant}: {row['return_mean']:.1f}", flush=True)
+
+
+def run_adapt(args: argparse.Namespace) -> None:
+    """RL2 on the learned distribution, then ``metarl transfer`` of it to the target."""
+    import yaml
+
+    from metarl.runner import load_trained_agent
+    from metarl.sim2real.transfer import run_transfer as transfer
+
+    out = Path(args.out)
+    agent = {
+        "name": "rl2",
+        "episodes_per_trial": args.episodes,
+        "meta_batch_size": 20,
+    }
+    for seed in args.seeds:
+        for name in args.targets:
+            path = out / f"adapt_{name}_rl2_s{seed}.json"
             if path.exists():
                 print(f"{path} exists; skipped", flush=True)
                 continue
             start = time.perf_counter()
-            run_dir = run_experiment(_experiment(name, variant, params, args))
+            learned = _learned(name, seed, args)
+            config = _experiment(name, "rl2", learned, seed, args.rl2_iterations, args, agent)
+            run_dir = run_experiment(config)
             train_s = time.perf_counter() - start
-            _, agent, state = load_trained_agent(run_dir)
-            target = Target(load_target_config(target_config(name, args.seed + 1000)))
-            sampler = TargetSampler(target, seed=args.seed, max_steps=HORIZON)
-            result = evaluate_adaptation(agent, sampler, [RealTask("target")] * args.trials, 1)
-            sampler.close()
+            spec = {
+                "name": f"{name}_rl2_s{seed}",
+                "run": str(run_dir),
+                "target": target_config(name, seed + 1000),
+                "trials": args.trials,
+                "episodes": args.episodes,
+                "max_steps": HORIZON,
+                "seed": seed,
+                "root": str(out / "transfer"),
+            }
+            spec_file = out / f"transfer_{name}_rl2_s{seed}.yaml"
+            spec_file.write_text(yaml.safe_dump({"transfer": spec}, sort_keys=False))
+            folder = transfer(spec_file)
+            data = json.loads((folder / "transfer.json").read_text())
             row = {
                 "target": name,
-                "variant": variant,
-                "return_mean": float(result.returns.mean()),
-                "return_std": float(result.returns.std()),
+                "agent": "rl2",
+                "seed": seed,
+                "episodes": args.episodes,
+                "source": np.asarray(data["source"]["returns"]).mean(0).tolist(),
+                "target_returns": np.asarray(data["target"]["returns"]).mean(0).tolist(),
                 "trials": args.trials,
-                "train_env_steps": int(state["env_steps"]),
+                "train_env_steps": int(load_trained_agent(run_dir)[2]["env_steps"]),
                 "train_wall_time_s": train_s,
                 "run_dir": str(run_dir),
+                "transfer_dir": str(folder),
             }
             path.write_text(json.dumps(row, indent=1))
-            print(f"{name} {variant}: {row['return_mean']:.1f} on the target", flush=True)
+            curve = " ".join(f"{r:.1f}" for r in row["target_returns"])
+            print(f"seed {seed} {name} rl2 on the target, k = 1..K: {curve}", flush=True)
 
 
 # --------------------------------------------------------------------------- report
 
 
+def _load(out: Path, prefix: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}_*.json"))]
+
+
+def _group(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def _spread(values: list[float], digits: int) -> str:
+    """``mean ± std`` over seeds (the std of one value is left out)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _seeds(rows: list[dict[str, Any]]) -> str:
+    return ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
+
+
 def plot_recovery(fits: list[dict[str, Any]], folder: Path) -> Path:
     """Recovery error per parameter against the number of real trajectories, one panel
-    per target, a line per (method, parameter)."""
+    per target, a line per (method, parameter): the mean over seeds, bars +- one std."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,25 +352,28 @@ def plot_recovery(fits: list[dict[str, Any]], folder: Path) -> Path:
     targets = sorted({r["target"] for r in fits})
     fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4), squeeze=False)
     for ax, name in zip(axes[0], targets, strict=True):
-        rows = [r for r in fits if r["target"] == name]
         for method, style in (("DROPO", "--"), ("trajectory matching", "-")):
-            mine = sorted(
-                (r for r in rows if r["method"] == method), key=lambda r: r["trajectories"]
+            groups = _group(
+                [r for r in fits if (r["target"], r["method"]) == (name, method)], "trajectories"
             )
-            if not mine:
+            if not groups:
                 continue
-            for param in mine[0]["recovery_error"]:
-                ax.plot(
-                    [r["trajectories"] for r in mine],
-                    [r["recovery_error"][param] for r in mine],
-                    style,
+            counts = [k[0] for k in groups]
+            for param in next(iter(groups.values()))[0]["recovery_error"]:
+                errs = [[r["recovery_error"][param] for r in rows] for rows in groups.values()]
+                ax.errorbar(
+                    counts,
+                    [np.mean(e) for e in errs],
+                    yerr=[np.std(e, ddof=1) if len(e) > 1 else 0.0 for e in errs],
+                    fmt=style,
                     marker="o",
+                    capsize=3,
                     label=f"{method}: {param}",
                 )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("real trajectories")
-        ax.set_ylabel("relative recovery error")
+        ax.set_ylabel("relative recovery error (mean over seeds)")
         ax.set_title(name)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -264,6 +382,82 @@ def plot_recovery(fits: list[dict[str, Any]], folder: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _fits_table(fits: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "Relative recovery error per parameter against the number of real trajectories "
+        "(random excitation, at most 200 steps each), mean ± std over seeds, and the "
+        "fit's wall time (mean over seeds):",
+        "",
+        "| target | method | trajectories | seeds | transitions | errors | wall time |",
+        "|---|---|---:|---|---:|---|---:|",
+    ]
+    for (name, method, n), rows in _group(fits, "target", "method", "trajectories").items():
+        errors = ", ".join(
+            f"{p} {_spread([r['recovery_error'][p] for r in rows], 3)}"
+            for p in rows[0]["recovery_error"]
+        )
+        transitions = np.mean([r["transitions"] for r in rows])
+        wall = np.mean([r["wall_time_s"] for r in rows])
+        lines.append(
+            f"| {name} | {method} | {n} | {_seeds(rows)} | {transitions:.0f} | "
+            f"{errors} | {wall:.0f} s |"
+        )
+    return lines
+
+
+def _gap(u: float, le: float, o: float) -> float | None:
+    return None if abs(o - u) < 1e-9 else (le - u) / (o - u)
+
+
+def _transfer_table(rows: list[dict[str, Any]]) -> list[str]:
+    variants = ("nominal", "uniform", "learned", "oracle")
+    lines = [
+        "Return on the target of PPO trained on each distribution: per seed the mean over "
+        "its target trials, then mean ± std over seeds; gap closed = (learned - uniform) "
+        "/ (oracle - uniform) of the seed means, and per seed:",
+        "",
+        "| target | seeds | nominal | uniform DR | learned (DROPO) | oracle | gap closed "
+        "| per seed |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for (name,), mine in _group(rows, "target").items():
+        by = {v: {r["seed"]: r["return_mean"] for r in mine if r["variant"] == v} for v in variants}
+        cells = [_spread(list(by[v].values()), 1) if by[v] else "-" for v in variants]
+        complete = sorted(set.intersection(*(set(by[v]) for v in variants[1:])))
+        gap, per_seed = "-", "-"
+        if complete:
+            means = [float(np.mean([by[v][s] for s in complete])) for v in variants[1:]]
+            g = _gap(*means)
+            gap = "not defined" if g is None else f"{g:.2f}"
+            per = [(s, _gap(*(by[v][s] for v in variants[1:]))) for s in complete]
+            per_seed = ", ".join(f"{s}: {'-' if g is None else f'{g:.2f}'}" for s, g in per)
+        seeds = ",".join(str(s) for s in sorted(set().union(*(set(b) for b in by.values()))))
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {gap} | {per_seed} |")
+    return lines
+
+
+def _adapt_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "RL2 meta-trained on the learned (DROPO) distribution, evaluated by `metarl transfer`: "
+        "return of episode k of a trial (per seed the mean over tasks / trials, then "
+        "mean ± std over seeds):",
+        "",
+    ]
+    for (name, agent), mine in _group(rows, "target", "agent").items():
+        k = mine[0]["episodes"]
+        lines += [
+            f"| {name}, {agent} (seeds {_seeds(mine)}) | "
+            + " | ".join(f"k={i + 1}" for i in range(k))
+            + " |",
+            "|---|" + "---:|" * k,
+        ]
+        for where, key in (("source test tasks", "source"), ("target", "target_returns")):
+            cells = [_spread([r[key][i] for r in mine], 1) for i in range(k)]
+            lines.append(f"| {where} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def report(args: argparse.Namespace) -> str:
@@ -277,72 +471,52 @@ def report(args: argparse.Namespace) -> str:
         f"- machine: {machine_line()}",
         "",
     ]
-    fits = [json.loads(p.read_text()) for p in sorted(out.glob("fit_*.json"))]
+    fits = _load(out, "fit")
     if fits:
-        lines += [
-            "Relative recovery error per parameter against the number of real trajectories "
-            "(random excitation, at most 200 steps each), and the fit's wall time:",
-            "",
-            "| target | method | trajectories | transitions | errors | wall time |",
-            "|---|---|---:|---:|---|---:|",
-        ]
-        fits.sort(key=lambda r: (r["target"], r["method"], r["trajectories"]))
-        for r in fits:
-            errors = ", ".join(f"{k} {v:.3f}" for k, v in r["recovery_error"].items())
-            lines.append(
-                f"| {r['target']} | {r['method']} | {r['trajectories']} | {r['transitions']} | "
-                f"{errors} | {r['wall_time_s']:.0f} s |"
-            )
-    if fits and args.plot_dir:
-        path = plot_recovery(fits, Path(args.plot_dir))
-        lines += ["", f"![recovery error against real trajectories]({path.name})"]
-    rows = [json.loads(p.read_text()) for p in sorted(out.glob("transfer_*.json"))]
-    if rows:
-        lines += [
-            "",
-            "Return on the target (mean ± std over trials, mean action) of PPO trained on:",
-            "",
-            "| target | nominal | uniform DR | learned (DROPO) | oracle | gap closed |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        by: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            by.setdefault(r["target"], {})[r["variant"]] = r
-        for name, v in by.items():
-            cells = [
-                f"{v[k]['return_mean']:.1f} ± {v[k]['return_std']:.1f}" if k in v else "-"
-                for k in ("nominal", "uniform", "learned", "oracle")
-            ]
-            gap = "-"
-            if all(k in v for k in ("uniform", "learned", "oracle")):
-                u, le, o = (v[k]["return_mean"] for k in ("uniform", "learned", "oracle"))
-                gap = "not defined" if abs(o - u) < 1e-9 else f"{(le - u) / (o - u):.2f}"
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {gap} |")
+        lines += _fits_table(fits)
+        if args.plot_dir:
+            path = plot_recovery(fits, Path(args.plot_dir))
+            lines += ["", f"![recovery error against real trajectories]({path.name})"]
+    transfers = _load(out, "transfer")
+    if transfers:
+        lines += ["", *_transfer_table(transfers)]
+    adapts = _load(out, "adapt")
+    if adapts:
+        lines += ["", *_adapt_table(adapts)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=["fits", "transfer", "report"])
+    parser.add_argument("phase", choices=["fits", "transfer", "adapt", "report"])
     parser.add_argument("--out", default="runs/sim2sim")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--trajectories", nargs="+", type=int, default=[1, 2, 5, 10, 20])
-    parser.add_argument("--budget", type=int, default=300, help="objective evaluations per fit")
+    parser.add_argument(
+        "--dropo-budget", type=int, default=1000, help="objective evaluations per DROPO fit"
+    )
+    parser.add_argument(
+        "--tm-budget", type=int, default=300, help="evaluations per trajectory-matching fit"
+    )
     parser.add_argument("--fit-trajectories", type=int, default=10, help="data of the learned DR")
     parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per policy")
-    parser.add_argument("--trials", type=int, default=20, help="target episodes per policy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rl2-iterations", type=int, default=150, help="adapt: RL2 iterations")
+    parser.add_argument("--episodes", type=int, default=3, help="adapt: K episodes per trial")
+    parser.add_argument("--trials", type=int, default=20, help="target trials per policy")
     parser.add_argument("--plot-dir", default=None, help="report: write the recovery plot here")
     args = parser.parse_args(argv)
-    for key in ("budget", "fit_trajectories", "iterations", "trials"):
+    counts = ("dropo_budget", "tm_budget", "fit_trajectories", "iterations", "rl2_iterations")
+    for key in (*counts, "episodes", "trials"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be a positive integer")
     if min(args.trajectories) < 1:
         parser.error("--trajectories must be positive integers")
-    if args.phase == "fits":
-        run_fits(args)
-    elif args.phase == "transfer":
-        run_transfer(args)
+    if min(args.seeds) < 0:
+        parser.error("--seeds must be integers >= 0")
+    phases = {"fits": run_fits, "transfer": run_transfer, "adapt": run_adapt}
+    if args.phase in phases:
+        phases[args.phase](args)
     else:
         print(report(args))
     return 0
