@@ -1,7 +1,8 @@
 """Sim-to-sim benchmark of learned simulators and transfer (BENCHMARKS.md, P4).
 
 Two targets, "real" systems with hidden physics and effects the simulator leaves out
-(an action delay of one control step and Gaussian observation noise of std 0.002).
+(an action delay of one control step and Gaussian observation noise of std 0.002;
+``--noise`` changes it, ``--noise 0`` leaves it out).
 The delay counts as known (measured on the robot): the fits replay actions through
 it (``Simulator(action_delay=1)``) and every policy trains with it
 (``env.effects``); the noise stays unmodeled except for the oracle. Without the
@@ -65,10 +66,15 @@ from metarl.sim2real.targets import Target, TargetSampler, load_target_config
 from metarl.tasks import RealTask
 
 DELAY = 1  # control steps; known (a robot's latency measurement gives it), so modeled
-EFFECTS = [
-    {"name": "action_delay", "steps": DELAY},
-    {"name": "observation_noise", "std": 0.002},
-]
+NOISE = 0.002  # std of the targets' observation noise (--noise)
+
+
+def effects(noise: float) -> list[dict[str, Any]]:
+    """The targets' effects: the known delay, then unmodeled noise (none at 0)."""
+    delay = [{"name": "action_delay", "steps": DELAY}]
+    return delay + ([{"name": "observation_noise", "std": noise}] if noise > 0 else [])
+
+
 FRICTION = {"field": "geom_friction", "components": ["sliding"], "op": "scale"}
 
 
@@ -93,10 +99,10 @@ BOUNDS = (0.3, 2.5)  # the search box of the fits = the uniform randomization's 
 HORIZON = 200
 
 
-def target_config(name: str, seed: int = 0) -> dict[str, Any]:
+def target_config(name: str, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
     env, truth, specs = TARGETS[name]
     physics = {n: {**specs[n], "dist": {"kind": "fixed", "value": v}} for n, v in truth.items()}
-    return {"env": env, "physics": physics, "effects": EFFECTS, "seed": seed}
+    return {"env": env, "physics": physics, "effects": effects(noise), "seed": seed}
 
 
 def search_params(name: str) -> dict[str, dict[str, Any]]:
@@ -107,8 +113,10 @@ def search_params(name: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def record(name: str, trajectories: int, seed: int) -> tuple[list[Any], dict[str, Any]]:
-    target = Target(load_target_config(target_config(name, seed)))
+def record(
+    name: str, trajectories: int, seed: int, noise: float = NOISE
+) -> tuple[list[Any], dict[str, Any]]:
+    target = Target(load_target_config(target_config(name, seed, noise)))
     rng = np.random.default_rng(seed)
     space: Any = target.action_space
     episodes = target.rollout(
@@ -132,9 +140,11 @@ def run_fits(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         for name in args.targets:
             env_id = TARGETS[name][0]
-            all_episodes, truth = record(name, max(args.trajectories), seed)
+            all_episodes, truth = record(name, max(args.trajectories), seed, args.noise)
             for n in args.trajectories:
                 for method, fit, options in methods:
+                    if method not in args.methods:
+                        continue
                     path = out / f"fit_{name}_{method}_{n}_s{seed}.json"
                     if path.exists():
                         print(f"{path} exists; skipped", flush=True)
@@ -148,6 +158,7 @@ def run_fits(args: argparse.Namespace) -> None:
                         "method": method,
                         "trajectories": n,
                         "seed": seed,
+                        "noise": args.noise,
                         "truth": truth,
                         "recovery_error": result.recovery_error(truth),
                         **result.to_dict(),
@@ -181,7 +192,7 @@ def _experiment(
             "kwargs": {"max_episode_steps": HORIZON},
             "train_tasks": 200,
             "test_tasks": 10,
-            "effects": EFFECTS if variant == "oracle" else EFFECTS[:1],
+            "effects": effects(args.noise if variant == "oracle" else 0.0),
         },
         "sampler": {"num_envs": 20 if agent else 10},
         "agent": agent or {"name": "ppo", "tasks_per_iteration": 20},
@@ -239,7 +250,7 @@ def run_transfer(args: argparse.Namespace) -> None:
                 run_dir = run_experiment(config)
                 train_s = time.perf_counter() - start
                 _, agent, state = load_trained_agent(run_dir)
-                target = Target(load_target_config(target_config(name, seed + 1000)))
+                target = Target(load_target_config(target_config(name, seed + 1000, args.noise)))
                 sampler = TargetSampler(target, seed=seed, max_steps=HORIZON)
                 trials = [RealTask("target")] * args.trials
                 result = evaluate_adaptation(agent, sampler, trials, 1)
@@ -286,7 +297,7 @@ def run_adapt(args: argparse.Namespace) -> None:
             spec = {
                 "name": f"{name}_rl2_s{seed}",
                 "run": str(run_dir),
-                "target": target_config(name, seed + 1000),
+                "target": target_config(name, seed + 1000, args.noise),
                 "trials": args.trials,
                 "episodes": args.episodes,
                 "max_steps": HORIZON,
@@ -504,6 +515,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rl2-iterations", type=int, default=150, help="adapt: RL2 iterations")
     parser.add_argument("--episodes", type=int, default=3, help="adapt: K episodes per trial")
     parser.add_argument("--trials", type=int, default=20, help="target trials per policy")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["dropo", "trajectory_matching"],
+        choices=["dropo", "trajectory_matching"],
+        help="fits: the methods to run",
+    )
+    parser.add_argument(
+        "--noise", type=float, default=NOISE, help="std of the targets' observation noise"
+    )
     parser.add_argument("--plot-dir", default=None, help="report: write the recovery plot here")
     args = parser.parse_args(argv)
     counts = ("dropo_budget", "tm_budget", "fit_trajectories", "iterations", "rl2_iterations")
@@ -512,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{key.replace('_', '-')} must be a positive integer")
     if min(args.trajectories) < 1:
         parser.error("--trajectories must be positive integers")
+    if not args.noise >= 0:
+        parser.error("--noise must be a number >= 0")
     if min(args.seeds) < 0:
         parser.error("--seeds must be integers >= 0")
     phases = {"fits": run_fits, "transfer": run_transfer, "adapt": run_adapt}
