@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers (tests/conftest.py keeps the tests that start Ray on one of them)
+PYTEST_WORKERS ?= auto
 
 .PHONY: install demo test lint typecheck unit bench format clean
 
@@ -30,7 +32,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 unit: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
