@@ -16,7 +16,9 @@ built from a ``TargetConfig``::
 
 What the rest of the platform may do with a ``Target`` is what it could do with a
 robot: read its spaces and control period, and run a policy on it for whole
-episodes, getting the recorded transitions back (``rollout``). The fits of
+episodes, getting the recorded transitions back (``rollout``): observations, actions,
+rewards and the env's own step infos, without the effects' records (a robot does
+not report its sensor bias; they are kept apart in ``effect_records``). The fits of
 ``metarl.sim2real`` take those recordings, never the target. ``hidden_truth`` gives
 the hidden values for the one place that may know them, the evaluation of a fit's
 recovery error in sim-to-sim reports.
@@ -42,7 +44,14 @@ from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import Sampler, trial_seed
 from metarl.tasks import RealTask, Task
 
-__all__ = ["Target", "TargetConfig", "TargetSampler", "load_target_config"]
+__all__ = [
+    "Target",
+    "TargetConfig",
+    "TargetSampler",
+    "flatten_info",
+    "load_target_config",
+    "make_target_env",
+]
 
 # A controller: observation -> action (numpy in, numpy out).
 Controller = Callable[[np.ndarray], np.ndarray]
@@ -82,6 +91,28 @@ def load_target_config(data: dict[str, Any]) -> TargetConfig:
         raise ValueError(f"invalid target:\n  {validation_message(err, 'target')}") from None
 
 
+def make_target_env(config: TargetConfig) -> gym.Env[Any, Any]:
+    """The target's environment: ``config.env`` with its hidden physics (drawn once,
+    at the first reset) and its effects.
+
+    Raises:
+        ValueError: the env refuses the physics or the effects (the message names them).
+    """
+    env = gym.make(config.env, **config.env_kwargs)
+    if config.physics:
+        params = params_from_dicts(config.physics)
+        try:
+            env = PhysicsRandomization(env, params, resample="once")
+        except ValueError as err:
+            env.close()
+            raise ValueError(f"target.physics: {err}") from None
+    try:
+        return apply_effects(env, config.effects)
+    except ValueError as err:
+        env.close()
+        raise ValueError(f"target.{err}") from None
+
+
 class Target:
     """A "real" system: hidden physics and unmodeled effects behind a robot's interface.
 
@@ -91,22 +122,13 @@ class Target:
 
     def __init__(self, config: TargetConfig):
         self.config = config
-        env = gym.make(config.env, **config.env_kwargs)
-        if config.physics:
-            params = params_from_dicts(config.physics)
-            try:
-                env = PhysicsRandomization(env, params, resample="once")
-            except ValueError as err:
-                env.close()
-                raise ValueError(f"target.physics: {err}") from None
-        try:
-            env = apply_effects(env, config.effects)
-        except ValueError as err:
-            env.close()
-            raise ValueError(f"target.{err}") from None
-        self._env = env
+        self._env = env = make_target_env(config)
         self._task = RealTask(system=f"target:{config.env}")
         self._episodes = 0
+        self.effect_records: list[dict[str, np.ndarray]] = []
+        """Per recorded episode, what the effects did (``effects.<name>.<field>``: the
+        sensor bias, the delayed action, ...): ground truth like ``hidden_truth``, kept
+        out of the episodes, since a robot does not report it."""
         self._seeds = np.random.SeedSequence(config.seed)
         self.observation_space = env.observation_space
         self.action_space = env.action_space
@@ -193,6 +215,8 @@ class Target:
             obs, prev_action, prev_reward = next_obs, action, float(reward)
             if terminated or truncated or stop:
                 break
+        visible, hidden = split_effect_records(_numeric_infos(infos))
+        self.effect_records.append(hidden)
         return Episode(
             task=self._task,
             observations=np.asarray(rows["obs"], dtype=np.float32),
@@ -201,7 +225,7 @@ class Target:
             rewards=np.asarray(rows["rew"], dtype=np.float64),
             terminations=np.asarray(rows["term"], dtype=bool),
             truncations=np.asarray(rows["trunc"], dtype=bool),
-            env_infos=_numeric_infos(infos),
+            env_infos=visible,
             agent_infos={k: np.stack([a[k] for a in agent_infos]) for k in agent_infos[0]},
             trial=trial,
             index_in_trial=index_in_trial,
@@ -266,7 +290,7 @@ def _plain(value: Any) -> Any:
 def _numeric_infos(infos: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Step infos as arrays: numeric entries, nested dicts flattened to ``a.b`` keys;
     kept only if present with one shape at every step."""
-    flat = [_flatten(i) for i in infos]
+    flat = [flatten_info(i) for i in infos]
     out: dict[str, np.ndarray] = {}
     for key in flat[0] if flat else ():
         values = [f.get(key) for f in flat]
@@ -278,11 +302,19 @@ def _numeric_infos(infos: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
-def _flatten(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def split_effect_records(infos: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flat ``infos`` split into what a robot reports and the effects' records
+    (``effects.*`` keys), which only a simulation knows."""
+    hidden = {k: v for k, v in infos.items() if k.startswith("effects.")}
+    return {k: v for k, v in infos.items() if k not in hidden}, hidden
+
+
+def flatten_info(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``info`` with nested dicts flattened to ``a.b`` keys."""
     out: dict[str, Any] = {}
     for k, v in info.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_info(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -43,10 +43,12 @@ def test_a_target_hides_its_physics_and_effects_behind_rollouts() -> None:
     first = episodes[0]
     assert isinstance(first.task, RealTask) and first.task.system == "target:Hopper-v5"
     assert first.truncations[-1] and not first.truncations[:-1].any()
-    assert first.env_infos["effects.action_delay.steps"].tolist() == [1] * 30
-    bias = first.env_infos["effects.observation_noise.bias"]
+    assert not [k for k in first.env_infos if k.startswith("effects.")]  # a robot hides them
+    records = target.effect_records  # ground truth, kept apart
+    assert records[0]["effects.action_delay.steps"].tolist() == [1] * 30
+    bias = records[0]["effects.observation_noise.bias"]
     assert np.all(bias == bias[0]) and not np.allclose(
-        bias[0], episodes[1].env_infos["effects.observation_noise.bias"][0]
+        bias[0], records[1]["effects.observation_noise.bias"][0]
     )  # one bias per episode
     assert target.hidden_truth() == {"torso_mass": 1.4}
     assert target.dt == pytest.approx(0.008)

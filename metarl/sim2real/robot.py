@@ -1,0 +1,313 @@
+"""Real robots: the interface a user implements, and ``RealRobotEnv`` over it.
+
+A robot is anything with this small interface (``Robot``, a protocol; no base class
+needed): its ``observation_space`` and ``action_space`` (Gymnasium ``Box``es, the
+specification of what it reads and takes), optional ``observation_names``, and
+
+- ``connect()`` / ``disconnect()``;
+- ``reset(seed=None) -> RobotReading``: bring the robot to its start state (a homing
+  routine, or an operator) and return the first reading (a simulated robot seeds its
+  episode with ``seed``; a real one ignores it);
+- ``send_command(action)``: apply a command (returns at once);
+- ``read() -> RobotReading``: the latest observation, with the reward and the end of
+  the episode where the robot knows them (a simulated robot does; a real one may
+  leave them to ``RealRobotEnv``'s ``reward_fn``).
+
+A robot raises ``RobotDisconnected`` when its link is gone.
+
+``RealRobotEnv`` makes any such robot a Gymnasium environment, so that every policy
+and agent of the platform runs on it unchanged. Each ``step``: the command passes the
+``SafetyLayer`` (``metarl.sim2real.safety``), is sent, the ``RateController`` waits for
+the end of the control period, and the robot is read. ``info`` says, with the same
+keys at every step and at reset (what recorders need): the command as sent
+(``command``), the step's timing (``timing.*``: period, lateness past the deadline,
+overrun, time spent in ``send_command`` and in ``read``), the safety layer's
+interventions (``safety.*``) and whether the link was lost (``disconnected``).
+
+A lost link ends the episode cleanly: the step returns the last observation,
+reward 0, ``truncated=True`` and ``info["disconnected"] = True``; the next ``reset``
+reconnects. At the end of every episode the safe action is sent, so the robot does not
+keep executing the last command.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from metarl.sim2real.rate import RateController, TimingStats, timing_stats
+from metarl.sim2real.safety import (
+    KINDS,
+    EStopLatched,
+    Intervention,
+    SafetyConfig,
+    SafetyLayer,
+    Watchdog,
+)
+
+__all__ = ["RealRobotEnv", "Robot", "RobotDisconnected", "RobotReading"]
+
+
+class RobotDisconnected(ConnectionError):
+    """The robot's link is gone (raised by a ``Robot``'s methods)."""
+
+
+@dataclass
+class RobotReading:
+    """What a robot reports: its observation, and where it knows them, the reward of
+    the last control period, whether the episode ended, and extra ``info`` (numbers or
+    numeric arrays, the same keys at every step)."""
+
+    observation: np.ndarray
+    reward: float | None = None
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Robot(Protocol):
+    """The interface of a robot (module docstring)."""
+
+    observation_space: spaces.Box
+    action_space: spaces.Box
+
+    def connect(self) -> None: ...
+
+    def reset(self, seed: int | None = None) -> RobotReading: ...
+
+    def send_command(self, action: np.ndarray) -> None: ...
+
+    def read(self) -> RobotReading: ...
+
+    def disconnect(self) -> None: ...
+
+
+RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+INFO_KEYS = (
+    "timing.period",
+    "timing.lateness",
+    "timing.overrun",
+    "timing.command_s",
+    "timing.read_s",
+    "safety.interventions",
+    "safety.kinds",
+    "safety.estop",
+    "disconnected",
+)
+
+
+def kinds_mask(events: Sequence[Intervention]) -> int:
+    """The interventions' kinds as a bit mask: bit ``i`` for ``safety.KINDS[i]``."""
+    mask = 0
+    for e in events:
+        mask |= 1 << KINDS.index(e.kind)
+    return mask
+
+
+class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A Gymnasium environment over a ``Robot`` (module docstring).
+
+    Args:
+        robot: the robot.
+        hz: control frequency.
+        safety: what the safety layer enforces (default: the action space's bounds,
+            zeros as the safe action, no state limits, no watchdog).
+        reward_fn: ``(obs, command, next_obs) -> reward``, for robots whose readings
+            carry no reward.
+        max_episode_steps: truncate episodes at this many steps (None: the robot or
+            the safety layer ends them).
+
+    Raises:
+        ValueError: a robot without Box spaces, a bad ``hz`` or ``max_episode_steps``,
+            or an invalid safety configuration (named).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(
+        self,
+        robot: Robot,
+        hz: float,
+        safety: SafetyConfig | None = None,
+        reward_fn: RewardFn | None = None,
+        max_episode_steps: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        for name in ("observation_space", "action_space"):
+            if not isinstance(getattr(robot, name, None), spaces.Box):
+                raise ValueError(f"RealRobotEnv: the robot's {name} must be a gymnasium Box")
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, int)
+            or max_episode_steps < 1
+        ):
+            raise ValueError(
+                "RealRobotEnv.max_episode_steps must be a positive integer, "
+                f"got {max_episode_steps!r}"
+            )
+        self.robot = robot
+        self.observation_space = robot.observation_space
+        self.action_space = robot.action_space
+        self.rate = RateController(hz, clock=clock)
+        names = getattr(robot, "observation_names", None)
+        self.safety = SafetyLayer(
+            safety or SafetyConfig(),
+            robot.action_space,
+            int(np.prod(robot.observation_space.shape)),
+            names,
+            clock=clock,
+        )
+        self.reward_fn = reward_fn
+        self.max_episode_steps = max_episode_steps
+        self._clock = clock
+        self._lock = threading.Lock()  # the env's thread and the watchdog's share the robot
+        self._connected = False
+        self._obs: np.ndarray | None = None
+        self._steps = 0
+        self._episode_ticks = 0
+        self.episode_interventions: list[Intervention] = []
+        timeout = (safety or SafetyConfig()).watchdog_s
+        self.watchdog = None if timeout is None else Watchdog(timeout, self._watchdog_fired)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _watchdog_fired(self, waited_s: float) -> None:
+        command = self.safety.record_watchdog(waited_s)
+        with self._lock:
+            self.robot.send_command(command)
+
+    def _info(self, sent: np.ndarray, **values: float) -> dict[str, Any]:
+        info: dict[str, Any] = {"command": np.asarray(sent, dtype=np.float64).copy()}
+        info.update({k: values.get(k.replace(".", "_"), 0) for k in INFO_KEYS})
+        return info
+
+    def _safe_stop(self) -> None:
+        """Send the safe action (an episode's end); a lost link is not an error here."""
+        if self.watchdog is not None:
+            self.watchdog.pause()
+        if not self._connected:
+            return
+        try:
+            with self._lock:
+                self.robot.send_command(self.safety.safe_action.reshape(self.action_space.shape))
+        except RobotDisconnected:
+            self._connected = False
+
+    # ------------------------------------------------------------------ gymnasium
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Connect if needed, bring the robot to its start state, start the clock.
+
+        Raises:
+            EStopLatched: the emergency stop is latched (``clear_estop`` first).
+        """
+        super().reset(seed=seed)
+        if self.safety.estopped:
+            raise EStopLatched(
+                f"e-stop latched ({self.safety.estop_cause}): check the robot, then call "
+                "env.clear_estop()"
+            )
+        with self._lock:
+            if not self._connected:
+                self.robot.connect()
+                self._connected = True
+            reading = self.robot.reset(seed)
+        self._obs = np.asarray(reading.observation, dtype=self.observation_space.dtype)
+        self._steps = 0
+        self.episode_interventions = []
+        self.safety.start_episode()
+        self.rate.start()
+        self._episode_ticks = len(self.rate.ticks)
+        if self.watchdog is not None:
+            self.watchdog.resume()
+        return self._obs.copy(), self._info(self.safety.safe_action)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One control period (module docstring).
+
+        Raises:
+            RuntimeError: ``step`` before ``reset``, or neither the robot nor
+                ``reward_fn`` gives a reward.
+            ValueError: an action of the wrong shape.
+        """
+        if self._obs is None:
+            raise RuntimeError("RealRobotEnv.step before reset")
+        sent, events, end = self.safety.filter(action, self._obs)
+        self.episode_interventions.extend(events)
+        values: dict[str, float] = {
+            "safety_interventions": len(events),
+            "safety_kinds": kinds_mask(events),
+            "safety_estop": self.safety.estopped,
+        }
+        try:
+            t0 = self._clock()
+            with self._lock:
+                self.robot.send_command(sent)
+            t1 = self._clock()
+            if self.watchdog is not None:
+                self.watchdog.kick()
+            tick = self.rate.wait()
+            t2 = self._clock()
+            with self._lock:
+                reading = self.robot.read()
+            t3 = self._clock()
+        except RobotDisconnected:
+            self._connected = False
+            self._safe_stop()
+            info = self._info(sent, disconnected=1, **values)
+            return self._obs.copy(), 0.0, False, True, info
+        next_obs = np.asarray(reading.observation, dtype=self.observation_space.dtype)
+        if reading.reward is not None:
+            reward = float(reading.reward)
+        elif self.reward_fn is not None:
+            reward = float(self.reward_fn(self._obs, sent, next_obs))
+        else:
+            raise RuntimeError("RealRobotEnv: the robot's readings carry no reward; pass reward_fn")
+        self._obs = next_obs
+        self._steps += 1
+        limit = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
+        terminated = bool(reading.terminated)
+        truncated = bool(reading.truncated or end or limit) and not terminated
+        info = self._info(
+            sent,
+            timing_period=tick.period,
+            timing_lateness=tick.lateness,
+            timing_overrun=tick.overrun,
+            timing_command_s=t1 - t0,
+            timing_read_s=t3 - t2,
+            **values,
+        )
+        info.update(reading.info)
+        if terminated or truncated:
+            self._safe_stop()
+        return next_obs.copy(), reward, terminated, truncated, info
+
+    def clear_estop(self) -> None:
+        """Release the emergency stop (after checking the robot)."""
+        self.safety.clear_estop()
+
+    def timing(self) -> TimingStats:
+        """Timing of the current (or last) episode's control periods."""
+        return timing_stats(self.rate.ticks[self._episode_ticks :], self.rate.period)
+
+    def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self._safe_stop()
+        if self._connected:
+            try:
+                self.robot.disconnect()
+            finally:
+                self._connected = False
+        super().close()
