@@ -54,7 +54,7 @@ class FlakyRobot(SimulatedRobot):
 
 def test_an_episode_runs_at_the_rate_and_records_what_was_sent() -> None:
     env = RealRobotEnv(robot(), hz=200, max_episode_steps=20)
-    obs, info = env.reset()
+    _, info = env.reset()
     assert set(info) == {"command", *INFO_KEYS}
     steps = 0
     while True:
