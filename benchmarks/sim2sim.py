@@ -117,7 +117,7 @@ def record(
     name: str, trajectories: int, seed: int, noise: float = NOISE
 ) -> tuple[list[Any], dict[str, Any]]:
     target = Target(load_target_config(target_config(name, seed, noise)))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # not the fits'
     space: Any = target.action_space
     episodes = target.rollout(
         lambda obs: rng.uniform(space.low, space.high).astype(space.dtype), trajectories, HORIZON

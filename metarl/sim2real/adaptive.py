@@ -250,6 +250,13 @@ class AutomaticDR(AdaptiveSchedule):
 class DORAEMON(AdaptiveSchedule):
     """DORAEMON (module docstring).
 
+    Each Beta's parameters stay >= ``MIN_AB`` = 1: the uniform (a = b = 1) is already the
+    entropy's maximum, and below 1 a Beta's density is infinite at the limits, which
+    makes the importance weights of the success estimate explode. A step is kept only
+    if it lies in the trust region and (entropy step) keeps the estimated success
+    rate at least ``success_rate``; else the distribution stays. ``describe`` gives the
+    effective sample size of the last estimate (``ess``).
+
     Args:
         params, success_return, nominal: as ``AdaptiveSchedule``.
         success_rate: alpha, the success probability the distribution must keep.
@@ -260,6 +267,8 @@ class DORAEMON(AdaptiveSchedule):
     Raises:
         ValueError: as ``AdaptiveSchedule``, or a value out of range (named).
     """
+
+    MIN_AB = 1.0
 
     def __init__(
         self,
@@ -286,21 +295,33 @@ class DORAEMON(AdaptiveSchedule):
         ab = []
         for n in self.names:
             low, high = self.limits[n]
-            m = min(max((self.nominal[n] - low) / (high - low), 0.02), 0.98)
-            # mode (a - 1) / (a + b - 2) = m with a + b = c
+            m = (self.nominal[n] - low) / (high - low)  # in [0, 1]: checked above
+            # mode (a - 1) / (a + b - 2) = m with a + b = c; a, b >= 1
             a = 1 + m * (c - 2)
             ab.append((a, c - a))
         self.ab = np.array(ab, dtype=np.float64)  # (d, 2)
         self._values: list[np.ndarray] = []  # unit-box values of recorded episodes
         self._success: list[float] = []
         self.last_success_rate = math.nan
+        self.last_ess = math.nan
 
     def _unit(self, task: PhysicsTask) -> np.ndarray:
+        """``task``'s values in the unit box of the limits.
+
+        Raises:
+            ValueError: a value outside its parameter's limits (not a task of this
+                schedule).
+        """
         out = []
         for n in self.names:
             low, high = self.limits[n]
-            out.append((float(np.asarray(task.values[n]).flat[0]) - low) / (high - low))
-        return np.clip(np.array(out), 1e-6, 1 - 1e-6)
+            value = float(np.asarray(task.values[n]).flat[0])
+            if not low - 1e-9 * (high - low) <= value <= high + 1e-9 * (high - low):
+                raise ValueError(
+                    f"DORAEMON.record: {n} = {value} lies outside its limits [{low}, {high}]"
+                )
+            out.append((value - low) / (high - low))
+        return np.clip(np.array(out), 1e-9, 1 - 1e-9)  # float rounding at the limits only
 
     def sample_tasks(self, rng: np.random.Generator, n: int) -> list[PhysicsTask]:
         tasks = []
@@ -357,18 +378,17 @@ class DORAEMON(AdaptiveSchedule):
         current = self.ab.copy()
         log_q = self._log_pdf(current, x)
 
+        def weights(log_ab: np.ndarray) -> np.ndarray:
+            return np.exp(self._log_pdf(np.exp(log_ab).reshape(-1, 2), x) - log_q)
+
         def success_rate(log_ab: np.ndarray) -> float:
-            w = np.exp(self._log_pdf(np.exp(log_ab).reshape(-1, 2), x) - log_q)
-            return float(np.mean(w * success))
+            return float(np.mean(weights(log_ab) * success))
 
         def kl_margin(log_ab: np.ndarray) -> float:
             return self.kl_bound - self.kl(np.exp(log_ab).reshape(-1, 2), current)
 
-        start = np.log(current).ravel()
-        self.last_success_rate = float(success.mean())
-        bounds = [(math.log(1e-2), math.log(1e4))] * len(start)
-        if self.last_success_rate >= self.success_rate:
-            result = minimize(
+        def max_entropy(start: np.ndarray) -> np.ndarray:
+            return minimize(
                 lambda v: -self.entropy(np.exp(v).reshape(-1, 2)),
                 start,
                 method="SLSQP",
@@ -377,21 +397,42 @@ class DORAEMON(AdaptiveSchedule):
                     {"type": "ineq", "fun": kl_margin},
                     {"type": "ineq", "fun": lambda v: success_rate(v) - self.success_rate},
                 ],
-            )
+            ).x
+
+        def within_trust_region(v: np.ndarray) -> bool:
+            return bool(np.all(np.isfinite(v)) and kl_margin(v) >= -1e-3 * self.kl_bound)
+
+        def feasible(v: np.ndarray) -> bool:
+            return success_rate(v) >= self.success_rate * (1 - 1e-3)
+
+        start = np.log(current).ravel()
+        self.last_success_rate = float(success.mean())
+        bounds = [(math.log(self.MIN_AB), math.log(1e4))] * len(start)
+        if self.last_success_rate >= self.success_rate:
+            candidate = max_entropy(start)
+            accept = within_trust_region(candidate) and feasible(candidate)
         else:
-            result = minimize(
+            # The constraint fails: the most successful distribution in the trust
+            # region; if that reaches alpha, the entropy step goes on from it.
+            candidate = minimize(
                 lambda v: -success_rate(v),
                 start,
                 method="SLSQP",
                 bounds=bounds,
                 constraints=[{"type": "ineq", "fun": kl_margin}],
-            )
-        candidate = np.exp(result.x).reshape(-1, 2)
-        # Keep only a step that respects the trust region (SLSQP may end slightly off).
-        if not np.all(np.isfinite(candidate)) or self.kl(candidate, current) > 1.5 * self.kl_bound:
+            ).x
+            accept = within_trust_region(candidate)
+            if accept and feasible(candidate):
+                wider = max_entropy(candidate)
+                if within_trust_region(wider) and feasible(wider):
+                    candidate = wider
+        w = weights(candidate)
+        self.last_ess = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
+        if not accept:  # SLSQP ended outside the trust region or the constraint: keep
             return False
-        changed = not np.allclose(candidate, current)
-        self.ab = candidate
+        new = np.exp(candidate).reshape(-1, 2)
+        changed = not np.allclose(new, current)
+        self.ab = new
         return changed
 
     def params(self) -> dict[str, PhysicsParam]:
@@ -411,4 +452,5 @@ class DORAEMON(AdaptiveSchedule):
             out[f"{n}.mean"] = float(low + (high - low) * a / (a + b))
             out[f"{n}.std"] = float((high - low) * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))
         out["success_rate"] = self.last_success_rate  # NaN before the first update
+        out["ess"] = self.last_ess  # importance sampling's effective sample size
         return out

@@ -140,9 +140,6 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         ConfigError: an invalid file, or a target or simulator that the env refuses.
     """
     cfg = load_sysid(path)
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    out = Path(cfg.root) / f"{cfg.name}-{stamp}"
-    out.mkdir(parents=True, exist_ok=False)
     try:
         target = Target(cfg.target)
         sim = Simulator(
@@ -153,7 +150,11 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         )
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from None
-    rng = np.random.default_rng(cfg.seed)
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    out = Path(cfg.root) / f"{cfg.name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=False)
+    # The excitation's own stream: the fit's draws come from default_rng(seed).
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
     space = target.action_space
 
     def random_action(obs: np.ndarray) -> np.ndarray:
@@ -163,8 +164,12 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     save_episodes(episodes, out / "real_episodes.npz")
     truth = target.hidden_truth()
     target.close()
-    result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
-    sim.close()
+    try:
+        result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
+    except (TypeError, ValueError) as err:  # the recorded data is kept in the folder
+        raise ConfigError(f"{path}: sysid.options: {err} (the recording is in {out})") from None
+    finally:
+        sim.close()
     scalar_truth = {k: float(v) for k, v in truth.items() if np.ndim(v) == 0}
     errors = result.recovery_error(truth)
     (out / "fit.json").write_text(

@@ -14,10 +14,16 @@ real data used.
   deviations CMA-ES optimizes; the objective is the likelihood of each recorded real
   next state under the simulator reset to the real state and stepped with the real
   action, for K parameter draws, with a diagonal Gaussian fitted to the K
-  predictions (variance plus ``epsilon``). The draws use common random numbers (the
-  same uniforms for every candidate), so the objective is deterministic. Differences
-  from the paper: a diagonal covariance instead of a full one; one-step transitions
-  (the paper's lambda = 1).
+  predictions (their sample variance plus ``epsilon``). CMA-ES searches the means
+  and the log standard deviations, each mapped to [0, 1] (means over each
+  parameter's bounds, log std over [1e-3, 0.25] x the bounds' width), so one step
+  size suits both. The draws use common random numbers (the same uniforms for every
+  candidate), so the objective is deterministic. Differences from the paper and its
+  code: a diagonal covariance instead of a full one; one-step transitions (the
+  paper's lambda = 1); K fixed draws (default 10) instead of fresh ones, fewer
+  because a CPU pays for each. The estimate of a parameter is its Gaussian's mean
+  (the location of the truncated law), its uncertainty the fitted standard
+  deviation: the spread of the randomization the data supports, not an error bar.
 - ``fit_trajectory_matching``: point estimates minimizing the discrepancy between
   real and simulated trajectories when the simulator replays the real actions from
   the real state, over windows of ``horizon`` steps (multiple shooting: each window
@@ -405,10 +411,14 @@ def fit_dropo(
     d = len(sim.names)
     uniforms = rng.uniform(size=(samples, d))
     span = sim.high - sim.low
-    log_min, log_max = math.log(1e-3), math.log(0.5)
+    log_min, log_max = math.log(1e-3), math.log(0.25)
+
+    def unit_sigma(x: np.ndarray) -> np.ndarray:
+        """The std (as a share of the bounds' width) of CMA-ES coordinates in [0, 1]."""
+        return np.exp(log_min + np.asarray(x) * (log_max - log_min))
 
     def draws(x: np.ndarray) -> np.ndarray:
-        mu, sigma = x[:d], np.exp(x[d:])
+        mu, sigma = x[:d], unit_sigma(x[d:])
         a, b = (0.0 - mu) / sigma, (1.0 - mu) / sigma
         unit = stats.truncnorm.ppf(uniforms, a, b, loc=mu, scale=sigma)
         return sim.low + np.clip(unit, 0.0, 1.0) * span
@@ -417,15 +427,16 @@ def fit_dropo(
         preds = np.stack([_one_step(sim, data, v) for v in draws(x)])  # (K, T, D)
         preds = preds / data.scale
         target = data.next_obs / data.scale
-        mean, var = preds.mean(0), preds.var(0) + epsilon
+        mean, var = preds.mean(0), preds.var(0, ddof=1) + epsilon
         nll = 0.5 * (np.log(2 * np.pi * var) + (target - mean) ** 2 / var)
         return float(nll.sum(1).mean())
 
-    x0 = np.concatenate([np.full(d, 0.5), np.full(d, math.log(0.25))])
-    lower = np.concatenate([np.zeros(d), np.full(d, log_min)])
-    upper = np.concatenate([np.ones(d), np.full(d, log_max)])
+    # Start at the bounds' middle with std = 1/8 of their width.
+    start_sigma = (math.log(0.125) - log_min) / (log_max - log_min)
+    x0 = np.concatenate([np.full(d, 0.5), np.full(d, start_sigma)])
+    lower, upper = np.zeros(2 * d), np.ones(2 * d)
     best, value, _, used = _cma(objective, x0, 0.3, lower, upper, budget, popsize, seed)
-    mu_unit, sigma_unit = best[:d], np.exp(best[d:])
+    mu_unit, sigma_unit = best[:d], unit_sigma(best[d:])
     means = sim.low + mu_unit * span
     stds = sigma_unit * span
     laws = [

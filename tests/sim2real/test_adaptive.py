@@ -100,8 +100,22 @@ def test_doraemon_widens_while_the_policy_succeeds() -> None:
         entropies.append(schedule.describe()["entropy"])
         steps.append(DORAEMON.kl(schedule.ab, before))
     assert all(b > a for a, b in itertools.pairwise(entropies))
-    assert max(steps) <= 0.2 * 1.01 and min(steps[:4]) > 0.05  # moves, within the trust region
+    assert max(steps) <= 0.2 * 1.001 and min(steps[:4]) > 0.05  # moves, within the trust region
     assert isinstance(schedule.params()["mass"].dist, Beta)
+    assert schedule.ab.min() >= DORAEMON.MIN_AB  # never U-shaped
+    assert 0 < schedule.describe()["ess"] <= 200
+
+
+def test_doraemon_refuses_a_recorded_value_outside_its_limits() -> None:
+    schedule = DORAEMON(PARAMS, success_return=0.5)
+    with pytest.raises(ValueError, match=r"mass = 9.0 lies outside its limits"):
+        schedule.record([PhysicsTask({"mass": 9.0, "friction": 1.0})], [1.0])
+
+
+def test_doraemon_starts_at_a_nominal_on_a_limit() -> None:
+    low = PARAMS["mass"].dist.support[0]
+    schedule = DORAEMON(PARAMS, success_return=0.5, nominal={"mass": low})
+    assert schedule.ab[0].tolist() == pytest.approx([1.0, 99.0])  # mode at the limit
 
 
 def test_doraemon_shrinks_back_when_the_policy_fails_away_from_nominal() -> None:

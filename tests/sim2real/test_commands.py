@@ -61,6 +61,7 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
     [
         ({"method": "newton"}, "sysid.method"),
         ({"options": {"budgt": 10}}, "unknown option(s) 'budgt' of dropo; allowed: samples"),
+        ({"options": {"budget": 1}}, "sysid.options: budget must be an integer >= 2"),
         ({"episodes": 0}, "sysid.episodes"),
         ({"simulator": {"env": "InvertedPendulum-v5", "params": {}}}, "sysid.simulator.params"),
     ],
@@ -71,6 +72,11 @@ def test_a_bad_sysid_file_is_named_without_traceback(
     assert _cli(["sysid", str(_file(tmp_path, **changes))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    # A file refused before recording leaves no folder; a bad option value is found by
+    # the fit, after the recording, which is kept.
+    folders = list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
+    assert [f for f in folders if (f / "real_episodes.npz").exists()] == folders
+    assert len(folders) == (1 if "budget must be" in message else 0)
 
 
 def test_transfer_runs_a_meta_rl_agent_on_source_and_target(tmp_path: Path) -> None:
