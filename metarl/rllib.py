@@ -163,7 +163,20 @@ def physics_on_env_runners(group: Any) -> list[list[dict[str, Any]]]:
 def randomization_callbacks(schedule: ScheduleLike) -> dict[str, Callable[..., None]]:
     """``AlgorithmConfig.callbacks(**randomization_callbacks(schedule))``: see the module
     docstring. The callbacks run in the driver (the algorithm's process); the schedule
-    object lives there."""
+    object lives there.
+
+    Raises:
+        TypeError: an adaptive schedule (one with ``record``: automatic DR, DORAEMON).
+            They learn from each episode's task and return, which RLlib's env runners
+            do not send back here; train those with metarl's trainer (``agent: ppo``).
+    """
+    if hasattr(schedule, "record"):
+        raise TypeError(
+            f"randomization_callbacks: {type(schedule).__name__} is an adaptive schedule "
+            "(it records each episode's task and return), which RLlib's env runners do "
+            "not report back; train it with metarl's trainer (agent: ppo, "
+            "randomization.schedule), or give RLlib a schedule without record"
+        )
 
     def push(algorithm: Any) -> int:
         params = schedule.params()

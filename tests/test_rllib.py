@@ -132,3 +132,20 @@ def test_env_creator_applies_effects() -> None:
         make_rllib_env(
             {"env_id": "CartPole-v1", "effects": [{"name": "action_delay", "steps": -1}]}
         )
+
+
+def test_adaptive_schedules_are_refused_with_the_way_to_train_them() -> None:
+    from metarl.sim2real.adaptive import DORAEMON
+
+    params = {
+        "mass": PhysicsParam.from_dict(
+            {
+                "field": "body_mass",
+                "elements": ["torso"],
+                "op": "scale",
+                "dist": {"kind": "uniform", "low": 0.5, "high": 2.0},
+            }
+        )
+    }
+    with pytest.raises(TypeError, match="DORAEMON is an adaptive schedule.*agent: ppo"):
+        randomization_callbacks(DORAEMON(params, success_return=1.0))

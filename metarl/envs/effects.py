@@ -71,6 +71,13 @@ class _Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, **kwargs)
         gym.Wrapper.__init__(self, env)
         self._rng: np.random.Generator | None = None
+        # Two effects of one kind in a stack get different streams (the inner keeps
+        # the plain key, so a single effect draws as it always did).
+        depth, inner = 0, env
+        while isinstance(inner, gym.Wrapper):
+            depth += type(inner) is type(self)
+            inner = inner.env
+        self._spawn_key = (self._stream,) if depth == 0 else (self._stream, depth)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -84,7 +91,7 @@ class _Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     ) -> tuple[Any, dict[str, Any]]:
         if seed is not None:
             self._rng = np.random.default_rng(
-                np.random.SeedSequence(seed, spawn_key=(self._stream,))
+                np.random.SeedSequence(seed, spawn_key=self._spawn_key)
             )
         obs, info = self.env.reset(seed=seed, options=options)
         self._start_episode()
@@ -361,9 +368,15 @@ class Backlash(_Effect):
         dim = box.shape[0]
         self.half = _check_size("Backlash", "width", width, dim) / 2
         start = np.asarray(initial, dtype=np.float64) if _numeric(initial) else None
-        if start is None or start.ndim > 1 or (start.ndim == 1 and start.shape[0] != dim):
+        if (
+            start is None
+            or start.ndim > 1
+            or (start.ndim == 1 and start.shape[0] != dim)
+            or not np.all(np.isfinite(start))
+        ):
             raise ValueError(
-                f"Backlash.initial must be a number or a list of {dim} numbers, got {initial!r}"
+                f"Backlash.initial must be a finite number or a list of {dim} finite numbers, "
+                f"got {initial!r}"
             )
         self.initial = np.broadcast_to(start, (dim,)).copy()
         self.dtype = box.dtype

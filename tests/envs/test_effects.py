@@ -275,8 +275,9 @@ def test_samplers_record_what_the_effects_did() -> None:
 
 
 def test_remaining_argument_errors_are_named() -> None:
-    with pytest.raises(ValueError, match="Backlash.initial must be a number or a list of 2"):
-        Backlash(EchoEnv(), width=0.1, initial=[0.0, 0.0, 0.0])
+    for initial in ([0.0, 0.0, 0.0], [0.0, float("nan")]):
+        with pytest.raises(ValueError, match="Backlash.initial must be a finite number or a list"):
+            Backlash(EchoEnv(), width=0.1, initial=initial)
     discrete = gym.make("CartPole-v1")
     with pytest.raises(ValueError, match="ObservationNoise needs a 1-D Box observation"):
         ObservationNoise(gym.make("FrozenLake-v1"), std=0.1)
@@ -288,3 +289,16 @@ def test_remaining_argument_errors_are_named() -> None:
         RandomPush(gym.make("Hopper-v5"), probability=0.5, force=1.0, duration=0)
     with pytest.raises(ValueError, match=r"ObservationDelay.steps must be an integer >= 0"):
         ObservationDelay(EchoEnv(), steps=1.5)  # type: ignore[arg-type]
+
+
+def test_two_effects_of_one_kind_draw_from_different_streams() -> None:
+    env = ObservationNoise(
+        ObservationNoise(EchoEnv(), std=0.0, bias_std=1.0), std=0.0, bias_std=1.0
+    )
+    _, info = env.reset(seed=0)
+    inner = env.env
+    assert isinstance(inner, ObservationNoise)
+    assert not np.allclose(env.bias, inner.bias)  # not the same draw twice
+    single = ObservationNoise(EchoEnv(), std=0.0, bias_std=1.0)
+    single.reset(seed=0)
+    np.testing.assert_array_equal(single.bias, inner.bias)  # the inner keeps its stream
