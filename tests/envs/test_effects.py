@@ -295,7 +295,7 @@ def test_two_effects_of_one_kind_draw_from_different_streams() -> None:
     env = ObservationNoise(
         ObservationNoise(EchoEnv(), std=0.0, bias_std=1.0), std=0.0, bias_std=1.0
     )
-    _, info = env.reset(seed=0)
+    env.reset(seed=0)
     inner = env.env
     assert isinstance(inner, ObservationNoise)
     assert not np.allclose(env.bias, inner.bias)  # not the same draw twice
