@@ -23,7 +23,10 @@ ranges, and its return goes to that bound's buffer. When a buffer holds
 bound outward by ``step`` (widen), at most ``low_threshold`` moves it inward (shrink,
 never past the other bound); the buffer is then emptied. Bounds stay within the
 limits. Returns stand in for the paper's task-specific performance (its thresholds
-are in the units of the returns here).
+are in the units of the returns here). Decisions happen between iterations (the
+trainer's ``update``), one full buffer at a time. For a meta-RL agent, whose trial
+runs K episodes on one task, a boundary task's return is that of its trial's first
+episode (the one recorded first).
 
 ``DORAEMON`` (Tiboni et al. 2024, "Domain Randomization via Entropy Maximization"):
 each parameter ~ a Beta distribution on its limits; after each iteration, the
@@ -205,29 +208,39 @@ class AutomaticDR(AdaptiveSchedule):
     def update(self, iteration: int, metrics: Mapping[str, Any]) -> bool:
         changed = False
         for (name, side), returns in list(self.buffers.items()):
-            if len(returns) < self.buffer_size:
-                continue
-            mean = float(np.mean(returns))
-            self.buffers[(name, side)] = []
-            low_limit, high_limit = self.limits[name]
-            lo, hi = self.bounds[name]
-            outward = -1.0 if side == 0 else 1.0
-            if mean >= self.high_threshold:
-                move = outward * self.step[name]
-            elif mean <= self.low_threshold:
-                move = -outward * self.step[name]
-            else:
-                continue
-            if side == 0:
-                new = min(max(lo + move, low_limit), hi)
-            else:
-                new = max(min(hi + move, high_limit), lo)
-            if new != self.bounds[name][side]:
-                self.bounds[name][side] = new
-                changed = True
+            # As in the paper, each full buffer of buffer_size returns decides once and
+            # is emptied; an iteration may fill several. After a move, the returns left
+            # were earned at the old bound: dropped.
+            while len(returns) >= self.buffer_size:
+                mean = float(np.mean(returns[: self.buffer_size]))
+                returns = returns[self.buffer_size :]
+                if self._decide(name, side, mean):
+                    changed, returns = True, []
+            self.buffers[(name, side)] = returns
         if changed:
             self._pending.clear()  # old boundary values no longer name a bound
         return changed
+
+    def _decide(self, name: str, side: int, mean: float) -> bool:
+        """Move bound ``side`` (0 low, 1 high) of ``name`` on the mean boundary return;
+        True if it moved."""
+        low_limit, high_limit = self.limits[name]
+        lo, hi = self.bounds[name]
+        outward = -1.0 if side == 0 else 1.0
+        if mean >= self.high_threshold:
+            move = outward * self.step[name]
+        elif mean <= self.low_threshold:
+            move = -outward * self.step[name]
+        else:
+            return False
+        if side == 0:
+            new = min(max(lo + move, low_limit), hi)
+        else:
+            new = max(min(hi + move, high_limit), lo)
+        if new == self.bounds[name][side]:
+            return False
+        self.bounds[name][side] = new
+        return True
 
     def params(self) -> dict[str, PhysicsParam]:
         out = {}

@@ -39,7 +39,9 @@ the fitted ones (DROPO: the means).
 Resetting the simulator to a recorded observation needs the full state in it:
 observations ``[qpos, qvel]``, or ``[qpos[1:], qvel]`` (Gymnasium's locomotion envs,
 which leave out the x position; it is set to 0, which the dynamics do not depend
-on). ``cma`` draws from numpy's global generator; the fits seed it from ``seed`` and
+on). Known limit: Hopper-v5 and Walker2d-v5 clip the velocities they observe to
+[-10, 10], so a recorded state beyond the clip resets the simulator to a wrong
+state; random excitation rarely gets there, a fast gait does. ``cma`` draws from numpy's global generator; the fits seed it from ``seed`` and
 restore its previous state afterwards.
 """
 

@@ -82,6 +82,17 @@ def test_adr_shrinks_where_the_policy_fails() -> None:
     assert wide.bounds["mass"][1] < before and wide.bounds["mass"][0] > 0.5
 
 
+def test_adr_decides_on_each_full_buffer_and_drops_returns_of_a_moved_bound() -> None:
+    schedule = adr()
+    schedule.buffers[("mass", 1)] = [0.5] * 5 + [1.0] * 5 + [1.0] * 3  # mid, high, rest
+    assert schedule.update(0, {})
+    assert schedule.bounds["mass"][1] == pytest.approx(NOMINAL["mass"] + 0.05)  # one move
+    assert schedule.buffers[("mass", 1)] == []  # the 3 left were earned at the old bound
+    schedule.buffers[("mass", 1)] = [0.5] * 7  # one undecided buffer, 2 kept for the next
+    assert not schedule.update(1, {})
+    assert schedule.buffers[("mass", 1)] == [0.5] * 2
+
+
 def test_adr_attributes_returns_to_boundary_episodes_only() -> None:
     schedule = adr(boundary_probability=0.5)
     rng = np.random.default_rng(0)
