@@ -39,12 +39,25 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from metarl.config import ConfigError, PhysicsParamDicts, read_yaml, validation_message
 from metarl.envs import PhysicsParam, params_from_dicts
 from metarl.episodes import Episode
-from metarl.sim2real.sysid import FitResult, Simulator, fit_dropo, fit_trajectory_matching
+from metarl.sim2real.sysid import (
+    FitResult,
+    Simulator,
+    fit_dropo,
+    fit_trajectory_matching,
+    param_mismatches,
+)
 from metarl.sim2real.targets import Target, TargetConfig
 
 __all__ = ["SimulatorConfig", "SysidConfig", "load_sysid", "run_sysid", "save_episodes"]
@@ -101,6 +114,16 @@ class SysidConfig(BaseModel):
                 f"allowed: {', '.join(a for a in allowed if a != 'seed')}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _same_quantities(self) -> SysidConfig:
+        wrong = param_mismatches(self.simulator.params, self.target.physics)
+        if wrong:
+            raise ValueError(
+                "simulator.params and target.physics name different quantities, so the "
+                f"recovery errors would be meaningless: {'; '.join(wrong)}"
+            )
+        return self
 
 
 def load_sysid(path: str | Path) -> SysidConfig:

@@ -41,7 +41,9 @@ observations ``[qpos, qvel]``, or ``[qpos[1:], qvel]`` (Gymnasium's locomotion e
 which leave out the x position; it is set to 0, which the dynamics do not depend
 on). Known limit: Hopper-v5 and Walker2d-v5 clip the velocities they observe to
 [-10, 10], so a recorded state beyond the clip resets the simulator to a wrong
-state; random excitation rarely gets there, a fast gait does. ``cma`` draws from numpy's global generator; the fits seed it from ``seed`` and
+state; random excitation rarely gets there, a fast gait does.
+
+``cma`` draws from numpy's global generator; the fits seed it from ``seed`` and
 restore its previous state afterwards.
 """
 
@@ -67,6 +69,7 @@ __all__ = [
     "applied_actions",
     "fit_dropo",
     "fit_trajectory_matching",
+    "param_mismatches",
     "relative_errors",
 ]
 
@@ -160,6 +163,19 @@ class Simulator:
     def close(self) -> None:
         self.space.restore(self.sim.model)
         self.env.close()
+
+
+def param_mismatches(fitted: Mapping[str, Any], truth: Mapping[str, Any]) -> list[str]:
+    """Names in both ``PhysicsParam`` dict mappings whose field, elements, components
+    or operation differ, each with the difference: a recovery error would compare
+    values of different quantities."""
+    out = []
+    for name in sorted(set(fitted) & set(truth)):
+        for key in ("field", "elements", "components", "op"):
+            a, b = fitted[name].get(key), truth[name].get(key)
+            if a != b:
+                out.append(f"{name}: {key} {a!r} vs {b!r}")
+    return out
 
 
 def relative_errors(estimates: Mapping[str, float], truth: Mapping[str, Any]) -> dict[str, float]:

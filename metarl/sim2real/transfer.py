@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from metarl.config import ConfigError, read_yaml, validation_message
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.runner import eval_sampler, load_trained_agent, task_sets
-from metarl.sim2real.sysid import relative_errors
+from metarl.sim2real.sysid import param_mismatches, relative_errors
 from metarl.sim2real.targets import Target, TargetConfig, TargetSampler
 from metarl.tasks import RealTask
 
@@ -92,8 +92,17 @@ def run_transfer(path: str | Path, now: datetime | None = None) -> Path:
     from metarl.runner import RunFolderError
 
     cfg = load_transfer(path)
-    if cfg.fit is not None and not (Path(cfg.fit) / "fit.json").exists():
-        raise ConfigError(f"{path}: transfer.fit: {cfg.fit} holds no fit.json (a sysid folder)")
+    if cfg.fit is not None:
+        fit_file = Path(cfg.fit) / "fit.json"
+        if not fit_file.exists():
+            raise ConfigError(f"{path}: transfer.fit: {cfg.fit} holds no fit.json (a sysid folder)")
+        fitted = json.loads(fit_file.read_text())["distribution"]
+        wrong = param_mismatches(fitted, cfg.target.physics)
+        if wrong:
+            raise ConfigError(
+                f"{path}: transfer.fit: the fit's parameters and target.physics name "
+                f"different quantities: {'; '.join(wrong)}"
+            )
     try:
         config, agent, state = load_trained_agent(cfg.run)
     except RunFolderError as err:

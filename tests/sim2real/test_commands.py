@@ -64,6 +64,23 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
         ({"options": {"budget": 1}}, "sysid.options: budget must be an integer >= 2"),
         ({"episodes": 0}, "sysid.episodes"),
         ({"simulator": {"env": "InvertedPendulum-v5", "params": {}}}, "sysid.simulator.params"),
+        (
+            {
+                "simulator": {
+                    "env": "InvertedPendulum-v5",
+                    "params": {
+                        "pole_mass": {
+                            "field": "body_mass",
+                            "elements": ["pole"],
+                            "op": "set",
+                            "dist": {"kind": "uniform", "low": 1.0, "high": 9.0},
+                        }
+                    },
+                }
+            },
+            "name different quantities, so the recovery errors would be meaningless: "
+            "pole_mass: op 'set' vs 'scale'",
+        ),
     ],
 )
 def test_a_bad_sysid_file_is_named_without_traceback(
@@ -79,7 +96,9 @@ def test_a_bad_sysid_file_is_named_without_traceback(
     assert len(folders) == (1 if "budget must be" in message else 0)
 
 
-def test_transfer_runs_a_meta_rl_agent_on_source_and_target(tmp_path: Path) -> None:
+def test_transfer_runs_a_meta_rl_agent_on_source_and_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A tiny RL2 run, then `metarl transfer` onto a point robot with a delayed action:
     trials of K = 2 episodes on the target, with the recurrent state kept across them."""
     from metarl.runner import run_experiment
@@ -128,6 +147,19 @@ def test_transfer_runs_a_meta_rl_agent_on_source_and_target(tmp_path: Path) -> N
     spec["transfer"]["fit"] = str(tmp_path / "no_sysid_here")
     path.write_text(yaml.safe_dump(spec))
     assert _cli(["transfer", str(path)]) == 2  # no fit.json there
+    fit_dir = tmp_path / "sysid"  # a fit of a quantity the target does not hide as such
+    fit_dir.mkdir()
+    mass = {"field": "body_mass", "elements": ["pole"], "op": "set"}
+    fitted = {"pole_mass": {**mass, "dist": {"kind": "fixed", "value": 2.0}}}
+    (fit_dir / "fit.json").write_text(json.dumps({"distribution": fitted}))
+    spec["transfer"]["fit"] = str(fit_dir)
+    spec["transfer"]["target"]["physics"] = {
+        "pole_mass": {**mass, "op": "scale", "dist": {"kind": "fixed", "value": 1.5}}
+    }
+    path.write_text(yaml.safe_dump(spec))
+    assert _cli(["transfer", str(path)]) == 2
+    assert "pole_mass: op 'set' vs 'scale'" in capsys.readouterr().err
+    del spec["transfer"]["target"]["physics"]
     spec["transfer"]["fit"] = None
     spec["transfer"]["trials"] = 0
     path.write_text(yaml.safe_dump(spec))
