@@ -1,0 +1,514 @@
+"""The network bridge: a robot served over TCP (``RobotServer``) and reached as a
+``Robot`` (``RemoteRobot``).
+
+Wire format: frames of a 4-byte big-endian length and a UTF-8 JSON body, at most
+``max_message_bytes``. Each body is one message, validated against its schema
+(pydantic models below, unknown fields refused), with a ``type``:
+
+- client -> server: ``hello`` (protocol ``version`` and the shared ``token``; the
+  first message of a connection), ``reset`` (``seq``, ``seed``), ``command``
+  (``seq``, ``action``), ``bye``;
+- server -> client: ``welcome`` (``version``, the robot's spaces and observation
+  names), ``reading`` (``seq`` of the request it answers, observation, reward,
+  terminated, truncated, numeric ``info``), ``error`` (``seq`` or null, ``reason``).
+
+The server rejects, with a logged reason (``RobotServer.rejections`` and the
+``metarl.sim2real.bridge`` logger), and answers ``error``: a body that is not JSON or
+not a valid message, a message before the handshake, a wrong version or token (the
+token is compared in constant time; the connection is closed), and a ``seq`` not above
+the last one accepted (out of order or replayed: not executed). An oversized frame
+closes the connection (the stream cannot be trusted after it). The server listens on
+the loopback interface unless given another host, and serves one client at a time.
+
+``RemoteRobot`` is the env side: each ``send_command`` waits for the reading that
+answers it and measures the round trip (``info["bridge.rtt_s"]``); a closed socket, a
+timeout or an ``error`` reply raises ``RobotDisconnected`` (``RealRobotEnv`` ends the
+episode cleanly, flagged); ``connect`` reconnects, retrying ``connect_attempts`` times.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from gymnasium import spaces
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from metarl.sim2real.robot import Robot, RobotDisconnected, RobotReading
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ProtocolError",
+    "RemoteRobot",
+    "RobotServer",
+    "decode",
+    "encode",
+]
+
+log = logging.getLogger("metarl.sim2real.bridge")
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(ValueError):
+    """A frame or message that breaks the protocol; the message says how."""
+
+
+class _Message(BaseModel):
+    # NaN and infinities travel as JSON's NaN/Infinity (a faulty sensor's reading is
+    # passed on as it is, for the safety layer and the recording to see).
+    model_config = ConfigDict(extra="forbid", strict=True, ser_json_inf_nan="constants")
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    version: int
+    token: str
+
+
+class BoxSpec(_Message):
+    low: list[float]
+    high: list[float]
+    shape: list[int]
+    dtype: str
+
+
+class Welcome(_Message):
+    type: Literal["welcome"]
+    version: int
+    observation_space: BoxSpec
+    action_space: BoxSpec
+    observation_names: list[str] | None = None
+
+
+class Reset(_Message):
+    type: Literal["reset"]
+    seq: int = Field(ge=0)
+    seed: int | None = None
+
+
+class Command(_Message):
+    type: Literal["command"]
+    seq: int = Field(ge=0)
+    action: list[float]
+
+
+class Reading(_Message):
+    type: Literal["reading"]
+    seq: int = Field(ge=0)
+    observation: list[float]
+    reward: float | None = None
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, float | list[float]] = Field(default_factory=dict)
+
+
+class Error(_Message):
+    type: Literal["error"]
+    seq: int | None = None
+    reason: str
+
+
+class Bye(_Message):
+    type: Literal["bye"]
+
+
+Message = Annotated[
+    Hello | Welcome | Reset | Command | Reading | Error | Bye, Field(discriminator="type")
+]
+_MESSAGE: TypeAdapter[Any] = TypeAdapter(Message)
+
+
+def encode(message: _Message, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """One frame of ``message``.
+
+    Raises:
+        ProtocolError: the frame would exceed ``max_bytes``.
+    """
+    body = message.model_dump_json().encode()
+    if len(body) > max_bytes:
+        raise ProtocolError(f"message of {len(body)} bytes exceeds {max_bytes}")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Any:
+    """The message in a frame's ``body``.
+
+    Raises:
+        ProtocolError: not UTF-8 JSON, or not a valid message (the reason names the
+            field).
+    """
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ProtocolError(f"not a JSON message: {err}") from None
+    try:
+        return _MESSAGE.validate_python(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise ProtocolError(f"invalid message: {where}: {first['msg']}") from None
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(n - got)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The body of the next frame on ``sock``.
+
+    Raises:
+        ProtocolError: a length above ``max_bytes`` (the body is not read).
+        ConnectionError: the peer closed the connection; ``TimeoutError`` on timeout.
+    """
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    if size > max_bytes:
+        raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
+    return _recv_exact(sock, size)
+
+
+def _box_spec(space: spaces.Box) -> BoxSpec:
+    return BoxSpec(
+        low=[float(x) for x in np.ravel(space.low)],
+        high=[float(x) for x in np.ravel(space.high)],
+        shape=list(space.shape),
+        dtype=str(space.dtype),
+    )
+
+
+def _box(spec: BoxSpec) -> spaces.Box:
+    shape, dtype = tuple(spec.shape), np.dtype(spec.dtype)
+    return spaces.Box(
+        np.reshape(np.array(spec.low, dtype=dtype), shape),
+        np.reshape(np.array(spec.high, dtype=dtype), shape),
+        dtype=dtype.type,
+    )
+
+
+def _plain_info(info: dict[str, Any]) -> dict[str, float | list[float]]:
+    out: dict[str, float | list[float]] = {}
+    for key, value in info.items():
+        arr = np.asarray(value, dtype=np.float64)
+        out[key] = float(arr) if arr.ndim == 0 else [float(x) for x in arr.ravel()]
+    return out
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A message the server refused: when, from whom, why."""
+
+    time: float
+    peer: str
+    reason: str
+
+
+class RobotServer:
+    """Serves ``robot`` to one client at a time (module docstring).
+
+    Args:
+        robot: the robot (a ``SimulatedRobot`` in sim-to-sim work).
+        token: the shared secret a client must present.
+        host: the interface to listen on (default loopback only).
+        port: 0 picks a free port (``address`` says which).
+
+    Raises:
+        ValueError: an empty token.
+    """
+
+    def __init__(
+        self,
+        robot: Robot,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
+        if not token:
+            raise ValueError("RobotServer.token must be a non-empty shared secret")
+        self.robot = robot
+        self._token = token.encode()
+        self.max_message_bytes = max_message_bytes
+        self.rejections: list[Rejection] = []
+        self.commands = 0
+        self._sock = socket.create_server((host, port))
+        self._sock.settimeout(0.1)
+        self.address: tuple[str, int] = self._sock.getsockname()[:2]
+        self._stop = threading.Event()
+        self._client: socket.socket | None = None
+        self._thread = threading.Thread(target=self._serve, name="metarl-robot-server", daemon=True)
+        self._welcome = Welcome(
+            type="welcome",
+            version=PROTOCOL_VERSION,
+            observation_space=_box_spec(robot.observation_space),
+            action_space=_box_spec(robot.action_space),
+            observation_names=getattr(robot, "observation_names", None),
+        )
+
+    def start(self) -> RobotServer:
+        self.robot.connect()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: the current client's connection is cut (what a crashed or
+        killed server does to its client)."""
+        self._stop.set()
+        client = self._client
+        if client is not None:
+            try:
+                client.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=2.0)
+        self._sock.close()
+
+    def __enter__(self) -> RobotServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _reject(self, peer: str, reason: str) -> None:
+        self.rejections.append(Rejection(time.time(), peer, reason))
+        log.warning("bridge: rejected from %s: %s", peer, reason)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, addr = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._client = client
+            try:
+                self._session(client, f"{addr[0]}:{addr[1]}")
+            finally:
+                self._client = None
+                client.close()
+
+    def _send(self, client: socket.socket, message: _Message) -> None:
+        client.sendall(encode(message, self.max_message_bytes))
+
+    def _session(self, client: socket.socket, peer: str) -> None:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        greeted, last_seq = False, -1
+        while not self._stop.is_set():
+            try:
+                body = read_frame(client, self.max_message_bytes)
+            except ProtocolError as err:
+                self._reject(peer, f"{err}; connection closed")
+                return
+            except (ConnectionError, OSError):
+                return
+            try:
+                message = decode(body)
+            except ProtocolError as err:
+                self._reject(peer, str(err))
+                self._send(client, Error(type="error", reason=str(err)))
+                continue
+            if not greeted:
+                if not isinstance(message, Hello):
+                    reason = f"{message.type} before the handshake (hello); connection closed"
+                elif message.version != PROTOCOL_VERSION:
+                    reason = (
+                        f"protocol version {message.version}, this server speaks "
+                        f"{PROTOCOL_VERSION}; connection closed"
+                    )
+                elif not hmac.compare_digest(message.token.encode(), self._token):
+                    reason = "wrong token; connection closed"
+                else:
+                    greeted = True
+                    self._send(client, self._welcome)
+                    continue
+                self._reject(peer, reason)
+                self._send(client, Error(type="error", reason=reason))
+                return
+            if isinstance(message, Bye):
+                return
+            if not isinstance(message, Reset | Command):
+                reason = f"a client does not send {message.type}"
+                self._reject(peer, reason)
+                self._send(client, Error(type="error", reason=reason))
+                continue
+            if message.seq <= last_seq:
+                reason = f"seq {message.seq} not above {last_seq} (out of order): not executed"
+                self._reject(peer, reason)
+                self._send(client, Error(type="error", seq=message.seq, reason=reason))
+                continue
+            last_seq = message.seq
+            try:
+                reading = self._execute(message)
+            except (ValueError, RuntimeError) as err:
+                self._reject(peer, str(err))
+                self._send(client, Error(type="error", seq=message.seq, reason=str(err)))
+                continue
+            self._send(
+                client,
+                Reading(
+                    type="reading",
+                    seq=message.seq,
+                    observation=[float(x) for x in np.ravel(reading.observation)],
+                    reward=None if reading.reward is None else float(reading.reward),
+                    terminated=bool(reading.terminated),
+                    truncated=bool(reading.truncated),
+                    info=_plain_info(reading.info),
+                ),
+            )
+
+    def _execute(self, message: Reset | Command) -> RobotReading:
+        if isinstance(message, Reset):
+            return self.robot.reset(message.seed)
+        action = np.asarray(message.action, dtype=np.float64)
+        shape = self.robot.action_space.shape
+        if action.size != int(np.prod(shape)):
+            raise ValueError(f"command of {action.size} numbers; the robot takes {shape}")
+        self.robot.send_command(action.reshape(shape).astype(self.robot.action_space.dtype))
+        self.commands += 1
+        return self.robot.read()
+
+
+# --------------------------------------------------------------------------- client
+
+
+class RemoteRobot:
+    """A ``Robot`` served by a ``RobotServer`` at ``host:port`` (module docstring).
+    Connects (the handshake gives the spaces) when built.
+
+    Raises:
+        RobotDisconnected: no server answers, or it refuses the handshake (its reason).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        timeout_s: float = 1.0,
+        connect_attempts: int = 3,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
+        self.host, self.port, self._token = host, port, token
+        self.timeout_s = timeout_s
+        self.connect_attempts = connect_attempts
+        self.max_message_bytes = max_message_bytes
+        self._sock: socket.socket | None = None
+        self._seq = 0
+        self._reading: RobotReading | None = None
+        self.rtts: list[float] = []
+        welcome = self._open()
+        self.observation_space = _box(welcome.observation_space)
+        self.action_space = _box(welcome.action_space)
+        self.observation_names = welcome.observation_names
+
+    def _open(self) -> Welcome:
+        last: Exception | None = None
+        for attempt in range(self.connect_attempts):
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(
+                    encode(Hello(type="hello", version=PROTOCOL_VERSION, token=self._token))
+                )
+                reply = decode(read_frame(sock, self.max_message_bytes))
+            except (OSError, ConnectionError, ProtocolError) as err:
+                last = err
+                time.sleep(0.05 * 2**attempt)
+                continue
+            if isinstance(reply, Error):
+                sock.close()
+                raise RobotDisconnected(f"the robot server refused: {reply.reason}")
+            if not isinstance(reply, Welcome):
+                sock.close()
+                raise RobotDisconnected(f"the robot server answered {reply.type}, not welcome")
+            self._sock = sock
+            return reply
+        raise RobotDisconnected(
+            f"no robot server at {self.host}:{self.port} after {self.connect_attempts} "
+            f"attempts ({last})"
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        if self._sock is None:
+            self._open()
+
+    def _request(self, message: Reset | Command) -> RobotReading:
+        if self._sock is None:
+            raise RobotDisconnected("RemoteRobot: not connected")
+        start = time.perf_counter()
+        try:
+            self._sock.sendall(encode(message, self.max_message_bytes))
+            reply = decode(read_frame(self._sock, self.max_message_bytes))
+        except (OSError, ConnectionError, ProtocolError) as err:
+            self._close()
+            raise RobotDisconnected(f"RemoteRobot: link lost ({err})") from None
+        rtt = time.perf_counter() - start
+        if isinstance(reply, Error):
+            raise RobotDisconnected(f"RemoteRobot: the server refused: {reply.reason}")
+        if not isinstance(reply, Reading) or reply.seq != message.seq:
+            self._close()
+            got = reply.type if not isinstance(reply, Reading) else f"seq {reply.seq}"
+            raise RobotDisconnected(
+                f"RemoteRobot: expected the reading of {message.seq}, got {got}"
+            )
+        self.rtts.append(rtt)
+        info: dict[str, Any] = {k: np.asarray(v) for k, v in reply.info.items()}
+        info["bridge.rtt_s"] = rtt
+        obs = np.reshape(np.array(reply.observation), self.observation_space.shape)
+        return RobotReading(obs, reply.reward, reply.terminated, reply.truncated, info)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def reset(self, seed: int | None = None) -> RobotReading:
+        self._reading = self._request(Reset(type="reset", seq=self._next_seq(), seed=seed))
+        return self._reading
+
+    def send_command(self, action: np.ndarray) -> None:
+        values = [float(x) for x in np.ravel(action)]
+        self._reading = self._request(Command(type="command", seq=self._next_seq(), action=values))
+
+    def read(self) -> RobotReading:
+        if self._reading is None:
+            raise RuntimeError("RemoteRobot.read before reset")
+        return self._reading
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def disconnect(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.sendall(encode(Bye(type="bye")))
+            except OSError:
+                pass
+        self._close()
