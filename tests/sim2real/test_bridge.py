@@ -22,6 +22,7 @@ from metarl.sim2real.bridge import (
     ProtocolError,
     Reading,
     RemoteRobot,
+    Reset,
     RobotServer,
     decode,
     encode,
@@ -60,10 +61,10 @@ def test_a_full_episode_over_the_bridge(server: RobotServer) -> None:
     robot = RemoteRobot(*server.address, token=TOKEN)
     assert robot.action_space.shape == (1,) and robot.observation_space.shape == (4,)
     env = RealRobotEnv(robot, hz=500, max_episode_steps=10)
-    obs, _ = env.reset(seed=1)
+    env.reset(seed=1)
     steps, rtts = 0, []
     while True:
-        obs, reward, terminated, truncated, info = env.step(np.array([0.05], dtype=np.float32))
+        _, reward, terminated, truncated, info = env.step(np.array([0.05], dtype=np.float32))
         steps += 1
         rtts.append(info["bridge.rtt_s"])
         if terminated or truncated:
@@ -123,7 +124,7 @@ def test_an_oversized_frame_closes_the_connection(server: RobotServer) -> None:
 def test_out_of_order_commands_are_not_executed(server: RobotServer) -> None:
     sock = raw_client(server)
     reply(sock)
-    sock.sendall(encode(Reset_(seq=5)))
+    sock.sendall(encode(Reset(type="reset", seq=5, seed=0)))
     assert isinstance(reply(sock), Reading)
     sock.sendall(encode(Command(type="command", seq=6, action=[0.1])))
     assert isinstance(reply(sock), Reading)
@@ -133,12 +134,6 @@ def test_out_of_order_commands_are_not_executed(server: RobotServer) -> None:
     assert answer.type == "error" and "seq 4 not above 6" in answer.reason  # type: ignore[attr-defined]
     assert server.commands == executed
     sock.close()
-
-
-def Reset_(seq: int) -> object:  # noqa: N802  (a message constructor)
-    from metarl.sim2real.bridge import Reset
-
-    return Reset(type="reset", seq=seq, seed=0)
 
 
 def test_a_wrong_token_is_refused_and_closed(server: RobotServer) -> None:
