@@ -1,0 +1,258 @@
+"""Recording real rollouts as Minari datasets, and loading them as the fits' real data.
+
+``Recorder`` wraps an environment (a ``RealRobotEnv``, a simulated robot's) and keeps
+every step of every episode: observations, the actions the policy gave, rewards,
+terminations and truncations, and the step infos (``RealRobotEnv``'s: the command as
+sent after the safety layer, timing, interventions, a lost link), flattened to
+``a.b`` keys and stored as float64 arrays. An info key that appears later in an
+episode is NaN before (at the reset, for instance): nothing is dropped. An episode
+that does not end by termination or truncation (the env raised, the caller reset or
+closed early) is kept too, its last step marked truncated; ``recorder.partial`` is 1
+on every step of such an episode and of one cut by a lost link.
+
+``save_dataset`` writes the recorded episodes as a Minari dataset (HDF5) under a
+folder of the caller's (``MINARI_DATASETS_PATH`` is set for the call only);
+``load_episodes`` reads one back as ``Episode``s, whose actions are by default the
+commands as sent (``info["command"]``, what the robot applied), for the fits of
+``metarl.sim2real.sysid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.episodes import Episode
+from metarl.sim2real.targets import flatten_info
+from metarl.tasks import RealTask
+
+__all__ = ["Recorder", "load_episodes", "save_dataset"]
+
+PARTIAL = "recorder.partial"
+
+
+class _EpisodeRecord:
+    def __init__(self, obs: Any, info: dict[str, Any], seed: int | None):
+        self.seed = seed
+        self.observations = [np.asarray(obs)]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.terminations: list[bool] = []
+        self.truncations: list[bool] = []
+        self.infos: list[dict[str, np.ndarray]] = [_numeric(info)]
+        self.partial = False
+
+    def add(self, action: Any, obs: Any, reward: float, term: bool, trunc: bool, info: Any) -> None:
+        self.actions.append(np.asarray(action))
+        self.observations.append(np.asarray(obs))
+        self.rewards.append(float(reward))
+        self.terminations.append(bool(term))
+        self.truncations.append(bool(trunc))
+        numeric = _numeric(info)
+        self.infos.append(numeric)
+        if numeric.get("disconnected", np.zeros(())).any():
+            self.partial = True
+
+    def info_arrays(self) -> dict[str, np.ndarray]:
+        """Per key, an array over the T + 1 infos (reset and steps), NaN where absent.
+
+        Raises:
+            ValueError: a key whose shape changes within the episode.
+        """
+        shapes: dict[str, tuple[int, ...]] = {}
+        for info in self.infos:
+            for key, value in info.items():
+                shapes.setdefault(key, value.shape)
+        out = {}
+        for key, shape in shapes.items():
+            missing = np.full(shape, np.nan)
+            rows = [info.get(key, missing) for info in self.infos]
+            for i, row in enumerate(rows):
+                if row.shape != shape:
+                    raise ValueError(
+                        f"Recorder: info {key!r} has shape {row.shape} at step {i}, "
+                        f"{shape} before; a dataset needs one shape per key"
+                    )
+            out[key] = np.stack(rows)
+        out[PARTIAL] = np.full(len(self.infos), 1.0 if self.partial else 0.0)
+        return out
+
+
+def _numeric(info: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in flatten_info(dict(info)).items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "biuf":
+            out[key] = arr.astype(np.float64)
+    return out
+
+
+class Recorder(gym.Wrapper[Any, Any, Any, Any]):
+    """Keeps every step of ``env`` (module docstring); ``episodes`` holds the finished
+    ones (``finish`` closes the current one)."""
+
+    def __init__(self, env: gym.Env[Any, Any]):
+        super().__init__(env)
+        self.episodes: list[_EpisodeRecord] = []
+        self._current: _EpisodeRecord | None = None
+
+    def finish(self) -> None:
+        """End the current episode (if any step was taken) as it stands: an episode that
+        did not end is marked truncated at its last step and partial."""
+        episode, self._current = self._current, None
+        if episode is None or not episode.actions:
+            return
+        if not (episode.terminations[-1] or episode.truncations[-1]):
+            episode.truncations[-1] = True
+            episode.partial = True
+        self.episodes.append(episode)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        self.finish()
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._current = _EpisodeRecord(obs, info, seed)
+        return obs, info
+
+    def step(self, action: Any) -> Any:
+        if self._current is None:
+            raise RuntimeError("Recorder.step before reset")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._current.add(action, obs, float(reward), terminated, truncated, info)
+        if terminated or truncated:
+            self.finish()
+        return obs, reward, terminated, truncated, info
+
+    @property
+    def steps(self) -> int:
+        """Steps recorded in all (finished episodes and the current one)."""
+        current = len(self._current.actions) if self._current is not None else 0
+        return sum(len(e.actions) for e in self.episodes) + current
+
+    def close(self) -> None:
+        self.finish()
+        super().close()
+
+
+@contextlib.contextmanager
+def _datasets_path(root: Path) -> Iterator[None]:
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = before
+
+
+def save_dataset(
+    recorder: Recorder,
+    dataset_id: str,
+    root: str | Path,
+    *,
+    description: str = "",
+    algorithm_name: str = "",
+) -> Path:
+    """Write the recorder's episodes (the current one finished first) as the Minari
+    dataset ``dataset_id`` under ``root``; return its folder.
+
+    Raises:
+        ValueError: no recorded step, or a dataset of that id already under ``root``.
+    """
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    recorder.finish()
+    if not recorder.episodes:
+        raise ValueError("save_dataset: nothing recorded")
+    root = Path(root)
+    folder = root / dataset_id
+    if folder.exists():
+        raise ValueError(f"save_dataset: {folder} exists; give another dataset_id or root")
+    obs_space, act_space = recorder.observation_space, recorder.action_space
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            seed=e.seed,
+            observations=np.stack(e.observations).astype(obs_space.dtype),
+            actions=np.stack(e.actions).astype(act_space.dtype),
+            rewards=e.rewards,
+            terminations=e.terminations,
+            truncations=e.truncations,
+            infos=e.info_arrays(),
+        )
+        for i, e in enumerate(recorder.episodes)
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    with _datasets_path(root), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="minari")  # no env spec: a robot has none
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            observation_space=obs_space,
+            action_space=act_space,
+            description=description or "metarl recording",
+            algorithm_name=algorithm_name or "metarl",
+            author="metarl",
+            author_email="none@localhost",
+            code_permalink="metarl.sim2real.recording",
+            data_format="hdf5",
+        )
+    return folder
+
+
+def load_episodes(dataset_id: str, root: str | Path, actions: str = "sent") -> list[Episode]:
+    """The episodes of the Minari dataset ``dataset_id`` under ``root`` as
+    ``Episode``s (task ``RealTask(dataset_id)``; step infos without the reset's).
+
+    ``actions``: ``"sent"`` (default), the commands the robot received
+    (``info["command"]``, after the safety layer), else the policy's (``"policy"``).
+
+    Raises:
+        ValueError: no such dataset, an unknown ``actions``, or ``"sent"`` with no
+            ``command`` recorded.
+    """
+    import minari
+
+    if actions not in ("sent", "policy"):
+        raise ValueError(f"load_episodes: actions must be 'sent' or 'policy', got {actions!r}")
+    root = Path(root)
+    if not (root / dataset_id).exists():
+        raise ValueError(f"load_episodes: no dataset {dataset_id!r} under {root}")
+    with _datasets_path(root):
+        dataset = minari.load_dataset(dataset_id)
+    out = []
+    task = RealTask(system=dataset_id)
+    for data in dataset.iterate_episodes():
+        infos = {k: np.asarray(v)[1:] for k, v in (data.infos or {}).items()}
+        if actions == "sent":
+            if "command" not in infos:
+                raise ValueError(
+                    f"load_episodes: dataset {dataset_id!r} holds no 'command' info; "
+                    "use actions='policy'"
+                )
+            acts = infos["command"].reshape(np.asarray(data.actions).shape)
+        else:
+            acts = np.asarray(data.actions)
+        obs = np.asarray(data.observations, dtype=np.float32)
+        out.append(
+            Episode(
+                task=task,
+                observations=obs[:-1],
+                next_observations=obs[1:],
+                actions=acts.astype(np.float32),
+                rewards=np.asarray(data.rewards, dtype=np.float64),
+                terminations=np.asarray(data.terminations, dtype=bool),
+                truncations=np.asarray(data.truncations, dtype=bool),
+                env_infos=infos,
+            )
+        )
+    return out
