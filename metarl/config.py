@@ -38,12 +38,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import annotated_types
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,6 +56,13 @@ from pydantic.fields import FieldInfo
 
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
+from metarl.schema import (
+    ConfigError,
+    PhysicsParamDicts,
+    parse_yaml,
+    read_yaml,
+    validation_message,
+)
 from metarl.trainer import TrainerConfig
 
 __all__ = [
@@ -86,53 +92,6 @@ BaselineName = Literal["random", "multitask", "oracle"]
 BASELINES: tuple[BaselineName, ...] = typing.get_args(BaselineName)
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names each bad field, value and what is allowed."""
-
-
-# --------------------------------------------------------------------------- YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.2; 1.1 needs ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in the YAML file ``path`` (empty file: ``{}``).
-
-    Raises:
-        ConfigError: the file is missing, is not valid YAML or is not a mapping.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read config {str(path)!r}: {err.strerror}") from None
-    data = _parse_yaml(text, str(path))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: a config must be a mapping of sections "
-            f"(env, sampler, agent, trainer, evaluation, run), got a {type(data).__name__}"
-        )
-    return data
-
-
 _KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*$")
 
 
@@ -155,7 +114,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
                 f"override {text!r}: expected key.sub=value, e.g. trainer.iterations=50 "
                 "(keys are dot-separated names)"
             )
-        value = _parse_yaml(value_text, f"override {text!r}")
+        value = parse_yaml(value_text, f"override {text!r}")
         parts = key.split(".")
         node = data
         for i, part in enumerate(parts[:-1]):
@@ -310,15 +269,6 @@ class EnvConfig(BaseModel):
         assert self.test_tasks is not None
         return self.test_tasks
 
-
-def _check_param_dicts(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    params_from_dicts(value)  # named errors
-    return value
-
-
-# name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``), checked: the form physics
-# parameters take in every file (randomization, targets, sysid).
-PhysicsParamDicts = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_param_dicts)]
 
 # Train / test task counts of a plain Gymnasium env randomized by a ``randomization`` section.
 PHYSICS_TASK_COUNTS = (100, 20)
@@ -780,18 +730,6 @@ def _describe(info: FieldInfo) -> str:
         if bounds:
             text += " " + " and ".join(bounds)
     return text + (" or null" if nullable else "")
-
-
-def validation_message(err: ValidationError, root: str, show_input: bool = False) -> str:
-    """One line per error of ``err``: the field path under ``root`` and the message
-    (the form of every file's errors: ``root.a.b: message``), with the value given if
-    ``show_input``."""
-    lines = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in (root, *e["loc"]))
-        given = f", got {e['input']!r}" if show_input else ""
-        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
-    return "\n  ".join(lines)
 
 
 def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set[str]) -> str:

@@ -37,11 +37,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metarl.agents.policy import Policy, PolicyInput
-from metarl.config import PhysicsParamDicts, validation_message
 from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import Sampler, trial_seed
+from metarl.schema import PhysicsParamDicts, validation_message
 from metarl.tasks import RealTask, Task
 
 __all__ = [

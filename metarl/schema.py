@@ -1,0 +1,89 @@
+"""Pieces every metarl file format shares, without torch or the trainer: the
+``ConfigError`` of a bad file, YAML reading, one-line-per-field validation messages,
+and the checked form of physical parameters in files (``PhysicsParamDicts``).
+
+``metarl.config`` (experiments), the sim2real files (targets, sysid, transfer) and the
+robot side (which runs without PyTorch) all use them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, ValidationError
+
+from metarl.envs import params_from_dicts
+
+__all__ = ["ConfigError", "PhysicsParamDicts", "parse_yaml", "read_yaml", "validation_message"]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names each bad field, value and what is allowed."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.2; 1.1 needs ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty file: ``{}``).
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML or is not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {str(path)!r}: {err.strerror}") from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config must be a mapping of sections "
+            f"(env, sampler, agent, trainer, evaluation, run), got a {type(data).__name__}"
+        )
+    return data
+
+
+def _check_param_dicts(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    params_from_dicts(value)  # named errors
+    return value
+
+
+# name -> ``PhysicsParam`` dict (``PhysicsParam.to_dict``), checked: the form physics
+# parameters take in every file (randomization, targets, sysid).
+PhysicsParamDicts = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_param_dicts)]
+
+
+def validation_message(err: ValidationError, root: str, show_input: bool = False) -> str:
+    """One line per error of ``err``: the field path under ``root`` and the message
+    (the form of every file's errors: ``root.a.b: message``), with the value given if
+    ``show_input``."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in (root, *e["loc"]))
+        given = f", got {e['input']!r}" if show_input else ""
+        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
+    return "\n  ".join(lines)

@@ -1,0 +1,217 @@
+"""Exporting a trained policy to ONNX, checked against PyTorch.
+
+``export_policy(agent, path)`` writes the agent's deterministic control step as one
+ONNX graph (the interface of ``metarl.sim2real.onnx_policy``), with PyTorch's
+exporter (``torch.onnx.export``, the ``torch.export``-based one), then runs the file
+with ONNX Runtime and the agent's own policy (its ``act``, the noise set to zero) on
+the same random inputs and compares: a difference above ``tolerance`` raises, so no
+export that disagrees with the agent is left behind. Supported agents:
+
+- ``PPOAgent`` (``agent: ppo``): a Markov policy; the graph takes the observation
+  (its running standardization is folded into the first layer, as in training);
+- ``RL2Agent``: the GRU step; the graph takes the observation, the previous action
+  and reward, the episode-start flag and the recurrent state, and returns the new
+  state, so the agent adapts online in a deployment as in simulation.
+
+Others (MAML's gradient-step adaptation, PEARL's posterior over contexts) need
+PyTorch at run time and raise ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from metarl.agents.dr_ppo import PPOAgent
+from metarl.agents.policy import PolicyInput
+from metarl.agents.rl2 import RL2Agent, RL2Policy
+
+__all__ = ["ExportMismatch", "check_export", "export_policy"]
+
+
+class ExportMismatch(RuntimeError):
+    """ONNX Runtime and the agent's policy disagree on the check's inputs."""
+
+
+class _MarkovStep(nn.Module):
+    action_center: torch.Tensor
+    action_half: torch.Tensor
+
+    def __init__(self, mean: nn.Module, center: np.ndarray, half: np.ndarray):
+        super().__init__()
+        self.mean = mean
+        self.register_buffer("action_center", torch.from_numpy(np.asarray(center, np.float32)))
+        self.register_buffer("action_half", torch.from_numpy(np.asarray(half, np.float32)))
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.action_center + self.action_half * self.mean(observation)
+
+
+class _RL2Step(nn.Module):
+    action_center: torch.Tensor
+    action_half: torch.Tensor
+
+    def __init__(self, policy: RL2Policy):
+        super().__init__()
+        self.core = copy.deepcopy(policy.core)
+        self.head = copy.deepcopy(policy.policy_head)
+        scaling = policy.scaling
+        self.register_buffer("action_center", torch.from_numpy(scaling.center))
+        self.register_buffer("action_half", torch.from_numpy(scaling.half_range))
+        self.bounded = scaling.bounded
+        self.reward_gain = 0.0 if policy.ablate_prev_reward else 1.0
+
+    def forward(
+        self,
+        observation: torch.Tensor,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        episode_start: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        unit = (prev_action - self.action_center) / self.action_half
+        if self.bounded:
+            unit = torch.clamp(unit, -1.0, 1.0)
+        x = torch.cat([observation, unit, prev_reward * self.reward_gain, episode_start], -1)
+        h = self.core.step(x, state)
+        mean, _ = self.head(h)
+        return self.action_center + self.action_half * mean, h
+
+
+def _step_module(agent: Any) -> tuple[nn.Module, tuple[str, ...], tuple[str, ...], int, int]:
+    """The step module, its input and output names, the state size, the action size."""
+    if isinstance(agent, PPOAgent):
+        policy = agent._policy(deterministic=True)
+        network = copy.deepcopy(agent.network)
+        network.load_state_dict({k: v[0] for k, v in policy.params.items()})
+        scaling = agent.scaling
+        module = _MarkovStep(network.mean, scaling.center, scaling.half_range)
+        return module, ("observation",), ("action",), 1, scaling.dim
+    if isinstance(agent, RL2Agent):
+        rl2 = agent.policy()
+        names = ("observation", "prev_action", "prev_reward", "episode_start", "state")
+        return _RL2Step(rl2), names, ("action", "state_out"), rl2.hidden_size, rl2.action_dim
+    raise TypeError(
+        f"export_policy: {type(agent).__name__} cannot run without PyTorch; exportable: "
+        "PPOAgent (agent: ppo), RL2Agent"
+    )
+
+
+def _sample_feeds(
+    agent: Any, n: int, seed: int, state_dim: int, action_dim: int
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    policy = agent.policy()
+    obs_dim = int(getattr(policy, "obs_dim", 0)) or agent.network.mean[0].in_features
+    scaling = agent.scaling if isinstance(agent, PPOAgent) else policy.scaling
+    return {
+        "observation": rng.normal(0.0, 1.0, (n, obs_dim)).astype(np.float32),
+        "prev_action": (
+            scaling.center + scaling.half_range * rng.uniform(-1.2, 1.2, (n, action_dim))
+        ).astype(np.float32),
+        "prev_reward": rng.normal(0.0, 1.0, (n, 1)).astype(np.float32),
+        "episode_start": (rng.uniform(size=(n, 1)) < 0.3).astype(np.float32),
+        "state": rng.normal(0.0, 0.5, (n, state_dim)).astype(np.float32),
+    }
+
+
+class _NoNoise:
+    """A generator stand-in whose normal draws are zeros: the policy's mean action."""
+
+    def standard_normal(self, size: Any = None) -> np.ndarray:
+        return np.zeros(size)
+
+
+def _agent_step(agent: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The agent's own policy (``act``, no noise) on ``feeds``."""
+    n = len(feeds["observation"])
+    policy: Any = (
+        agent._policy(deterministic=True) if isinstance(agent, PPOAgent) else agent.policy()
+    )
+    state = None if isinstance(agent, PPOAgent) else feeds["state"]
+    inputs = PolicyInput(
+        feeds["observation"],
+        feeds["prev_action"],
+        feeds["prev_reward"][:, 0],
+        feeds["episode_start"][:, 0].astype(bool),
+        np.ones(n, dtype=bool),
+        np.arange(n, dtype=np.int64),
+    )
+    no_noise: Any = [_NoNoise() for _ in range(n)]
+    out = policy.act(inputs, state, no_noise)
+    result = {"action": np.asarray(out.actions, dtype=np.float64).reshape(n, -1)}
+    if out.state is not None:
+        result["state_out"] = np.asarray(out.state, dtype=np.float64)
+    return result
+
+
+def check_export(
+    agent: Any, path: str | Path, samples: int = 64, seed: int = 0
+) -> dict[str, float]:
+    """Largest absolute difference, per output, between ONNX Runtime running ``path``
+    and the agent's policy on ``samples`` random inputs."""
+    from metarl.sim2real.onnx_policy import OnnxPolicy
+
+    runner = OnnxPolicy(path)
+    feeds = _sample_feeds(agent, samples, seed, runner.state_dim, runner.action_dim)
+    onnx_out = runner.step(feeds)
+    torch_out = _agent_step(agent, feeds)
+    return {k: float(np.abs(onnx_out[k] - torch_out[k]).max()) for k in torch_out}
+
+
+def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict[str, float]:
+    """Write ``agent``'s control step to ``path`` (ONNX) and check it (module
+    docstring); returns the check's largest differences.
+
+    Raises:
+        TypeError: an agent that cannot be exported.
+        ExportMismatch: ONNX Runtime and the agent differ by more than ``tolerance``
+            (the file is removed).
+    """
+    import onnx
+
+    module, inputs, outputs, state_dim, action_dim = _step_module(agent)
+    module.eval()
+    feeds = _sample_feeds(agent, 2, 0, state_dim, action_dim)
+    args = tuple(torch.from_numpy(feeds[name]) for name in inputs)
+    batch = torch.export.Dim("batch")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter reports its progress and its own deprecations on stdout/warnings.
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with torch.no_grad(), quiet, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_shapes=tuple({0: batch} for _ in inputs),
+            verbose=False,
+        )
+    model = onnx.load(str(path))
+    for key, value in {
+        "metarl.agent": type(agent).__name__,
+        "metarl.state_dim": str(state_dim),
+        "metarl.action_dim": str(action_dim),
+    }.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    differences = check_export(agent, path)
+    if max(differences.values()) > tolerance:
+        path.unlink()
+        raise ExportMismatch(
+            f"export_policy: ONNX Runtime and {type(agent).__name__} differ by {differences} "
+            f"(tolerance {tolerance}); nothing written"
+        )
+    return differences

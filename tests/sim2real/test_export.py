@@ -1,0 +1,99 @@
+"""ONNX export: the file agrees with the agent, runs on a robot env without PyTorch,
+keeps a meta-RL agent's memory; unsupported agents and disagreement are refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metarl  # noqa: F401  (registers the environments)
+from metarl.agents.dr_ppo import PPOAgent
+from metarl.agents.rl2 import RL2Agent
+from metarl.sim2real import export as export_module
+from metarl.sim2real.export import ExportMismatch, export_policy
+from metarl.sim2real.onnx_policy import OnnxPolicy
+
+ENV = "InvertedPendulum-v5"
+
+
+def spaces() -> tuple[gym.Space, gym.Space]:  # type: ignore[type-arg]
+    env = gym.make(ENV)
+    return env.observation_space, env.action_space
+
+
+def test_a_ppo_policy_exports_and_runs_on_a_robot_without_torch(tmp_path: Path) -> None:
+    agent = PPOAgent(*spaces())
+    agent.obs_stats.update(np.random.default_rng(0).normal(1.0, 2.0, (50, 4)))  # folded in
+    differences = export_policy(agent, tmp_path / "ppo.onnx")
+    assert differences["action"] < 1e-5
+    policy = OnnxPolicy(tmp_path / "ppo.onnx")
+    assert policy.agent == "PPOAgent" and policy.inputs == ["observation"]
+    model = tmp_path / "ppo.onnx"
+    script = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch fails
+from metarl.sim2real.onnx_policy import OnnxPolicy, run_episode
+from metarl.sim2real.robot import RealRobotEnv
+from metarl.sim2real.simulated_robot import SimulatedRobot
+from metarl.sim2real.targets import load_target_config
+robot = SimulatedRobot(load_target_config({{"env": "{ENV}"}}))
+env = RealRobotEnv(robot, hz=2000, max_episode_steps=20)
+print(run_episode(env, OnnxPolicy(r"{model}"), seed=0))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    ret, steps = eval(out.stdout.strip().splitlines()[-1])
+    assert 1 <= steps <= 20 and ret > 0
+
+
+def test_an_rl2_export_keeps_its_memory_across_episodes_of_a_trial(tmp_path: Path) -> None:
+    agent = RL2Agent(*spaces())
+    differences = export_policy(agent, tmp_path / "rl2.onnx")
+    assert max(differences.values()) < 1e-5
+    policy = OnnxPolicy(tmp_path / "rl2.onnx")
+    assert policy.state_dim == agent.config.hidden_size
+    obs = np.array([0.0, 0.05, 0.0, 0.0], np.float32)
+    first = policy(obs)
+    assert np.any(policy.state != 0)  # the GRU state moved
+    policy.observe(1.0)
+    policy.start_episode()
+    again = policy(obs)  # same observation, but the trial's memory differs
+    assert not np.allclose(first, again)
+    policy.start_trial()
+    np.testing.assert_allclose(policy(obs), first, atol=1e-6)  # a new trial forgets
+
+
+def test_agents_that_need_torch_are_refused(tmp_path: Path) -> None:
+    from metarl.agents.maml_trpo import MAMLTRPOAgent
+
+    with pytest.raises(TypeError, match="exportable: PPOAgent .* RL2Agent"):
+        export_policy(MAMLTRPOAgent(*spaces()), tmp_path / "maml.onnx")
+
+
+def test_a_disagreeing_export_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "check_export", lambda agent, path: {"action": 0.5})
+    with pytest.raises(ExportMismatch, match="differ by"):
+        export_policy(PPOAgent(*spaces()), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_a_foreign_onnx_file_is_named(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    with pytest.raises(ValueError, match="not a metarl policy export"):
+        OnnxPolicy(tmp_path / "other.onnx")
