@@ -8,6 +8,10 @@ metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
 metarl sweep STUDY.yaml              a grid or random search over config fields (Ray Tune)
 metarl sysid SYSID.yaml              record on a target, fit a learned simulator, write a report
 metarl transfer TRANSFER.yaml        a trained agent on its source and on a target, a report
+metarl export RUN_DIR OUT.onnx       a trained policy as ONNX, checked against PyTorch
+metarl serve SERVE.yaml              a simulated robot served over the network bridge
+metarl record RECORD.yaml            recorded episodes on a robot (Minari), timing, a report
+metarl deploy DEPLOY.yaml            an exported policy run on a robot, recorded, a report
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
@@ -176,6 +180,33 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _robot_command(args: argparse.Namespace) -> int:
+    # The robot side (metarl.sim2real, no torch) is reached by name, at run time.
+    commands = importlib.import_module("metarl.sim2real.robot_commands")
+    if args.command == "serve":
+        commands.run_serve(args.file)
+        return 0
+    out = getattr(commands, f"run_{args.command}")(args.file)
+    print(f"session folder: {out}")
+    print(f"report:         {out / 'report.md'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from metarl.runner import load_trained_agent
+
+    export = importlib.import_module("metarl.sim2real.export")
+    _, agent, state = load_trained_agent(args.run_dir)
+    try:
+        differences = export.export_policy(agent, args.out)
+    except TypeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {type(agent).__name__} (iteration {state['iteration']}) to {args.out}")
+    print(f"ONNX Runtime vs PyTorch, largest difference: {differences}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
@@ -235,6 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="TRANSFER.yaml")
     p.set_defaults(func=_transfer)
 
+    p = sub.add_parser(
+        "export",
+        help="export a trained agent's policy to ONNX, checked against PyTorch",
+        description="Write the control step of the agent in RUN_DIR (its latest checkpoint) "
+        "as an ONNX graph that runs without PyTorch (metarl/sim2real/export.py).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("out", metavar="OUT.onnx")
+    p.set_defaults(func=_export)
+
+    for name, help_text in (
+        ("serve", "serve a simulated robot (a sim-to-sim target) over the network bridge"),
+        ("record", "record episodes on a robot (Minari dataset, timing, interventions)"),
+        ("deploy", "run an exported policy on a robot, record it, report its returns"),
+    ):
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}; the file's format is in "
+            "metarl/sim2real/robot_commands.py.",
+        )
+        p.add_argument("file", metavar=f"{name.upper()}.yaml")
+        p.set_defaults(func=_robot_command)
+
     p = sub.add_parser("envs", help="list the registered task environments")
     p.add_argument("--full", action="store_true", help="do not shorten the task supports")
     p.set_defaults(func=_envs)
@@ -271,11 +326,10 @@ def _log_progress() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from metarl.config import ConfigError
-    from metarl.runner import RunFolderError
+    from metarl.schema import ConfigError, RunFolderError  # no torch: the robot side runs without
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "sweep", "sysid", "transfer"):
+    if args.command in ("train", "eval", "sweep", "sysid", "transfer", "record", "deploy"):
         _log_progress()
     try:
         code = args.func(args)

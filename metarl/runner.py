@@ -54,6 +54,7 @@ from metarl.envs import PhysicsRandomization, task_distribution
 from metarl.envs.effects import apply_effects, effect_wrappers
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler, Sampler
+from metarl.schema import RunFolderError
 from metarl.tasks import Task, TaskSets
 from metarl.trainer import Trainer, latest_checkpoint, save_atomically
 
@@ -102,10 +103,6 @@ RESUMABLE_FIELDS = (
 LABELS = {"random": "random", "multitask": "multi-task", "oracle": "oracle"}
 
 log = logging.getLogger(__name__)
-
-
-class RunFolderError(ValueError):
-    """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
 
 
 # --------------------------------------------------------------------------- building

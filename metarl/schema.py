@@ -17,7 +17,18 @@ from pydantic import AfterValidator, ValidationError
 
 from metarl.envs import params_from_dicts
 
-__all__ = ["ConfigError", "PhysicsParamDicts", "parse_yaml", "read_yaml", "validation_message"]
+__all__ = [
+    "ConfigError",
+    "PhysicsParamDicts",
+    "RunFolderError",
+    "parse_yaml",
+    "read_yaml",
+    "validation_message",
+]
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
 
 
 class ConfigError(ValueError):
