@@ -173,7 +173,7 @@ def save_dataset(
     recorder.finish()
     if not recorder.episodes:
         raise ValueError("save_dataset: nothing recorded")
-    root = Path(root)
+    root = Path(root).resolve()  # minari joins a relative root with itself
     folder = root / dataset_id
     if folder.exists():
         raise ValueError(f"save_dataset: {folder} exists; give another dataset_id or root")
@@ -224,7 +224,7 @@ def load_episodes(dataset_id: str, root: str | Path, actions: str = "sent") -> l
 
     if actions not in ("sent", "policy"):
         raise ValueError(f"load_episodes: actions must be 'sent' or 'policy', got {actions!r}")
-    root = Path(root)
+    root = Path(root).resolve()
     if not (root / dataset_id).exists():
         raise ValueError(f"load_episodes: no dataset {dataset_id!r} under {root}")
     with _datasets_path(root):

@@ -83,6 +83,16 @@ def test_a_recorded_dataset_is_the_real_data_of_a_fit(tmp_path: Path) -> None:
     assert result.recovery_error({"pole_mass": 1.6})["pole_mass"] < 0.1
 
 
+def test_a_relative_root_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = Recorder(RealRobotEnv(SimulatedRobot(load_target_config(TARGET)), hz=5000))
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    assert save_dataset(env, "robot/rel-v0", "runs/data").is_dir()
+    assert len(load_episodes("robot/rel-v0", "runs/data")) == 1
+    env.close()
+
+
 def test_saving_refuses_nothing_and_an_existing_dataset(tmp_path: Path) -> None:
     env = Recorder(RealRobotEnv(SimulatedRobot(load_target_config(TARGET)), hz=5000))
     with pytest.raises(ValueError, match="nothing recorded"):

@@ -147,3 +147,13 @@ def test_bad_files_are_named(
 def test_a_file_of_another_command_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a record file holds one section, record"):
         run_record(write(tmp_path, "x", {"deploy": {}}))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "configs" / "robot").glob("*.yaml"))
+)
+def test_shipped_robot_files_validate(path: Path) -> None:
+    from metarl.sim2real.robot_commands import load_robot_file
+
+    (section,) = yaml.safe_load(path.read_text())
+    load_robot_file(path, section)
