@@ -5,6 +5,8 @@ A sysid file::
     sysid:
       name: hopper_torso                 # the output folder: <root>/<name>-<timestamp>
       target: {...}                      # a TargetConfig (metarl.sim2real.targets)
+      # or data: {dataset: pendulum/random-v0, root: SESSION/dataset}: a recording
+      #   (metarl record) instead of a target; no truth then, so no recovery errors
       episodes: 5                        # real episodes to record
       max_steps: 200                     # at most this many steps each
       controller: random                 # uniform random actions (seeded): the excitation
@@ -83,13 +85,26 @@ class SimulatorConfig(BaseModel):
         return params_from_dicts(self.params)
 
 
+class RecordedData(BaseModel):
+    """Real data recorded before (``metarl record``): a Minari dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=1)
+    root: str = Field(min_length=1)
+    """The folder holding the dataset (a session folder's ``dataset/``)."""
+    actions: Literal["sent", "policy"] = "sent"
+    """Fit to the commands as sent after the safety layer (default) or as the policy gave them."""
+
+
 class SysidConfig(BaseModel):
     """A system-identification run (module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[\w.+-]+$")
-    target: TargetConfig
+    target: TargetConfig | None = None
+    data: RecordedData | None = None
     episodes: int = Field(default=5, ge=1)
     max_steps: int | None = Field(default=200, ge=1)
     controller: Literal["random"] = "random"
@@ -117,6 +132,10 @@ class SysidConfig(BaseModel):
 
     @model_validator(mode="after")
     def _same_quantities(self) -> SysidConfig:
+        if (self.target is None) == (self.data is None):
+            raise ValueError("give exactly one of target (record here) and data (recorded)")
+        if self.target is None:
+            return self
         wrong = param_mismatches(self.simulator.params, self.target.physics)
         if wrong:
             raise ValueError(
@@ -163,8 +182,15 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         ConfigError: an invalid file, or a target or simulator that the env refuses.
     """
     cfg = load_sysid(path)
+    if cfg.data is not None:
+        from metarl.sim2real.recording import load_episodes
+
+        try:
+            recorded = load_episodes(cfg.data.dataset, cfg.data.root, cfg.data.actions)
+        except ValueError as err:
+            raise ConfigError(f"{path}: sysid.data: {err}") from None
     try:
-        target = Target(cfg.target)
+        target = None if cfg.target is None else Target(cfg.target)
         sim = Simulator(
             cfg.simulator.env,
             cfg.simulator.physics_params(),
@@ -176,17 +202,20 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.root) / f"{cfg.name}-{stamp}"
     out.mkdir(parents=True, exist_ok=False)
-    # The excitation's own stream: the fit's draws come from default_rng(seed).
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
-    space = target.action_space
+    if target is None:
+        episodes, truth = recorded, {}
+    else:
+        # The excitation's own stream: the fit's draws come from default_rng(seed).
+        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+        space = target.action_space
 
-    def random_action(obs: np.ndarray) -> np.ndarray:
-        return rng.uniform(space.low, space.high).astype(space.dtype)  # type: ignore[attr-defined]
+        def random_action(obs: np.ndarray) -> np.ndarray:
+            return rng.uniform(space.low, space.high).astype(space.dtype)  # type: ignore[attr-defined]
 
-    episodes = target.rollout(random_action, cfg.episodes, cfg.max_steps)
-    save_episodes(episodes, out / "real_episodes.npz")
-    truth = target.hidden_truth()
-    target.close()
+        episodes = target.rollout(random_action, cfg.episodes, cfg.max_steps)
+        save_episodes(episodes, out / "real_episodes.npz")
+        truth = target.hidden_truth()
+        target.close()
     try:
         result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
     except (TypeError, ValueError) as err:  # the recorded data is kept in the folder
@@ -220,12 +249,23 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     )
     _plot(result, scalar_truth, out / "estimates.png")
     report = result.report(scalar_truth or None)
+    if cfg.target is not None:
+        source = (
+            f"Target `{cfg.target.env}` (hidden physics and effects: "
+            f"{[e['name'] for e in cfg.target.effects] or 'none'}), controller "
+            f"`{cfg.controller}`, seed {cfg.seed}. Files: `real_episodes.npz` (the recorded "
+            "data), "
+        )
+    else:
+        assert cfg.data is not None
+        source = (
+            f"Recorded data: dataset `{cfg.data.dataset}` under `{cfg.data.root}` "
+            f"({len(episodes)} episodes, actions as {cfg.data.actions}), seed {cfg.seed}. "
+            "Files: "
+        )
     report += (
-        f"\nTarget `{cfg.target.env}` (hidden physics and effects: "
-        f"{[e['name'] for e in cfg.target.effects] or 'none'}), controller `{cfg.controller}`, "
-        f"seed {cfg.seed}. Files: `real_episodes.npz` (the recorded data), `fit.json`, "
-        "`randomization.yaml` (the fitted distribution as a config section), "
-        "![estimates](estimates.png)\n"
+        f"\n{source}`fit.json`, `randomization.yaml` (the fitted distribution as a config "
+        "section), ![estimates](estimates.png)\n"
     )
     (out / "report.md").write_text(report)
     return out

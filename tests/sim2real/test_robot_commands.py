@@ -108,6 +108,45 @@ def test_deploy_runs_an_exported_policy_in_trials(tmp_path: Path) -> None:
     assert "return of episode k over 2 trials" in (out / "report.md").read_text()
 
 
+def test_a_recording_is_the_data_of_metarl_sysid(tmp_path: Path) -> None:
+    record = {
+        "record": {
+            "robot": {"simulated": TARGET, "hz": 5000, "max_episode_steps": 40},
+            "episodes": 6,
+            "dataset": "pendulum/excite-v0",
+            "root": str(tmp_path / "runs"),
+        }
+    }
+    session = run_record(write(tmp_path, "record", record))
+    mass = {"field": "body_mass", "elements": ["pole"], "op": "scale"}
+    sysid = {
+        "sysid": {
+            "name": "from_recording",
+            "data": {"dataset": "pendulum/excite-v0", "root": str(session / "dataset")},
+            "simulator": {
+                "env": "InvertedPendulum-v5",
+                "action_delay": 2,  # as a delay estimate would say
+                "params": {
+                    "pole_mass": {**mass, "dist": {"kind": "uniform", "low": 0.5, "high": 3.0}}
+                },
+            },
+            "method": "trajectory_matching",
+            "options": {"budget": 60},
+            "root": str(tmp_path / "sysid"),
+        }
+    }
+    assert cli(["sysid", str(write(tmp_path, "sysid", sysid))]) == 0
+    (out,) = (tmp_path / "sysid").iterdir()
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["truth"] == {} and fit["recovery_error"] == {}  # a robot hides its truth
+    assert abs(fit["estimates"]["pole_mass"] - 1.5) / 1.5 < 0.1  # the server's hidden 1.5
+    assert "Recorded data: dataset `pendulum/excite-v0`" in (out / "report.md").read_text()
+    sysid["sysid"]["data"]["dataset"] = "pendulum/none-v0"
+    assert cli(["sysid", str(write(tmp_path, "sysid", sysid))]) == 2
+    sysid["sysid"]["target"] = TARGET
+    assert cli(["sysid", str(write(tmp_path, "sysid", sysid))]) == 2  # both: which one?
+
+
 @pytest.mark.parametrize(
     ("section", "fields", "message"),
     [
