@@ -222,30 +222,29 @@ def test_readings_round_trip_every_float(values: list[float]) -> None:
 def test_over_the_bridge_a_stall_nan_actions_and_the_estop_lose_no_recorded_step(
     server: RobotServer,
 ) -> None:
-    limit = StateLimit(dim=1, low=-0.1, high=0.1, response="estop")  # pole angle; ends at 0.2
+    limit = StateLimit(dim=1, low=-0.05, high=0.05, response="estop")  # pole angle; ends at 0.2
     safety = SafetyConfig(safe_action=[0.0], watchdog_s=0.05, state_limits=[limit])
     env = Recorder(RealRobotEnv(RemoteRobot(*server.address, token=TOKEN), hz=200, safety=safety))
     robot_env = env.env
     assert isinstance(robot_env, RealRobotEnv)
     env.reset(seed=0)
-    env.step(np.array([0.1], np.float32))
-    served = server.commands
-    time.sleep(0.3)  # the policy stalls: the watchdog sends the safe action
-    assert server.commands > served
     _, _, _, _, info = env.step(np.array([np.nan], np.float32))
     assert info["command"].tolist() == [0.0] and info["safety.interventions"] == 1
-    steps = 2
-    while True:  # full push until the pole leaves the limits: the e-stop latches
-        _, _, terminated, truncated, info = env.step(np.array([1.0], np.float32))
+    served = server.commands
+    time.sleep(0.12)  # the policy stalls: the watchdog sends the safe action
+    assert server.commands > served
+    steps = 1
+    while True:  # small pushes until the pole leaves the limits: the e-stop latches
+        _, _, terminated, truncated, info = env.step(np.array([0.3], np.float32))
         steps += 1
         if terminated or truncated:
             break
     assert robot_env.safety.estopped and truncated and not terminated
     kinds = {i.kind for i in robot_env.safety.interventions}
-    assert {"watchdog", "non_finite"} <= kinds
+    assert {"watchdog", "non_finite", "state_limit"} <= kinds
     env.finish()
     (episode,) = env.episodes
     assert len(episode.actions) == steps  # every step the env took is recorded
-    assert np.isnan(episode.actions[1][0])  # the policy's NaN, as given
-    assert episode.info_arrays()["command"][2].tolist() == [0.0]  # and what was sent
+    assert np.isnan(episode.actions[0][0])  # the policy's NaN, as given
+    assert episode.info_arrays()["command"][1].tolist() == [0.0]  # and what was sent
     env.close()
