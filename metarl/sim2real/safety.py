@@ -295,35 +295,29 @@ class SafetyLayer:
                     )
                     sent = safe.copy()
                 else:
-                    clipped = np.clip(sent, self.low, self.high)
-                    if np.any(clipped != sent):
-                        dims = np.flatnonzero(clipped != sent).tolist()
-                        events.append(
-                            self._record(
-                                "action_bounds",
-                                f"entries {dims} brought into bounds",
-                                flat,
-                                clipped,
-                            )
-                        )
-                    sent = clipped
+                    sent = self._limit(events, "action_bounds", flat, sent, self.low, self.high)
                     if self.max_delta is not None and self._last is not None:
-                        limited = np.clip(
-                            sent, self._last - self.max_delta, self._last + self.max_delta
-                        )
-                        if np.any(limited != sent):
-                            dims = np.flatnonzero(limited != sent).tolist()
-                            events.append(
-                                self._record(
-                                    "max_delta",
-                                    f"entries {dims} changed by more than max_delta",
-                                    flat,
-                                    limited,
-                                )
-                            )
-                        sent = limited
+                        low, high = self._last - self.max_delta, self._last + self.max_delta
+                        sent = self._limit(events, "max_delta", flat, sent, low, high)
             self._last = sent
             return sent.reshape(self.shape).astype(self.dtype), events, end
+
+    def _limit(
+        self,
+        events: list[Intervention],
+        kind: str,
+        given: np.ndarray,
+        sent: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+    ) -> np.ndarray:
+        """``sent`` brought into ``[low, high]``; a change is recorded as ``kind``."""
+        limited = np.clip(sent, low, high)
+        if np.any(limited != sent):
+            dims = np.flatnonzero(limited != sent).tolist()
+            what = "brought into bounds" if kind == "action_bounds" else "changed too fast"
+            events.append(self._record(kind, f"entries {dims} {what}", given, limited))
+        return limited
 
     def record_watchdog(self, waited_s: float) -> np.ndarray:
         """Record that the watchdog sent the safe action after ``waited_s`` without a
