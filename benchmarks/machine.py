@@ -21,3 +21,16 @@ def cpu_model() -> str:
 def machine_line() -> str:
     """``"N cores, <CPU model>, no GPU"`` (every benchmark here runs on the CPU)."""
     return f"{os.cpu_count()} cores, {cpu_model()}, no GPU"
+
+
+def versions_line(*packages: str) -> str:
+    """``"python X, pkg Y, ..."``: the installed versions of ``packages``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"python {platform.python_version()}"]
+    for name in packages:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} (not installed)")
+    return ", ".join(parts)

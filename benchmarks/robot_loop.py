@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 import sim2sim
 import yaml
-from machine import machine_line
+from machine import machine_line, versions_line
 
 TOKEN = "robot-loop-token"
+PACKAGES = ("torch", "mujoco", "gymnasium", "cma", "minari", "onnxruntime")
 HZ = 500  # as fast as the simulated robot steps reliably; the rate is not the point here
 
 
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"- command: `{command}`",
                 f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
                 f"- machine: {machine_line()}; server in its own process, loopback, {HZ} Hz",
+                f"- versions: {versions_line(*PACKAGES)}",
                 f"- robot: sim2sim.py's `{name}` target (seed {args.seed + 2000})",
                 "",
                 f"- delay estimated over the bridge: {recorded['estimated_delay']['steps']} steps "

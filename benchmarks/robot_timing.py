@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from machine import machine_line
+from machine import machine_line, versions_line
 
 from metarl.sim2real.bridge import Command, RemoteRobot, encode, read_frame
 from metarl.sim2real.latency import estimate_delay, latency_stats
@@ -150,6 +150,7 @@ def report(
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: {machine_line()}; loopback TCP, server in its own process",
+        f"- versions: {versions_line('mujoco', 'gymnasium', 'pydantic')}",
         "",
         "Control periods and round trips of `RealRobotEnv` over `RemoteRobot` (zero commands "
         "to a served HalfCheetah-v5; jitter = |period - nominal|; round trip = command sent "

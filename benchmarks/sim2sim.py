@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import machine_line
+from machine import machine_line, versions_line
 
 import metarl  # noqa: F401  (registers the environments)
 from metarl.config import validate_config
@@ -480,6 +480,7 @@ def report(args: argparse.Namespace) -> str:
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: {machine_line()}",
+        f"- versions: {versions_line('torch', 'mujoco', 'gymnasium', 'cma')}",
         "",
     ]
     fits = _load(out, "fit")
