@@ -22,7 +22,10 @@ the end of the control period, and the robot is read. ``info`` says, with the sa
 keys at every step and at reset (what recorders need): the command as sent
 (``command``), the step's timing (``timing.*``: period, lateness past the deadline,
 overrun, time spent in ``send_command`` and in ``read``), the safety layer's
-interventions (``safety.*``) and whether the link was lost (``disconnected``).
+interventions on this command (``safety.interventions``, ``safety.kinds`` as a bit mask
+of ``safety.KINDS``, ``safety.estop``), how often the watchdog sent the safe action
+since the previous step (``safety.watchdog``) and whether the link was lost
+(``disconnected``).
 
 A lost link ends the episode cleanly: the step returns the last observation,
 reward 0, ``truncated=True`` and ``info["disconnected"] = True``; the next ``reset``
@@ -101,6 +104,7 @@ INFO_KEYS = (
     "safety.interventions",
     "safety.kinds",
     "safety.estop",
+    "safety.watchdog",
     "disconnected",
 )
 
@@ -174,6 +178,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._obs: np.ndarray | None = None
         self._steps = 0
         self._episode_ticks = 0
+        self._watchdog_fires = 0  # since the last step: reported in its info
         self.episode_interventions: list[Intervention] = []
         timeout = (safety or SafetyConfig()).watchdog_s
         self.watchdog = None if timeout is None else Watchdog(timeout, self._watchdog_fired)
@@ -183,6 +188,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
     def _watchdog_fired(self, waited_s: float) -> None:
         command = self.safety.record_watchdog(waited_s)
         with self._lock:
+            self._watchdog_fires += 1
             self.robot.send_command(command)
 
     def _info(self, sent: np.ndarray, **values: float) -> dict[str, Any]:
@@ -245,10 +251,13 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("RealRobotEnv.step before reset")
         sent, events, end = self.safety.filter(action, self._obs)
         self.episode_interventions.extend(events)
+        with self._lock:
+            fired, self._watchdog_fires = self._watchdog_fires, 0
         values: dict[str, float] = {
             "safety_interventions": len(events),
             "safety_kinds": kinds_mask(events),
             "safety_estop": self.safety.estopped,
+            "safety_watchdog": fired,
         }
         try:
             t0 = self._clock()

@@ -234,6 +234,9 @@ def test_over_the_bridge_a_stall_nan_actions_and_the_estop_lose_no_recorded_step
     time.sleep(0.12)  # the policy stalls: the watchdog sends the safe action
     assert server.commands > served
     steps = 1
+    _, _, _, _, info = env.step(np.array([0.0], np.float32))
+    steps += 1
+    assert info["safety.watchdog"] >= 1  # the next step tells of the stall
     while True:  # small pushes until the pole leaves the limits: the e-stop latches
         _, _, terminated, truncated, info = env.step(np.array([0.3], np.float32))
         steps += 1
