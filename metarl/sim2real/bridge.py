@@ -7,7 +7,8 @@ Wire format: frames of a 4-byte big-endian length and a UTF-8 JSON body, at most
 
 - client -> server: ``hello`` (protocol ``version`` and the shared ``token``; the
   first message of a connection), ``reset`` (``seq``, ``seed``), ``command``
-  (``seq``, ``action``), ``bye``;
+  (``seq``, ``action``; answered by the reading right after it, an acknowledgement),
+  ``read`` (``seq``: the reading now, at the end of a control period), ``bye``;
 - server -> client: ``welcome`` (``version``, the robot's spaces and observation
   names), ``reading`` (``seq`` of the request it answers, observation, reward,
   terminated, truncated, numeric ``info``), ``error`` (``seq`` or null, ``reason``).
@@ -20,8 +21,13 @@ the last one accepted (out of order or replayed: not executed). An oversized fra
 closes the connection (the stream cannot be trusted after it). The server listens on
 the loopback interface unless given another host, and serves one client at a time.
 
-``RemoteRobot`` is the env side: each ``send_command`` waits for the reading that
-answers it and measures the round trip (``info["bridge.rtt_s"]``); a closed socket, a
+The server keeps the robot safe by itself (``RobotServer``: its own safety layer on
+every command, the safe action on silence and at a session's end), since a network
+cannot be trusted to deliver the client's.
+
+``RemoteRobot`` is the env side: each ``send_command`` waits for its acknowledgement
+and measures the round trip (``info["bridge.rtt_s"]``), ``read`` asks for the state at
+the end of the control period; a closed socket, a
 timeout or an ``error`` reply raises ``RobotDisconnected`` (``RealRobotEnv`` ends the
 episode cleanly, flagged); ``connect`` reconnects, retrying ``connect_attempts`` times.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import socket
 import struct
 import threading
@@ -43,6 +50,7 @@ from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from metarl.sim2real.robot import Robot, RobotDisconnected, RobotReading
+from metarl.sim2real.safety import Intervention, SafetyConfig, SafetyLayer
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -94,7 +102,12 @@ class Welcome(_Message):
 class Reset(_Message):
     type: Literal["reset"]
     seq: int = Field(ge=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0)
+
+
+class Read(_Message):
+    type: Literal["read"]
+    seq: int = Field(ge=0)
 
 
 class Command(_Message):
@@ -124,7 +137,7 @@ class Bye(_Message):
 
 
 Message = Annotated[
-    Hello | Welcome | Reset | Command | Reading | Error | Bye, Field(discriminator="type")
+    Hello | Welcome | Reset | Read | Command | Reading | Error | Bye, Field(discriminator="type")
 ]
 _MESSAGE: TypeAdapter[Any] = TypeAdapter(Message)
 
@@ -150,8 +163,8 @@ def decode(body: bytes) -> Any:
     """
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ProtocolError(f"not a JSON message: {err}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError too
+        raise ProtocolError(f"not a JSON message: {str(err)[:200]}") from None
     try:
         return _MESSAGE.validate_python(data)
     except ValidationError as err:
@@ -225,14 +238,25 @@ class Rejection:
 class RobotServer:
     """Serves ``robot`` to one client at a time (module docstring).
 
+    The server keeps the robot safe on its own, whatever the network does: every
+    command passes its own ``SafetyLayer`` (``safety``: by default the robot's action
+    bounds, NaN and infinite values replaced by the safe action), and when no message
+    comes for ``watchdog_s`` during an episode, or a session ends, it sends the safe
+    action itself (each time recorded in ``interventions``). A frame that stalls half
+    way for ``frame_timeout_s`` (or a client that does not say hello within it) closes
+    the connection, so a slow client cannot hold the robot.
+
     Args:
         robot: the robot (a ``SimulatedRobot`` in sim-to-sim work).
         token: the shared secret a client must present.
         host: the interface to listen on (default loopback only).
         port: 0 picks a free port (``address`` says which).
+        safety: the server's own safety layer (its ``watchdog_s`` is not used: see
+            ``watchdog_s``).
+        watchdog_s: silence during an episode after which the safe action is sent.
 
     Raises:
-        ValueError: an empty token.
+        ValueError: an empty token, non-positive timeouts, or an invalid safety config.
     """
 
     def __init__(
@@ -242,12 +266,26 @@ class RobotServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        safety: SafetyConfig | None = None,
+        watchdog_s: float = 0.5,
+        frame_timeout_s: float = 2.0,
     ):
         if not token:
             raise ValueError("RobotServer.token must be a non-empty shared secret")
+        for name, value in (("watchdog_s", watchdog_s), ("frame_timeout_s", frame_timeout_s)):
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"RobotServer.{name} must be a positive number, got {value!r}")
         self.robot = robot
         self._token = token.encode()
         self.max_message_bytes = max_message_bytes
+        self.watchdog_s = float(watchdog_s)
+        self.frame_timeout_s = float(frame_timeout_s)
+        self.safety = SafetyLayer(
+            safety or SafetyConfig(),
+            robot.action_space,
+            int(np.prod(robot.observation_space.shape)),
+            getattr(robot, "observation_names", None),
+        )
         self.rejections: list[Rejection] = []
         self.commands = 0
         self._sock = socket.create_server((host, port))
@@ -263,6 +301,12 @@ class RobotServer:
             action_space=_box_spec(robot.action_space),
             observation_names=getattr(robot, "observation_names", None),
         )
+        self._obs: np.ndarray | None = None  # the latest observation, for state limits
+
+    @property
+    def interventions(self) -> list[Intervention]:
+        """Every change the server's safety layer made (its watchdog included)."""
+        return self.safety.interventions
 
     def start(self) -> RobotServer:
         self.robot.connect()
@@ -271,7 +315,7 @@ class RobotServer:
 
     def stop(self) -> None:
         """Stop serving: the current client's connection is cut (what a crashed or
-        killed server does to its client)."""
+        killed server does to its client); the robot gets the safe action."""
         self._stop.set()
         client = self._client
         if client is not None:
@@ -300,22 +344,70 @@ class RobotServer:
                 continue
             except OSError:
                 return
+            peer = f"{addr[0]}:{addr[1]}"
             self._client = client
+            episode = [False]
             try:
-                self._session(client, f"{addr[0]}:{addr[1]}")
+                self._session(client, peer, episode)
+            except Exception as err:  # one client's failure must not stop the server
+                self._reject(peer, f"session ended by {type(err).__name__}: {err}")
             finally:
                 self._client = None
                 client.close()
+                if episode[0]:
+                    self._safe_stop("session ended")
+
+    def _safe_stop(self, cause: str) -> None:
+        """Send the safe action to the robot (a silent client, a session's end)."""
+        command = self.safety.record_watchdog(self.watchdog_s, cause)
+        try:
+            self.robot.send_command(command)
+        except Exception as err:  # the robot itself failed: nothing more to do here
+            log.error("bridge: the safe action could not be sent (%s: %s)", cause, err)
 
     def _send(self, client: socket.socket, message: _Message) -> None:
         client.sendall(encode(message, self.max_message_bytes))
 
-    def _session(self, client: socket.socket, peer: str) -> None:
+    def _next_frame(self, client: socket.socket, greeted: bool, episode: list[bool]) -> bytes:
+        """The next frame's body. While waiting for a frame to start in an episode, each
+        ``watchdog_s`` of silence sends the safe action; a frame (or, before the
+        handshake, the first one) must then arrive within ``frame_timeout_s``.
+
+        Raises:
+            ProtocolError: an oversized or stalled frame; ConnectionError: closed.
+        """
+        while True:
+            client.settimeout(self.watchdog_s if greeted else self.frame_timeout_s)
+            try:
+                first = client.recv(1)
+            except TimeoutError:
+                if not greeted:
+                    raise ProtocolError("no hello within the frame timeout") from None
+                if episode[0]:
+                    self._safe_stop(f"no command for {self.watchdog_s:g} s")
+                continue
+            if not first:
+                raise ConnectionError("connection closed")
+            break
+        client.settimeout(self.frame_timeout_s)
+        try:
+            header = first + _recv_exact(client, _HEADER.size - 1)
+            (size,) = _HEADER.unpack(header)
+            if size > self.max_message_bytes:
+                raise ProtocolError(
+                    f"frame of {size} bytes exceeds the limit of {self.max_message_bytes}"
+                )
+            return _recv_exact(client, size)
+        except TimeoutError:
+            raise ProtocolError(f"a frame stalled for {self.frame_timeout_s:g} s") from None
+
+    def _session(self, client: socket.socket, peer: str, episode: list[bool]) -> None:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         greeted, last_seq = False, -1
         while not self._stop.is_set():
             try:
-                body = read_frame(client, self.max_message_bytes)
+                body = self._next_frame(client, greeted, episode)
             except ProtocolError as err:
                 self._reject(peer, f"{err}; connection closed")
                 return
@@ -346,7 +438,7 @@ class RobotServer:
                 return
             if isinstance(message, Bye):
                 return
-            if not isinstance(message, Reset | Command):
+            if not isinstance(message, Reset | Read | Command):
                 reason = f"a client does not send {message.type}"
                 self._reject(peer, reason)
                 self._send(client, Error(type="error", reason=reason))
@@ -358,10 +450,11 @@ class RobotServer:
                 continue
             last_seq = message.seq
             try:
-                reading = self._execute(message)
-            except (ValueError, RuntimeError) as err:
-                self._reject(peer, str(err))
-                self._send(client, Error(type="error", seq=message.seq, reason=str(err)))
+                reading = self._execute(message, episode)
+            except Exception as err:  # the robot refused: say why, keep serving
+                reason = f"{type(err).__name__}: {err}"
+                self._reject(peer, reason)
+                self._send(client, Error(type="error", seq=message.seq, reason=reason))
                 continue
             self._send(
                 client,
@@ -376,16 +469,30 @@ class RobotServer:
                 ),
             )
 
-    def _execute(self, message: Reset | Command) -> RobotReading:
+    def _execute(self, message: Reset | Read | Command, episode: list[bool]) -> RobotReading:
         if isinstance(message, Reset):
-            return self.robot.reset(message.seed)
-        action = np.asarray(message.action, dtype=np.float64)
-        shape = self.robot.action_space.shape
-        if action.size != int(np.prod(shape)):
-            raise ValueError(f"command of {action.size} numbers; the robot takes {shape}")
-        self.robot.send_command(action.reshape(shape).astype(self.robot.action_space.dtype))
-        self.commands += 1
-        return self.robot.read()
+            reading = self.robot.reset(message.seed)
+            self.safety.start_episode()
+            episode[0] = True
+        elif isinstance(message, Read):
+            reading = self.robot.read()
+        else:
+            if self._obs is None:
+                raise RuntimeError("command before the first reset")
+            shape = self.robot.action_space.shape
+            if len(message.action) != int(np.prod(shape)):
+                raise ValueError(
+                    f"command of {len(message.action)} numbers; the robot takes {shape}"
+                )
+            action = np.asarray(message.action, dtype=np.float64).reshape(shape)
+            sent, _, _ = self.safety.filter(action, self._obs)
+            self.robot.send_command(sent)
+            self.commands += 1
+            reading = self.robot.read()
+            if reading.terminated or reading.truncated:
+                episode[0] = False
+        self._obs = np.asarray(reading.observation, dtype=np.float64)
+        return reading
 
 
 # --------------------------------------------------------------------------- client
@@ -416,6 +523,8 @@ class RemoteRobot:
         self._seq = 0
         self._reading: RobotReading | None = None
         self.rtts: list[float] = []
+        """Round trips of the resets and commands (a command: sent until acknowledged)."""
+        self.last_rtt_s = 0.0
         welcome = self._open()
         self.observation_space = _box(welcome.observation_space)
         self.action_space = _box(welcome.action_space)
@@ -456,7 +565,7 @@ class RemoteRobot:
         if self._sock is None:
             self._open()
 
-    def _request(self, message: Reset | Command) -> RobotReading:
+    def _request(self, message: Reset | Read | Command) -> RobotReading:
         if self._sock is None:
             raise RobotDisconnected("RemoteRobot: not connected")
         start = time.perf_counter()
@@ -490,13 +599,22 @@ class RemoteRobot:
         return self._reading
 
     def send_command(self, action: np.ndarray) -> None:
+        """Send a command and wait for the server's acknowledgement (a reading taken
+        right after the command was applied; ``last_rtt_s`` is its round trip)."""
         values = [float(x) for x in np.ravel(action)]
-        self._reading = self._request(Command(type="command", seq=self._next_seq(), action=values))
+        self._request(Command(type="command", seq=self._next_seq(), action=values))
+        self.last_rtt_s = self.rtts[-1]
 
     def read(self) -> RobotReading:
+        """A fresh reading (a ``read`` request: the robot's state now, at the end of
+        the control period), with the command's round trip in ``bridge.rtt_s``."""
         if self._reading is None:
             raise RuntimeError("RemoteRobot.read before reset")
-        return self._reading
+        reading = self._request(Read(type="read", seq=self._next_seq()))
+        self.rtts.pop()  # the read's own round trip is not the command's
+        reading.info["bridge.rtt_s"] = self.last_rtt_s
+        self._reading = reading
+        return reading
 
     def _close(self) -> None:
         if self._sock is not None:

@@ -319,14 +319,14 @@ class SafetyLayer:
             events.append(self._record(kind, f"entries {dims} {what}", given, limited))
         return limited
 
-    def record_watchdog(self, waited_s: float) -> np.ndarray:
-        """Record that the watchdog sent the safe action after ``waited_s`` without a
-        command; returns the safe action (what it sends)."""
+    def record_watchdog(self, waited_s: float, cause: str = "") -> np.ndarray:
+        """Record that the watchdog sends the safe action after ``waited_s`` without a
+        command (or for ``cause``); returns the safe action (what it sends)."""
         with self._lock:
             self._last = self.safe_action.copy()
             self._record(
                 "watchdog",
-                f"no command for {waited_s * 1e3:.1f} ms: safe action sent",
+                cause or f"no command for {waited_s * 1e3:.1f} ms: safe action sent",
                 np.full_like(self.safe_action, np.nan),
                 self.safe_action,
             )

@@ -40,7 +40,8 @@ PENDULUM = {"env": "InvertedPendulum-v5", "effects": [{"name": "action_delay", "
 
 @pytest.fixture
 def server() -> Iterator[RobotServer]:
-    with RobotServer(SimulatedRobot(load_target_config(PENDULUM)), TOKEN) as srv:
+    robot = SimulatedRobot(load_target_config(PENDULUM))
+    with RobotServer(robot, TOKEN, watchdog_s=0.2, frame_timeout_s=0.5) as srv:
         yield srv
 
 
@@ -251,3 +252,92 @@ def test_over_the_bridge_a_stall_nan_actions_and_the_estop_lose_no_recorded_step
     assert np.isnan(episode.actions[0][0])  # the policy's NaN, as given
     assert episode.info_arrays()["command"][1].tolist() == [0.0]  # and what was sent
     env.close()
+
+
+def greeted_client(server: RobotServer) -> socket.socket:
+    sock = raw_client(server)
+    assert reply(sock).type == "welcome"  # type: ignore[attr-defined]
+    return sock
+
+
+def test_the_server_filters_commands_itself(server: RobotServer) -> None:
+    sock = greeted_client(server)
+    sock.sendall(encode(Reset(type="reset", seq=1, seed=0)))
+    reply(sock)
+    for seq, action in ((2, [float("nan")]), (3, [1e300]), (4, [0.5])):
+        sock.sendall(encode(Command(type="command", seq=seq, action=action)))
+        assert isinstance(reply(sock), Reading)
+    kinds = [i.kind for i in server.interventions]
+    assert kinds == ["non_finite", "action_bounds"]  # a bad message cannot reach the robot
+    assert server.interventions[1].sent == (3.0,)  # brought into the robot's bounds
+    sock.close()
+
+
+def test_a_silent_client_gets_the_safe_action_and_so_does_a_session_end(
+    server: RobotServer,
+) -> None:
+    sock = greeted_client(server)
+    sock.sendall(encode(Reset(type="reset", seq=1, seed=0)))
+    reply(sock)
+    sock.sendall(encode(Command(type="command", seq=2, action=[0.5])))
+    reply(sock)
+    time.sleep(0.7)  # > 2 watchdog periods of silence
+    fired = [i for i in server.interventions if i.kind == "watchdog"]
+    assert len(fired) >= 2 and fired[0].sent == (0.0,)
+    sock.close()
+    deadline = time.perf_counter() + 2
+    while not any("session ended" in i.detail for i in server.interventions):
+        assert time.perf_counter() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 50_000,  # deep nesting
+        b'{"type": "reset", "seq": 1, "seed": ' + b"9" * 5000 + b"}",  # a huge integer
+        b'{"type": "reset", "seq": 1, "seed": -1}',  # a seed the robot would refuse
+        b"\xff\xfe",  # not UTF-8
+    ],
+)
+def test_no_message_stops_the_server(server: RobotServer, body: bytes) -> None:
+    sock = greeted_client(server)
+    sock.sendall(frame(body))
+    answer = reply(sock)
+    assert answer.type == "error"  # type: ignore[attr-defined]
+    sock.close()
+    robot = RemoteRobot(*server.address, token=TOKEN)  # still serving
+    robot.reset(seed=0)
+    robot.disconnect()
+
+
+def test_a_stalled_frame_or_a_silent_hello_closes_the_connection(server: RobotServer) -> None:
+    sock = greeted_client(server)
+    sock.sendall(b"\x00\x00")  # half a header, then nothing
+    sock.settimeout(3.0)
+    assert sock.recv(1) == b""
+    assert "stalled" in server.rejections[-1].reason
+    quiet = socket.create_connection(server.address, timeout=3.0)  # never says hello
+    assert quiet.recv(1) == b""
+    assert "no hello" in server.rejections[-1].reason
+    quiet.close()
+    RemoteRobot(*server.address, token=TOKEN).disconnect()  # others get served
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=8,
+    ),
+    st.integers(min_value=0, max_value=400),
+)
+def test_fuzz_deep_and_large_json(inner: object, depth: int) -> None:
+    body = ("[" * depth + json.dumps(inner) + "]" * depth).encode()
+    try:
+        decode(body)
+    except ProtocolError:
+        pass
