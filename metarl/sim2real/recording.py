@@ -36,6 +36,10 @@ from metarl.tasks import RealTask
 __all__ = ["Recorder", "load_episodes", "save_dataset"]
 
 PARTIAL = "recorder.partial"
+ERROR = "recorder.error"
+# Transitions that are not one control period from the recorded state with the recorded
+# command: the watchdog moved the robot before it, the link was lost, the env raised.
+IRREGULAR = ("safety.watchdog", "disconnected", ERROR)
 
 
 class _EpisodeRecord:
@@ -50,7 +54,7 @@ class _EpisodeRecord:
         self.partial = False
 
     def add(self, action: Any, obs: Any, reward: float, term: bool, trunc: bool, info: Any) -> None:
-        self.actions.append(np.asarray(action))
+        self.actions.append(np.array(action, copy=True))
         self.observations.append(np.asarray(obs))
         self.rewards.append(float(reward))
         self.terminations.append(bool(term))
@@ -59,6 +63,17 @@ class _EpisodeRecord:
         self.infos.append(numeric)
         if numeric.get("disconnected", np.zeros(())).any():
             self.partial = True
+
+    def add_error(self, action: Any) -> None:
+        """A step whose command may have gone out but whose result never came (the env
+        raised): kept, with a NaN observation and reward, flagged ``recorder.error``."""
+        self.actions.append(np.array(action, dtype=np.float64, copy=True))
+        self.observations.append(np.full(np.shape(self.observations[-1]), np.nan))
+        self.rewards.append(float("nan"))
+        self.terminations.append(False)
+        self.truncations.append(True)
+        self.infos.append({ERROR: np.ones(())})
+        self.partial = True
 
     def info_arrays(self) -> dict[str, np.ndarray]:
         """Per key, an array over the T + 1 infos (reset and steps), NaN where absent.
@@ -123,7 +138,12 @@ class Recorder(gym.Wrapper[Any, Any, Any, Any]):
     def step(self, action: Any) -> Any:
         if self._current is None:
             raise RuntimeError("Recorder.step before reset")
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except BaseException:  # keep what was sent, then let the error through
+            self._current.add_error(action)
+            self.finish()
+            raise
         self._current.add(action, obs, float(reward), terminated, truncated, info)
         if terminated or truncated:
             self.finish()
@@ -209,12 +229,18 @@ def save_dataset(
     return folder
 
 
-def load_episodes(dataset_id: str, root: str | Path, actions: str = "sent") -> list[Episode]:
+def load_episodes(
+    dataset_id: str, root: str | Path, actions: str = "sent", split_irregular: bool = True
+) -> list[Episode]:
     """The episodes of the Minari dataset ``dataset_id`` under ``root`` as
     ``Episode``s (task ``RealTask(dataset_id)``; step infos without the reset's).
 
     ``actions``: ``"sent"`` (default), the commands the robot received
     (``info["command"]``, after the safety layer), else the policy's (``"policy"``).
+    ``split_irregular``: leave out the transitions that are not one control period of
+    the recorded command from the recorded state (the watchdog acted before it, the
+    link was lost, the env raised: ``IRREGULAR`` infos), splitting an episode around
+    them, so that the fits see only real transitions.
 
     Raises:
         ValueError: no such dataset, an unknown ``actions``, or ``"sent"`` with no
@@ -243,16 +269,32 @@ def load_episodes(dataset_id: str, root: str | Path, actions: str = "sent") -> l
         else:
             acts = np.asarray(data.actions)
         obs = np.asarray(data.observations, dtype=np.float32)
-        out.append(
-            Episode(
-                task=task,
-                observations=obs[:-1],
-                next_observations=obs[1:],
-                actions=acts.astype(np.float32),
-                rewards=np.asarray(data.rewards, dtype=np.float64),
-                terminations=np.asarray(data.terminations, dtype=bool),
-                truncations=np.asarray(data.truncations, dtype=bool),
-                env_infos=infos,
+        rewards = np.asarray(data.rewards, dtype=np.float64)
+        terms = np.asarray(data.terminations, dtype=bool)
+        truncs = np.asarray(data.truncations, dtype=bool)
+        regular = np.ones(len(rewards), dtype=bool)
+        if split_irregular:
+            for key in IRREGULAR:
+                if key in infos:
+                    regular &= ~(np.nan_to_num(infos[key]) > 0)
+        for start, stop in _runs(regular):
+            out.append(
+                Episode(
+                    task=task,
+                    observations=obs[start:stop],
+                    next_observations=obs[start + 1 : stop + 1],
+                    actions=acts[start:stop].astype(np.float32),
+                    rewards=rewards[start:stop],
+                    terminations=terms[start:stop],
+                    truncations=truncs[start:stop]
+                    | (np.arange(start, stop) == stop - 1) & ~terms[start:stop],
+                    env_infos={k: v[start:stop] for k, v in infos.items()},
+                )
             )
-        )
     return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))

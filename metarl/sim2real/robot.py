@@ -35,6 +35,7 @@ keep executing the last command.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -179,17 +180,28 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._episode_ticks = 0
         self._watchdog_fires = 0  # since the last step: reported in its info
+        self._last_command = -math.inf  # when the env last sent a command (clock seconds)
         self.episode_interventions: list[Intervention] = []
         timeout = (safety or SafetyConfig()).watchdog_s
+        if timeout is not None and not timeout > self.rate.period:
+            raise ValueError(
+                f"safety.watchdog_s ({timeout} s) must exceed the control period "
+                f"({self.rate.period:g} s at {hz:g} Hz)"
+            )
         self.watchdog = None if timeout is None else Watchdog(timeout, self._watchdog_fired)
 
     # ------------------------------------------------------------------ helpers
 
     def _watchdog_fired(self, waited_s: float) -> None:
-        command = self.safety.record_watchdog(waited_s)
+        assert self.watchdog is not None
         with self._lock:
-            self._watchdog_fires += 1
+            # A command that went out while this firing waited for the lock wins.
+            if self._clock() - self._last_command < self.watchdog.timeout_s:
+                return
+            command = self.safety.safe_action.reshape(self.action_space.shape)
             self.robot.send_command(command)
+            self.safety.record_watchdog(waited_s)
+            self._watchdog_fires += 1
 
     def _info(self, sent: np.ndarray, **values: float) -> dict[str, Any]:
         info: dict[str, Any] = {"command": np.asarray(sent, dtype=np.float64).copy()}
@@ -224,12 +236,15 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"e-stop latched ({self.safety.estop_cause}): check the robot, then call "
                 "env.clear_estop()"
             )
+        if self.watchdog is not None:
+            self.watchdog.pause()  # no safe action lands between the reset and step 1
         with self._lock:
             if not self._connected:
                 self.robot.connect()
                 self._connected = True
             reading = self.robot.reset(seed)
-        self._obs = np.asarray(reading.observation, dtype=self.observation_space.dtype)
+            self._watchdog_fires = 0
+        self._obs = self._observation(reading)
         self._steps = 0
         self.episode_interventions = []
         self.safety.start_episode()
@@ -260,12 +275,13 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             "safety_watchdog": fired,
         }
         try:
-            t0 = self._clock()
-            with self._lock:
-                self.robot.send_command(sent)
-            t1 = self._clock()
             if self.watchdog is not None:
                 self.watchdog.kick()
+            t0 = self._clock()
+            with self._lock:
+                self._last_command = t0
+                self.robot.send_command(sent)
+            t1 = self._clock()
             tick = self.rate.wait()
             t2 = self._clock()
             with self._lock:
@@ -276,13 +292,25 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             self._safe_stop()
             info = self._info(sent, disconnected=1, **values)
             return self._obs.copy(), 0.0, False, True, info
-        next_obs = np.asarray(reading.observation, dtype=self.observation_space.dtype)
-        if reading.reward is not None:
-            reward = float(reading.reward)
-        elif self.reward_fn is not None:
-            reward = float(self.reward_fn(self._obs, sent, next_obs))
-        else:
-            raise RuntimeError("RealRobotEnv: the robot's readings carry no reward; pass reward_fn")
+        except BaseException:  # the command went out: leave the robot safe, then raise
+            self._safe_stop()
+            raise
+        try:
+            next_obs = self._observation(reading)
+            if reading.reward is not None:
+                reward = float(reading.reward)
+            elif self.reward_fn is not None:
+                reward = float(self.reward_fn(self._obs, sent, next_obs))
+            else:
+                raise RuntimeError(
+                    "RealRobotEnv: the robot's readings carry no reward; pass reward_fn"
+                )
+            clash = sorted(set(reading.info) & {"command", *INFO_KEYS})
+            if clash:
+                raise ValueError(f"RealRobotEnv: the robot's info reuses the env's keys {clash}")
+        except BaseException:
+            self._safe_stop()
+            raise
         self._obs = next_obs
         self._steps += 1
         limit = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
@@ -301,6 +329,21 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         if terminated or truncated:
             self._safe_stop()
         return next_obs.copy(), reward, terminated, truncated, info
+
+    def _observation(self, reading: RobotReading) -> np.ndarray:
+        """The reading's observation, checked against the observation space's shape.
+
+        Raises:
+            ValueError: an observation of another size.
+        """
+        obs = np.asarray(reading.observation, dtype=self.observation_space.dtype)
+        shape = self.robot.observation_space.shape
+        if obs.size != int(np.prod(shape)):
+            raise ValueError(
+                f"RealRobotEnv: the robot sent an observation of {obs.size} numbers; its "
+                f"observation space has shape {shape}"
+            )
+        return obs.reshape(shape)
 
     def clear_estop(self) -> None:
         """Release the emergency stop (after checking the robot)."""

@@ -3,6 +3,7 @@ Minari dataset and loaded back as the fits' real data."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from metarl.envs import PhysicsParam
 from metarl.sim2real.bridge import RemoteRobot, RobotServer
 from metarl.sim2real.recording import PARTIAL, Recorder, load_episodes, save_dataset
-from metarl.sim2real.robot import RealRobotEnv
+from metarl.sim2real.robot import RealRobotEnv, RobotReading
 from metarl.sim2real.safety import SafetyConfig
 from metarl.sim2real.simulated_robot import SimulatedRobot
 from metarl.sim2real.sysid import Simulator, fit_trajectory_matching
@@ -38,10 +39,12 @@ def test_a_killed_server_loses_no_recorded_step(tmp_path: Path) -> None:
     assert env.steps == 4
     folder = save_dataset(env, "robot/killed-v0", tmp_path)
     assert (folder / "data").exists()
-    (episode,) = load_episodes("robot/killed-v0", tmp_path)
-    assert len(episode) == 4 and episode.truncations[-1]
+    (episode,) = load_episodes("robot/killed-v0", tmp_path, split_irregular=False)
+    assert len(episode) == 4 and episode.truncations[-1]  # every step is in the dataset
     assert episode.env_infos["disconnected"].tolist() == [0, 0, 0, 1]
     assert np.all(episode.env_infos[PARTIAL] == 1)
+    (real,) = load_episodes("robot/killed-v0", tmp_path)  # what the fits get
+    assert len(real) == 3 and real.truncations[-1]  # the unanswered command is left out
     env.close()
 
 
@@ -107,3 +110,50 @@ def test_saving_refuses_nothing_and_an_existing_dataset(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="actions must be 'sent' or 'policy'"):
         load_episodes("robot/once-v0", tmp_path, actions="given")
     env.close()
+
+
+def test_a_step_that_raises_is_kept_and_flagged(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def reward_fn(obs: np.ndarray, command: np.ndarray, next_obs: np.ndarray) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ZeroDivisionError("a broken reward")
+        return 0.0
+
+    class Mute(SimulatedRobot):
+        def read(self) -> RobotReading:
+            return RobotReading(super().read().observation)
+
+    env = Recorder(RealRobotEnv(Mute(load_target_config(TARGET)), hz=5000, reward_fn=reward_fn))
+    env.reset(seed=0)
+    env.step(np.array([0.1], np.float32))
+    with pytest.raises(ZeroDivisionError):
+        env.step(np.array([0.2], np.float32))
+    assert env.steps == 2  # the failed step is kept
+    save_dataset(env, "robot/raised-v0", tmp_path)
+    (episode,) = load_episodes("robot/raised-v0", tmp_path, split_irregular=False, actions="policy")
+    assert episode.actions[:, 0].tolist() == pytest.approx([0.1, 0.2])
+    assert np.isnan(episode.rewards[1]) and episode.env_infos["recorder.error"][1] == 1
+    assert len(load_episodes("robot/raised-v0", tmp_path, actions="policy")) == 1
+
+
+def test_watchdog_transitions_are_left_out_of_the_fits_data(tmp_path: Path) -> None:
+    env = Recorder(
+        RealRobotEnv(
+            SimulatedRobot(load_target_config(TARGET)),
+            hz=100,
+            safety=SafetyConfig(watchdog_s=0.03),
+        )
+    )
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    time.sleep(0.1)  # the watchdog moves the robot: the next transition is not regular
+    for _ in range(3):
+        env.step(np.zeros(1, np.float32))
+    env.close()
+    save_dataset(env, "robot/stall-v0", tmp_path)
+    (whole,) = load_episodes("robot/stall-v0", tmp_path, split_irregular=False)
+    assert whole.env_infos["safety.watchdog"][1] >= 1
+    parts = load_episodes("robot/stall-v0", tmp_path)
+    assert [len(p) for p in parts] == [1, 2]  # split around the irregular transition
