@@ -60,7 +60,7 @@ class EStopLatched(RuntimeError):
 class StateLimit(BaseModel):
     """Bounds on one observation dimension and what to do outside them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dim: int | str
     """Observation index, or a name from the robot's ``observation_names``."""
@@ -80,7 +80,7 @@ class SafetyConfig(BaseModel):
     the robot's action space; unset ``safe_action`` to zeros, which must lie inside
     the bounds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     action_low: list[float] | None = None
     action_high: list[float] | None = None
@@ -88,8 +88,16 @@ class SafetyConfig(BaseModel):
     """Largest change of each command entry from one step to the next (None: any)."""
     safe_action: list[float] | None = None
     state_limits: list[StateLimit] = Field(default_factory=list)
-    watchdog_s: float | None = Field(default=None, gt=0)
+    watchdog_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Send the safe action when no command came for this long (None: no watchdog)."""
+
+    @model_validator(mode="after")
+    def _finite(self) -> SafetyConfig:
+        for name in ("action_low", "action_high", "max_delta", "safe_action"):
+            value = getattr(self, name)
+            if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise ValueError(f"{name} must be finite numbers, got {value}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,11 @@ class SafetyLayer:
             if config.action_high is None
             else _vector("action_high", config.action_high, n)
         )
+        if not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))):
+            raise ValueError(
+                "safety.action_low/action_high: the robot's action space is unbounded "
+                f"([{space_low.tolist()}, {space_high.tolist()}]); give finite bounds"
+            )
         if np.any(self.low < space_low) or np.any(self.high > space_high):
             raise ValueError(
                 f"safety.action_low/action_high must lie inside the robot's action space "

@@ -108,6 +108,28 @@ def test_bad_configs_are_named(fields: dict[str, Any], message: str) -> None:
         layer(**fields)
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"safe_action": [float("nan"), 0.0]}, "safe_action must be finite"),
+        ({"max_delta": float("inf")}, "max_delta must be finite"),
+        ({"max_delta": "0.1"}, "max_delta"),  # no coercion from strings
+        ({"watchdog_s": float("inf")}, "watchdog_s"),
+    ],
+)
+def test_non_finite_or_coerced_fields_are_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SafetyConfig(**fields)
+
+
+def test_an_unbounded_action_space_needs_bounds() -> None:
+    free = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+    with pytest.raises(ValueError, match="unbounded .* give finite bounds"):
+        SafetyLayer(SafetyConfig(), free, 3)
+    bounded = SafetyLayer(SafetyConfig(action_low=[-1.0, -1.0], action_high=[1.0, 1.0]), free, 3)
+    assert bounded.filter(np.array([1e30, 0.0]), OBS)[0].tolist() == [1.0, 0.0]
+
+
 def test_a_state_limit_with_crossed_bounds_is_refused() -> None:
     with pytest.raises(ValueError, match="low .* must be below high"):
         StateLimit(dim=0, low=1.0, high=0.0)
