@@ -7,7 +7,8 @@
 in the observations, on any Gymnasium env over a robot (``RealRobotEnv``, a target):
 it excites one action dimension with a random binary sequence (each step the centre
 of the action's range plus or minus ``amplitude``, independently: a white input) and
-cross-correlates the command of step t with the change of each observation dimension
+cross-correlates the command of step t (as sent: ``info["command"]`` where the env
+reports it, after a safety layer) with the change of each observation dimension
 from step t + lag to t + lag + 1. A command applied k steps late first changes a
 velocity (and the observation's difference) k steps later: the delay is the first lag
 whose normalized correlation (the largest over the observation dimensions) reaches
@@ -102,7 +103,8 @@ def estimate_delay(
 
     Raises:
         ValueError: a non-Box or unbounded action space, ``dim`` out of range, a
-            non-positive ``amplitude`` or one leaving the range, or counts too small.
+            non-positive ``amplitude`` or one leaving the range, counts too small, or
+            no response above the noise at any lag.
     """
     space = env.action_space
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -138,8 +140,10 @@ def estimate_delay(
             u = rng.choice([-swing, swing])
             action = centre.copy()
             action[dim] += u
-            obs, _, terminated, truncated, _ = env.step(action.astype(space.dtype))
-            commands.append(u)
+            obs, _, terminated, truncated, info = env.step(action.astype(space.dtype))
+            # The command as the robot got it (a safety layer may have changed it).
+            sent = np.asarray(info.get("command", action), dtype=np.float64).ravel()
+            commands.append(float(sent[dim] - centre[dim]))
             observations.append(np.asarray(obs, dtype=np.float64).ravel())
             recorded += 1
             if terminated or truncated:
@@ -167,6 +171,12 @@ def estimate_delay(
         scores.append(float(corr.max()))
         dims.append(int(corr.argmax()))
     floor = 4 / np.sqrt(recorded)  # well above the noise of a correlation of N pairs
+    if max(scores) < floor:
+        raise ValueError(
+            f"estimate_delay: no lag up to {max_lag} shows a response to action dimension "
+            f"{dim} above the noise (largest correlation {max(scores):.3f} < {floor:.3f}); "
+            "excite another dimension, with a larger amplitude, or raise max_lag"
+        )
     threshold = max(0.5 * max(scores), floor)
     best = next(lag for lag, score in enumerate(scores) if score >= threshold)
     return DelayEstimate(

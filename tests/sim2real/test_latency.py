@@ -78,3 +78,21 @@ def test_latency_stats() -> None:
 def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         estimate_delay(target("InvertedPendulum-v5", 0), **kwargs)
+
+
+def test_a_system_that_does_not_respond_is_named() -> None:
+    import gymnasium as gym
+
+    class Deaf(gym.Env):  # type: ignore[type-arg]
+        observation_space = gym.spaces.Box(-1, 1, (2,))
+        action_space = gym.spaces.Box(-1, 1, (1,))
+
+        def reset(self, *, seed=None, options=None):  # type: ignore[no-untyped-def]
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):  # type: ignore[no-untyped-def]
+            return self.np_random.normal(size=2).astype(np.float32), 0.0, False, False, {}
+
+    with pytest.raises(ValueError, match="no lag up to 10 shows a response"):
+        estimate_delay(Deaf(), transitions=400)
