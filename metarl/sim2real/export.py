@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,12 @@ def _sample_feeds(
     policy = agent.policy()
     obs_dim = int(getattr(policy, "obs_dim", 0)) or agent.network.mean[0].in_features
     scaling = agent.scaling if isinstance(agent, PPOAgent) else policy.scaling
+    if isinstance(agent, PPOAgent):  # observations where the policy has seen them
+        mean, std = agent._obs_scale()
+    else:
+        mean, std = np.zeros(obs_dim), np.ones(obs_dim)
     return {
-        "observation": rng.normal(0.0, 1.0, (n, obs_dim)).astype(np.float32),
+        "observation": (mean + std * rng.normal(0.0, 1.0, (n, obs_dim))).astype(np.float32),
         "prev_action": (
             scaling.center + scaling.half_range * rng.uniform(-1.2, 1.2, (n, action_dim))
         ).astype(np.float32),
@@ -200,15 +205,21 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
             verbose=False,
         )
     model = onnx.load(str(path))
+    scaling = agent.scaling if isinstance(agent, PPOAgent) else agent.policy().scaling
+    low = scaling.center - scaling.half_range
+    high = scaling.center + scaling.half_range
     for key, value in {
         "metarl.agent": type(agent).__name__,
         "metarl.state_dim": str(state_dim),
         "metarl.action_dim": str(action_dim),
+        "metarl.obs_dim": str(feeds["observation"].shape[1]),
+        "metarl.action_low": json.dumps([float(x) for x in low]),
+        "metarl.action_high": json.dumps([float(x) for x in high]),
     }.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
     differences = check_export(agent, path)
-    if max(differences.values()) > tolerance:
+    if not max(differences.values()) <= tolerance:  # NaN fails too
         path.unlink()
         raise ExportMismatch(
             f"export_policy: ONNX Runtime and {type(agent).__name__} differ by {differences} "

@@ -9,7 +9,8 @@ An exported policy (``metarl.sim2real.export``) is one ONNX graph of a control s
 - outputs ``action`` ``(n, action_dim)`` (the policy's mean action, in the action
   space's units, unclipped: the robot's safety layer bounds it) and, for a recurrent
   policy, ``state_out``;
-- metadata (``metarl.*``): the agent, the state size, the action bounds.
+- metadata (``metarl.*``): the agent, the state, observation and action sizes, the
+  action bounds trained with (``check_spaces`` compares them with a robot's).
 
 ``OnnxPolicy`` keeps what a step needs between calls (the recurrent state, the
 previous action and reward, whether an episode starts), so that a deployment loop is
@@ -21,6 +22,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,9 @@ class OnnxPolicy:
         self.agent = meta["metarl.agent"]
         self.state_dim = int(meta["metarl.state_dim"])
         self.action_dim = int(meta["metarl.action_dim"])
+        self.obs_dim = int(meta["metarl.obs_dim"])
+        self.action_low = np.array(json.loads(meta["metarl.action_low"]))
+        self.action_high = np.array(json.loads(meta["metarl.action_high"]))
         self.inputs = [i.name for i in self.session.get_inputs()]
         unknown = sorted(set(self.inputs) - set(INPUTS))
         if unknown:
@@ -91,9 +96,30 @@ class OnnxPolicy:
         self.episode_start = np.zeros((1, 1), dtype=np.float32)
         return action
 
-    def observe(self, reward: float) -> None:
-        """The reward that followed the last action (a meta-RL agent's input)."""
+    def check_spaces(self, observation_space: Any, action_space: Any) -> None:
+        """Raise ``ValueError`` if the robot's spaces are not the ones trained on (sizes
+        and action bounds)."""
+        obs_dim = int(np.prod(observation_space.shape))
+        act_dim = int(np.prod(action_space.shape))
+        if (obs_dim, act_dim) != (self.obs_dim, self.action_dim):
+            raise ValueError(
+                f"the policy takes {self.obs_dim} observations and gives {self.action_dim} "
+                f"actions; the robot has {obs_dim} and {act_dim}"
+            )
+        low, high = np.ravel(action_space.low), np.ravel(action_space.high)
+        if not (np.allclose(low, self.action_low) and np.allclose(high, self.action_high)):
+            raise ValueError(
+                f"the policy was trained for actions in [{self.action_low.tolist()}, "
+                f"{self.action_high.tolist()}]; the robot takes [{low.tolist()}, {high.tolist()}]"
+            )
+
+    def observe(self, reward: float, command: np.ndarray | None = None) -> None:
+        """The reward that followed the last action (a meta-RL agent's input) and, where
+        known, the command as the robot got it (after its safety layer), which becomes
+        the previous action of the next step."""
         self.prev_reward = np.full((1, 1), reward, dtype=np.float32)
+        if command is not None:
+            self.prev_action = np.asarray(command, dtype=np.float32).reshape(1, -1)
 
 
 def run_episode(env: Any, policy: OnnxPolicy, seed: int | None = None) -> tuple[float, int]:
@@ -104,8 +130,8 @@ def run_episode(env: Any, policy: OnnxPolicy, seed: int | None = None) -> tuple[
     total, steps = 0.0, 0
     while True:
         action = policy(obs)
-        obs, reward, terminated, truncated, _ = env.step(action.astype(env.action_space.dtype))
-        policy.observe(float(reward))
+        obs, reward, terminated, truncated, info = env.step(action.astype(env.action_space.dtype))
+        policy.observe(float(reward), info.get("command"))
         total += float(reward)
         steps += 1
         if terminated or truncated:

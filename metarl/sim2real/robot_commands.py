@@ -190,6 +190,14 @@ def _policy(file: str, path: str | Path, field: str) -> Any:
         raise ConfigError(f"{path}: {field}: {err}") from None
 
 
+def _check_policy(policy: Any, env: RealRobotEnv, path: str | Path, field: str) -> None:
+    try:
+        policy.check_spaces(env.observation_space, env.action_space)
+    except ValueError as err:
+        env.close()
+        raise ConfigError(f"{path}: {field}: {err}") from None
+
+
 def _folder(cfg: SessionBase) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.root) / f"{cfg.name}-{stamp}"
@@ -256,6 +264,28 @@ def _random_controller(space: Any, rng: np.random.Generator) -> Any:
     return act
 
 
+def _run_session(
+    cfg: SessionBase, robot_env: RealRobotEnv, body: Any, algorithm: str
+) -> tuple[Path, dict[str, Any]]:
+    """Run ``body(recorder)`` on the robot, recording every step; whatever happens, the
+    robot gets the safe action and the link is closed first, then every recorded step
+    is saved as the dataset. Returns the session folder and the summary."""
+    out = _folder(cfg)
+    env = Recorder(robot_env)
+    try:
+        body(env)
+    finally:
+        try:
+            env.finish()
+            summary = _session_summary(env, robot_env)
+        finally:
+            env.close()  # the safe action, the watchdog stopped, the link closed
+        if env.episodes:
+            save_dataset(env, cfg.dataset, out / "dataset", algorithm_name=algorithm)
+    summary["dataset"] = {"id": cfg.dataset, "root": str(out / "dataset")}
+    return out, summary
+
+
 def run_record(path: str | Path) -> Path:
     """``metarl record FILE`` (module docstring); returns the session folder.
 
@@ -267,38 +297,36 @@ def run_record(path: str | Path) -> Path:
     if isinstance(cfg.controller, PolicyController):
         policy = _policy(cfg.controller.policy, path, "record.controller.policy")
     robot_env = _env(cfg, path, "record")
-    out = _folder(cfg)
-    extra: list[str] = []
-    delay = None
-    if cfg.estimate_delay:
-        delay = estimate_delay(robot_env, seed=cfg.seed)
-        extra.append(
-            f"- estimated action delay: {delay.steps} control steps (onset margin "
-            f"{delay.margin:.1f}); configures `{delay.effect_spec()}`"
-        )
-    env = Recorder(robot_env)
+    if policy is not None:
+        _check_policy(policy, robot_env, path, "record.controller.policy")
     rng = np.random.default_rng(cfg.seed)
     act = policy if policy is not None else _random_controller(robot_env.action_space, rng)
-    try:
+    found: list[Any] = []
+
+    def body(env: Recorder) -> None:
+        if cfg.estimate_delay:  # its excitation is recorded too: real data
+            found.append(estimate_delay(env, seed=cfg.seed))
         for k in range(cfg.episodes):
             obs, _ = env.reset(seed=cfg.seed + k)
             if policy is not None:
                 policy.start_trial()
             while True:
-                action = act(obs)
-                obs, reward, terminated, truncated, _ = env.step(action)
+                obs, reward, terminated, truncated, info = env.step(act(obs))
                 if policy is not None:
-                    policy.observe(float(reward))
+                    policy.observe(float(reward), info.get("command"))
                 if terminated or truncated:
                     break
-    finally:
-        env.finish()
-        summary = _session_summary(env, robot_env)
-        if env.episodes:
-            save_dataset(env, cfg.dataset, out / "dataset", algorithm_name="metarl record")
-        env.close()
+
+    out, summary = _run_session(cfg, robot_env, body, "metarl record")
+    extra: list[str] = []
+    delay = found[0] if found else None
+    if delay is not None:
+        extra.append(
+            f"- estimated action delay: {delay.steps} control steps (onset margin "
+            f"{delay.margin:.1f}); configures `{delay.effect_spec()}`; its "
+            f"{delay.episodes} excitation episodes are the dataset's first"
+        )
     summary["estimated_delay"] = None if delay is None else delay.to_dict()
-    summary["dataset"] = {"id": cfg.dataset, "root": str(out / "dataset")}
     (out / "session.json").write_text(json.dumps(summary, indent=1))
     (out / "report.md").write_text(_report(f"Recording {cfg.name}", summary, extra))
     return out
@@ -308,15 +336,16 @@ def run_deploy(path: str | Path) -> Path:
     """``metarl deploy FILE`` (module docstring); returns the session folder.
 
     Raises:
-        ConfigError: an invalid file, no token, no robot server, a bad policy file.
+        ConfigError: an invalid file, no token, no robot server, a bad policy file or
+            one trained for other spaces than the robot's.
     """
     cfg: DeployConfig = load_robot_file(path, "deploy")
     policy = _policy(cfg.policy, path, "deploy.policy")
     robot_env = _env(cfg, path, "deploy")
-    out = _folder(cfg)
-    env = Recorder(robot_env)
+    _check_policy(policy, robot_env, path, "deploy.policy")
     returns = np.full((cfg.trials, cfg.episodes_per_trial), np.nan)
-    try:
+
+    def body(env: Recorder) -> None:
         for trial in range(cfg.trials):
             policy.start_trial()
             for k in range(cfg.episodes_per_trial):
@@ -324,20 +353,15 @@ def run_deploy(path: str | Path) -> Path:
                 policy.start_episode()
                 total = 0.0
                 while True:
-                    obs, reward, terminated, truncated, _ = env.step(policy(obs))
-                    policy.observe(float(reward))
+                    obs, reward, terminated, truncated, info = env.step(policy(obs))
+                    policy.observe(float(reward), info.get("command"))
                     total += float(reward)
                     if terminated or truncated:
                         break
                 returns[trial, k] = total
-    finally:
-        env.finish()
-        summary = _session_summary(env, robot_env)
-        if env.episodes:
-            save_dataset(env, cfg.dataset, out / "dataset", algorithm_name=policy.agent)
-        env.close()
+
+    out, summary = _run_session(cfg, robot_env, body, policy.agent)
     summary["returns"] = returns.tolist()
-    summary["dataset"] = {"id": cfg.dataset, "root": str(out / "dataset")}
     (out / "session.json").write_text(json.dumps(summary, indent=1))
     curve = " | ".join(
         f"k={k + 1}: {np.nanmean(returns[:, k]):.2f} ± {np.nanstd(returns[:, k]):.2f}"

@@ -33,6 +33,13 @@ def test_a_ppo_policy_exports_and_runs_on_a_robot_without_torch(tmp_path: Path) 
     assert differences["action"] < 1e-5
     policy = OnnxPolicy(tmp_path / "ppo.onnx")
     assert policy.agent == "PPOAgent" and policy.inputs == ["observation"]
+    policy.check_spaces(*spaces())  # the spaces it was trained for
+    cheetah = gym.make("HalfCheetah-v5")
+    with pytest.raises(ValueError, match="takes 4 observations and gives 1 actions"):
+        policy.check_spaces(cheetah.observation_space, cheetah.action_space)
+    wider = gym.spaces.Box(-6.0, 6.0, (1,), np.float32)
+    with pytest.raises(ValueError, match="trained for actions in"):
+        policy.check_spaces(spaces()[0], wider)
     model = tmp_path / "ppo.onnx"
     script = f"""
 import sys

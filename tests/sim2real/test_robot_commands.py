@@ -76,9 +76,10 @@ def test_record_over_the_bridge_measures_the_delay_and_keeps_every_step(
     (out,) = (tmp_path / "runs").iterdir()
     session = json.loads((out / "session.json").read_text())
     assert session["estimated_delay"]["steps"] == 2  # the server's hidden delay
-    assert len(session["episodes"]) == 3 and session["timing"]["hz"] == 1000
+    excitation = session["estimated_delay"]["episodes"]  # recorded too, first
+    assert len(session["episodes"]) == excitation + 3 and session["timing"]["hz"] == 1000
     assert session["round_trip_s"]["p50"] > 0
-    episodes = load_episodes("pendulum/random-v0", out / "dataset")
+    episodes = load_episodes("pendulum/random-v0", out / "dataset", split_irregular=False)
     assert [len(e) for e in episodes] == [e["steps"] for e in session["episodes"]]
     report = (out / "report.md").read_text()
     assert "estimated action delay: 2 control steps" in report and "round trip" in report
