@@ -224,7 +224,7 @@ def test_over_the_bridge_a_stall_nan_actions_and_the_estop_lose_no_recorded_step
     server: RobotServer,
 ) -> None:
     limit = StateLimit(dim=1, low=-0.05, high=0.05, response="estop")  # pole angle; ends at 0.2
-    safety = SafetyConfig(safe_action=[0.0], watchdog_s=0.05, state_limits=[limit])
+    safety = SafetyConfig(safe_action=[0.0], watchdog_s=0.03, state_limits=[limit])
     env = Recorder(RealRobotEnv(RemoteRobot(*server.address, token=TOKEN), hz=200, safety=safety))
     robot_env = env.env
     assert isinstance(robot_env, RealRobotEnv)
@@ -238,11 +238,13 @@ def test_over_the_bridge_a_stall_nan_actions_and_the_estop_lose_no_recorded_step
     _, _, _, _, info = env.step(np.array([0.0], np.float32))
     steps += 1
     assert info["safety.watchdog"] >= 1  # the next step tells of the stall
-    while True:  # small pushes until the pole leaves the limits: the e-stop latches
+    for _ in range(200):  # small pushes until the pole leaves the limits: the e-stop latches
         _, _, terminated, truncated, info = env.step(np.array([0.3], np.float32))
         steps += 1
         if terminated or truncated:
             break
+    else:
+        pytest.fail("the pole never left the limits")
     assert robot_env.safety.estopped and truncated and not terminated
     kinds = {i.kind for i in robot_env.safety.interventions}
     assert {"watchdog", "non_finite", "state_limit"} <= kinds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from metarl.sim2real.rate import RateController, timing_stats
@@ -53,10 +54,10 @@ def test_a_real_clock_holds_100_hz() -> None:
     rate.start()
     for _ in range(30):
         rate.wait()
-    stats = rate.stats()
-    # Deadlines are absolute, so the mean period holds even when single wake-ups are
-    # late (a loaded machine: the suite runs on two workers).
-    assert stats.period_mean == pytest.approx(0.01, rel=0.1)
+    # The median period: a preemption on a loaded machine (the suite runs on two
+    # workers) makes one period long, an overrun, and the schedule restarts after it.
+    median = float(np.median([t.period for t in rate.ticks]))
+    assert median == pytest.approx(0.01, rel=0.1)
 
 
 @pytest.mark.parametrize("hz", [0, -5, float("inf"), True, "100"])
