@@ -69,7 +69,8 @@ def test_an_episode_runs_at_the_rate_and_records_what_was_sent() -> None:
     assert not [k for k in step_info if k.startswith("effects.")]  # a robot does not say them
     timing = env.timing()
     assert timing.steps == 20 and timing.hz == 200
-    assert timing.jitter_p50 < 0.0025  # most periods near 5 ms, even on a loaded machine
+    # (how close the periods come to 5 ms depends on the machine's load: the rate's
+    # precision is tested with a controlled clock in test_rate.py)
     assert env.robot.commands == 21  # 20 steps and the safe action at the episode's end
     env.close()
 
