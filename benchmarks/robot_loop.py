@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         row = Path(args.sim2sim) / f"transfer_{name}_{variant}_s{args.seed}.json"
         if not row.exists():
             raise SystemExit(f"{row} is missing: run sim2sim.py transfer --seeds {args.seed}")
-        runs[variant] = json.loads(row.read_text())["run_dir"]
+        run_dir = Path(json.loads(row.read_text())["run_dir"])
+        # sim2sim.py writes run folders relative to where it ran: beside its --out
+        runs[variant] = str(
+            run_dir if run_dir.is_absolute() else Path(args.sim2sim).resolve().parent / run_dir
+        )
 
     serve = write(
         out / "serve.yaml",

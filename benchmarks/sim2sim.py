@@ -264,7 +264,7 @@ def run_transfer(args: argparse.Namespace) -> None:
                     "trials": args.trials,
                     "train_env_steps": int(state["env_steps"]),
                     "train_wall_time_s": train_s,
-                    "run_dir": str(run_dir),
+                    "run_dir": str(Path(run_dir).resolve()),
                 }
                 path.write_text(json.dumps(row, indent=1))
                 print(f"seed {seed} {name} {variant}: {row['return_mean']:.1f}", flush=True)
@@ -318,7 +318,7 @@ def run_adapt(args: argparse.Namespace) -> None:
                 "trials": args.trials,
                 "train_env_steps": int(load_trained_agent(run_dir)[2]["env_steps"]),
                 "train_wall_time_s": train_s,
-                "run_dir": str(run_dir),
+                "run_dir": str(Path(run_dir).resolve()),
                 "transfer_dir": str(folder),
             }
             path.write_text(json.dumps(row, indent=1))
