@@ -7,9 +7,9 @@
 in the observations, on any Gymnasium env over a robot (``RealRobotEnv``, a target):
 it excites one action dimension with a random binary sequence (each step the centre
 of the action's range plus or minus ``amplitude``, independently: a white input) and
-cross-correlates the command of step t (as sent: ``info["command"]`` where the env
-reports it, after a safety layer) with the change of each observation dimension
-from step t + lag to t + lag + 1. A command applied k steps late first changes a
+cross-correlates the command of step t (as given, even where a safety layer's change
+limit alters what is sent: see the loop) with the change of each observation
+dimension from step t + lag to t + lag + 1. A command applied k steps late first changes a
 velocity (and the observation's difference) k steps later: the delay is the first lag
 whose normalized correlation (the largest over the observation dimensions) reaches
 half of the largest one, the onset of the response. White excitation keeps the
@@ -140,10 +140,12 @@ def estimate_delay(
             u = rng.choice([-swing, swing])
             action = centre.copy()
             action[dim] += u
-            obs, _, terminated, truncated, info = env.step(action.astype(space.dtype))
-            # The command as the robot got it (a safety layer may have changed it).
-            sent = np.asarray(info.get("command", action), dtype=np.float64).ravel()
-            commands.append(float(sent[dim] - centre[dim]))
+            obs, _, terminated, truncated, _ = env.step(action.astype(space.dtype))
+            # The excitation as given, not as a safety layer may have sent it: a change
+            # limit filters it causally (the sent command depends on earlier ones), which
+            # spreads the response to later lags only, while correlating with the
+            # filtered, no longer white, input would show it at earlier ones.
+            commands.append(u)
             observations.append(np.asarray(obs, dtype=np.float64).ravel())
             recorded += 1
             if terminated or truncated:

@@ -11,6 +11,7 @@ import pytest
 from metarl.envs.effects import apply_effects
 from metarl.sim2real.latency import estimate_delay, latency_stats
 from metarl.sim2real.robot import RealRobotEnv
+from metarl.sim2real.safety import SafetyConfig
 from metarl.sim2real.simulated_robot import SimulatedRobot
 from metarl.sim2real.targets import load_target_config, make_target_env
 
@@ -43,13 +44,14 @@ def test_the_estimate_finds_the_hidden_delay(env: str, delay: int) -> None:
     apply_effects(gym.make(env), [estimate.effect_spec()]).close()
 
 
-def test_the_estimate_runs_on_a_robot_env() -> None:
+def test_the_estimate_runs_on_a_robot_env_whose_safety_limits_the_excitation() -> None:
     robot = SimulatedRobot(
         load_target_config(
             {"env": "InvertedPendulum-v5", "effects": [{"name": "action_delay", "steps": 2}]}
         )
     )
-    env = RealRobotEnv(robot, hz=2000)
+    # swings of 3.0 against a change limit of 1.0: what is sent is no longer white
+    env = RealRobotEnv(robot, hz=2000, safety=SafetyConfig(max_delta=1.0))
     estimate = estimate_delay(env, transitions=300, max_lag=5)
     assert estimate.steps == 2 and estimate.transitions == 300 and estimate.episodes >= 1
     env.close()
