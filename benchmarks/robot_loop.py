@@ -40,8 +40,8 @@ import numpy as np
 import sim2sim
 import yaml
 from machine import machine_line, versions_line
+from robot_timing import TOKEN, Server
 
-TOKEN = "robot-loop-token"
 PACKAGES = ("torch", "mujoco", "gymnasium", "cma", "minari", "onnxruntime")
 HZ = 500  # as fast as the simulated robot steps reliably; the rate is not the point here
 
@@ -95,19 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             run_dir if run_dir.is_absolute() else Path(args.sim2sim).resolve().parent / run_dir
         )
 
-    serve = write(
-        out / "serve.yaml",
-        {"serve": {"target": sim2sim.target_config(name, args.seed + 2000), "port": 0}},
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "metarl.cli", "serve", str(serve)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "METARL_ROBOT_TOKEN": TOKEN},
-    )
+    server = Server(sim2sim.target_config(name, args.seed + 2000), out)
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        port = server.port
         robot = {"server": {"port": port}, "hz": HZ, "max_episode_steps": sim2sim.HORIZON}
 
         # 1. record: delay estimate, then random excitation
@@ -182,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             r = np.array(json.loads((folder / "session.json").read_text())["returns"])[:, 0]
             returns[variant] = (float(r.mean()), float(r.std()))
     finally:
-        server.terminate()
-        server.wait(10)
+        server.close()
 
     u, le, o = (returns[v][0] for v in ("uniform", "learned", "oracle"))
     gap = (le - u) / (o - u) if abs(o - u) > 1e-9 else float("nan")
