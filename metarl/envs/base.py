@@ -4,12 +4,26 @@
 makes an environment a task environment) inherits. It also exposes the task as a
 ``task`` property, so that ``VectorEnv.set_attr("task", tasks)`` gives each
 sub-environment its own task through Gymnasium's wrappers, in both
-``SyncVectorEnv`` and ``AsyncVectorEnv``. The functions below reach the task API
-of an environment that ``gymnasium.make`` has wrapped.
+``SyncVectorEnv`` and ``AsyncVectorEnv``.
+
+The functions below reach the task API of an environment that ``gymnasium.make``
+(or any stack of wrappers) has wrapped: ``set_task(env, task)`` is the way to set
+a task on such an environment. Assigning ``env.task = task`` works on a task
+environment itself and on metarl's wrappers (``MultiTaskEnv``,
+``PhysicsRandomization``), but Gymnasium's wrappers (``TimeLimit``,
+``OrderEnforcing``, ...) do not pass an assignment down: it would only store the
+value on the wrapper. The functions here refuse an environment on which that
+happened, naming the wrapper, instead of running the old task.
+
+``set_tasks`` / ``get_tasks`` take Gymnasium's ``SyncVectorEnv`` and
+``AsyncVectorEnv``, those wrapped by ``gymnasium.wrappers.vector`` wrappers, and
+Stable-Baselines3's vector envs (``DummyVecEnv``, ``SubprocVecEnv`` and their
+``VecEnvWrapper`` wrappers, through ``env_method``).
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +33,8 @@ import numpy as np
 
 from metarl.tasks import Task, TaskDistribution
 
-# The vector envs whose sub-environments can be given tasks (both offer set_attr/get_attr).
+# Gymnasium's vector envs whose sub-environments take tasks through set_attr/get_attr; a
+# gymnasium.vector.VectorWrapper over one, or a Stable-Baselines3 VecEnv, is accepted too.
 VectorTaskEnvs = gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv
 
 
@@ -57,7 +72,12 @@ class TaskEnv:
 
     @property
     def task(self) -> Task:
-        """The current task; assigning to it calls ``set_task``."""
+        """The current task; assigning to it calls ``set_task``.
+
+        On this object only: Gymnasium's wrappers around it (those of
+        ``gymnasium.make``) do not pass an assignment down; use
+        ``metarl.envs.set_task(env, task)`` on a wrapped environment.
+        """
         return self.get_task()
 
     @task.setter
@@ -142,26 +162,38 @@ def task_distribution(env: gym.Env[Any, Any]) -> TaskDistribution:
     return dist
 
 
-def set_tasks(envs: VectorTaskEnvs, tasks: Sequence[Task]) -> None:
-    """Give sub-environment ``i`` of a Sync or Async vector env the task ``tasks[i]``.
+def set_tasks(envs: Any, tasks: Sequence[Task]) -> None:
+    """Give sub-environment ``i`` of a vector env the task ``tasks[i]``.
+
+    ``envs``: a Gymnasium ``SyncVectorEnv`` or ``AsyncVectorEnv`` (possibly wrapped
+    by ``gymnasium.wrappers.vector`` wrappers), or a Stable-Baselines3 ``VecEnv``.
+    All tasks are checked before any is set.
 
     Raises:
-        ValueError: ``len(tasks)`` differs from ``envs.num_envs``, or a task is
-            outside the support of its sub-environment.
+        TypeError: ``envs`` is none of these (the message says what to pass).
+        ValueError: ``len(tasks)`` differs from the number of sub-environments, or
+            a task is outside the support of its sub-environment.
     """
-    if len(tasks) != envs.num_envs:
-        raise ValueError(f"got {len(tasks)} tasks for a vector env of {envs.num_envs} envs")
+    vec = _vector_task_envs(envs)
+    if len(tasks) != vec.num_envs:
+        raise ValueError(f"got {len(tasks)} tasks for a vector env of {vec.num_envs} envs")
     # Validate all before setting any: a refused task must leave every sub-env as it
     # was, and must not raise inside an AsyncVectorEnv worker (which kills the vector env).
-    dists = _vector_distributions.get(envs)
+    dists = _vector_distributions.get(vec)
     if dists is None:
-        dists = _vector_distributions[envs] = list(envs.get_attr("task_distribution"))
+        dists = _vector_distributions[vec] = list(vec.get_attr("task_distribution"))
     for i, (dist, task) in enumerate(zip(dists, tasks, strict=True)):
         try:
             dist.validate(task)
         except ValueError as err:
             raise ValueError(f"tasks[{i}]: {err}") from None
-    envs.set_attr("task", list(tasks))
+    if isinstance(vec, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+        for sub in getattr(vec, "envs", ()):  # a SyncVectorEnv's sub-envs are at hand
+            _check_no_shadowed_task(sub)
+        vec.set_attr("task", list(tasks))
+    else:  # Stable-Baselines3: its set_attr sets the outermost wrapper's attribute
+        for i, task in enumerate(tasks):
+            vec.env_method("set_task", task, indices=[i])
 
 
 # Each vector env's sub-env task distributions, fetched once (they do not change).
@@ -170,12 +202,60 @@ _vector_distributions: weakref.WeakKeyDictionary[Any, list[TaskDistribution]] = 
 )
 
 
-def get_tasks(envs: VectorTaskEnvs) -> list[Task]:
-    """Return the task of each sub-environment of a Sync or Async vector env."""
-    return list(envs.get_attr("task"))
+def get_tasks(envs: Any) -> list[Task]:
+    """Return the task of each sub-environment of a vector env (the ones ``set_tasks`` takes).
+
+    Raises:
+        TypeError: ``envs`` is not a vector env of those kinds.
+    """
+    vec = _vector_task_envs(envs)
+    if isinstance(vec, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+        for sub in getattr(vec, "envs", ()):
+            _check_no_shadowed_task(sub)
+        return list(vec.get_attr("task"))
+    return list(vec.env_method("get_task"))
+
+
+def _vector_task_envs(envs: Any) -> Any:
+    """The vector env under ``envs`` that takes tasks: a Gymnasium Sync/Async vector env
+    (under any ``VectorWrapper``) or a Stable-Baselines3 ``VecEnv``."""
+    if isinstance(envs, gym.vector.VectorWrapper):
+        envs = envs.unwrapped
+    if isinstance(envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+        return envs
+    # Stable-Baselines3 is only looked for where it is already imported: an object of
+    # its classes cannot exist otherwise, and importing it here would slow every import.
+    sb3 = sys.modules.get("stable_baselines3.common.vec_env.base_vec_env")
+    if sb3 is not None and isinstance(envs, sb3.VecEnv):
+        return envs
+    raise TypeError(
+        "set_tasks/get_tasks take a gymnasium.vector.SyncVectorEnv or AsyncVectorEnv "
+        "(gymnasium.make_vec(..., vectorization_mode='sync' or 'async'), possibly wrapped "
+        "by gymnasium.wrappers.vector wrappers) or a Stable-Baselines3 VecEnv (DummyVecEnv, "
+        f"SubprocVecEnv); got {type(envs).__name__}. For one environment use set_task(env, task)."
+    )
+
+
+def _check_no_shadowed_task(env: gym.Env[Any, Any]) -> None:
+    """Refuse a stack in which ``env.task = ...`` landed on a wrapper that is not a task env.
+
+    Gymnasium's wrappers keep an assigned attribute themselves; the task env below
+    never saw the assignment, and vector envs' ``set_attr("task")`` would stop at it.
+    """
+    layer: Any = env
+    while isinstance(layer, gym.Wrapper):
+        if "task" in vars(layer) and not isinstance(layer, TaskEnv):
+            raise ValueError(
+                f"env.task was assigned on {type(layer).__name__}, a Gymnasium wrapper that "
+                "keeps the value itself: the environment's task did not change. Set tasks "
+                "with metarl.envs.set_task(env, task) (or env.unwrapped.set_task(task)); "
+                f"remove the stray attribute with `del env.task` on that {type(layer).__name__}"
+            )
+        layer = layer.env
 
 
 def _task_method(env: gym.Env[Any, Any], name: str) -> Any:
+    _check_no_shadowed_task(env)
     try:
         return env.get_wrapper_attr(name)
     except AttributeError:

@@ -37,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -527,6 +528,40 @@ class PhysicsSpace(TaskDistribution):
     def bind(self, model: Any) -> PhysicsSpace:
         """The same params bound to another model (its current values are the defaults)."""
         return PhysicsSpace(self.params, model)
+
+    def attach(self, model: Any) -> PhysicsSpace:
+        """This space, with the defaults cached at binding, on ``model``: a model of the same
+        structure as the bound one (e.g. the same environment rebuilt by unpickling).
+
+        Unlike ``bind``, the defaults are not read from ``model``: ``restore(model)`` writes
+        the bound model's defaults, whatever ``model`` holds now. ``model`` itself is not
+        changed.
+
+        Raises:
+            ValueError: ``model`` is not a ``mujoco.MjModel``, or a param resolves to other
+                entries in it than in the bound model, or a touched field has another size.
+        """
+        if not isinstance(model, mujoco.MjModel):
+            raise ValueError(f"PhysicsSpace needs a mujoco.MjModel, got {type(model).__name__}")
+        if model is self.model:
+            return self
+        for name, b in self._bindings.items():
+            rows, _ = _resolve_rows(model, name, b.param)
+            if list(rows) != b.rows.tolist():
+                raise ValueError(
+                    f"physics param {name!r} touches rows {b.rows.tolist()} of the bound model "
+                    f"and {list(rows)} of the new one: the models differ in structure"
+                )
+        for attr, saved in (*self._saved.items(), *self._derived.items()):
+            if np.shape(snapshot(model, attr)) != np.shape(saved):
+                raise ValueError(
+                    f"{attr} has shape {np.shape(snapshot(model, attr))} in the new model and "
+                    f"{np.shape(saved)} in the bound one: the models differ in structure"
+                )
+        moved = copy.copy(self)
+        moved.model = model
+        moved._scratch = mujoco.MjData(model) if self._needs_setconst else None
+        return moved
 
     @property
     def names(self) -> list[str]:

@@ -30,6 +30,11 @@ Semantics:
 - Before the first draw the physics are the model's defaults and ``get_task``
   returns ``space.default_task()`` (1 for scale, 0 for add), which need not lie
   in the support.
+- A copy (``pickle``, ``cloudpickle``, ``copy.deepcopy``, an env shipped to a Ray
+  worker) keeps the wrapper's state as it was (resample mode, freeze, generator,
+  step count, params due at the next reset), and the model of the rebuilt inner
+  environment gets the physics in force in the original: a copy runs what its
+  ``info["physics"]`` reports, and draws what the original would draw next.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ class PhysicsRandomization(
         self._pending = True  # a draw is due at the next reset
         self._since_draw = 0
         self._next_params: dict[str, PhysicsParam] | None = None  # set_params, due at reset
+        self._applied = False  # the model holds _task (a draw or set_task), not its defaults
         self._set_default_task()
 
     # ----------------------------------------------------------------- configuration
@@ -148,6 +154,7 @@ class PhysicsRandomization(
                 names, shapes, or values outside the support).
         """
         super().set_task(task)
+        self._applied = True
         self._frozen = True
 
     def get_task(self) -> Task:
@@ -200,6 +207,7 @@ class PhysicsRandomization(
     def restore_defaults(self) -> None:
         """Write the model's default physics back (bit for bit) and stop resampling."""
         self.task_distribution.restore(self._model)
+        self._applied = False
         self._frozen = True
         self._set_default_task()
 
@@ -216,9 +224,30 @@ class PhysicsRandomization(
         assert isinstance(task, PhysicsTask)
         self.task_distribution.apply(self._model, task)
         self._task = task
+        self._applied = True
         self._pending = False
         self._since_draw = 0
         return task
+
+    # ----------------------------------------------------------------- copies
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The wrapper's own state as it is (resample mode, freeze, generator, step count):
+        # restoring it through set_task (TaskEnv's default) would stop resampling.
+        state = dict(self.__dict__)
+        del state["_model"]  # the rebuilt inner environment brings its own model
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # The inner environment is rebuilt from its constructor (Gymnasium's EzPickle), with
+        # a model of its own: the space moves to that model, which then gets the physics in
+        # force in the original, so that the copy runs what its info reports.
+        self.__dict__.update(state)
+        self._model = self.env.unwrapped.model  # type: ignore[attr-defined]
+        self.task_distribution = self.task_distribution.attach(self._model)
+        self.task_distribution.restore(self._model)
+        if self._applied:
+            self.task_distribution.apply(self._model, self._task)
 
     # ----------------------------------------------------------------- Gymnasium API
 
@@ -235,6 +264,7 @@ class PhysicsRandomization(
             self.task_distribution.restore(self._model)
             self.task_distribution = PhysicsSpace(self._next_params, self._model)
             self._next_params = None
+            self._applied = False
             self._set_default_task()
         if not self._frozen and (self._resample == "reset" or self._pending):
             self._draw()
