@@ -6,11 +6,11 @@ Three names reach metarl's environments (RLlib 2.60, new API stack):
 - ``register_rllib_env()`` (``"metarl"``): the env creator ``make_rllib_env``, configured
   by ``env_config`` (below); a task env draws a new task at every reset.
 - A metarl id, ``"metarl/PointRobot-v0"``: the same creator with that ``env_id``
-  (``env_config`` holds the other keys below); a new task at every reset. Works in any
-  process that imported metarl: when Ray Tune's registry (RLlib's env lookup) is imported,
-  ``register_env_ids`` registers every metarl id with it, again at every later
-  ``ray.init`` of the process (Ray's registry forgets what was registered before a
-  restart). Importing metarl does not import Ray.
+  (``env_config`` holds the other keys below); a new task at every reset. Works when
+  the process that builds the algorithm imported metarl: once Ray Tune's registry
+  (RLlib's env lookup) is imported, ``register_env_ids`` registers every metarl id with
+  it, again at every later ``ray.init`` of the process (Ray's registry forgets what was
+  registered before a restart). Importing metarl does not import Ray.
 - Gymnasium's spelling, ``"metarl:metarl/PointRobot-v0"``: ``gymnasium.make`` of the id
   on every env runner, ``env_config`` its keyword arguments. The env runs one fixed task
   every episode: the one given as ``env_config={"task": task.to_dict()}`` (the way to
