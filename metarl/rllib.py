@@ -114,7 +114,10 @@ def make_rllib_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
     # RLlib adds worker_index, num_workers, ... as attributes of its EnvContext, not keys.
     unknown = sorted(set(env_config) - set(_CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"env_config: unknown keys {unknown}; allowed: {list(_CONFIG_KEYS)}")
+        raise ValueError(
+            f"env_config: unknown keys {unknown}; allowed: {list(_CONFIG_KEYS)} "
+            "(the env's own arguments go under env_kwargs)"
+        )
     if "env_id" not in env_config:
         raise ValueError("env_config: env_id is required (a Gymnasium environment id)")
     physics, tasks = env_config.get("physics"), env_config.get("tasks")

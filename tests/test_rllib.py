@@ -291,8 +291,11 @@ def test_gymnasium_spelling_with_a_task_trains_that_task_quietly() -> None:
 def test_plain_id_refuses_an_env_id_in_env_config() -> None:
     with pytest.raises(ValueError, match=r"env_id 'CartPole-v1' given with .*leave env_id out"):
         _make_by_id("metarl/PointRobot-v0", {"env_id": "CartPole-v1"})
-    with pytest.raises(ValueError, match=r"unknown keys \['max_speed'\]; allowed"):
-        _make_by_id("metarl/PointRobot-v0", {"max_speed": 2.0})
+    # A Gymnasium user's habit: the env's own argument straight in env_config.
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['task'\]; allowed: .*go under env_kwargs"
+    ):
+        _make_by_id("metarl/PointRobot-v0", {"task": GoalTask(goal=(0.1, 0.1)).to_dict()})
 
 
 def test_a_bad_env_config_on_a_remote_env_runner_reaches_the_driver(ray_session: None) -> None:
