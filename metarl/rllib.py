@@ -1,20 +1,37 @@
 """RLlib interop: metarl's environments in RLlib, and randomization schedules on its env runners.
 
-- ``make_rllib_env(env_config)``: the env creator RLlib calls on every env runner
-  (``register_rllib_env`` registers it under ``ENV_NAME``). ``env_config`` keys:
-  ``env_id`` (a Gymnasium id; ``metarl/...`` ids are registered by importing metarl,
-  which the creator does), ``env_kwargs`` (of ``gymnasium.make``), ``effects``
-  (unmodeled effects, ``[{name: ..., **arguments}]`` of ``metarl.envs.effects``,
-  innermost), and one of
-  ``physics`` (name -> ``PhysicsParam`` dict, see ``PhysicsParam.to_dict``: the env
-  is wrapped in ``PhysicsRandomization``, a new draw at every reset) or ``tasks``
-  (a list of ``Task`` dicts: a task env wrapped in ``MultiTaskEnv``, a training task
-  at every reset). With neither, a task env draws from its own task distribution at
-  every reset (``MultiTaskEnv``) and any other env is returned as made. The result
-  keeps the task-settable convention (``sample_tasks`` / ``set_task`` /
-  ``get_task``, RLlib's ``TaskSettableEnv`` API), reachable through RLlib's wrappers.
-- ``set_task_on_env_runners(group, task)``: RLlib's convention across a whole
-  ``EnvRunnerGroup``: every sub-env of every env runner gets ``task``.
+RLlib builds an env on every env runner from the name given to ``config.environment``.
+Three names reach metarl's environments (RLlib 2.60, new API stack):
+
+- ``register_rllib_env()`` (``"metarl"``): the env creator ``make_rllib_env``, configured
+  by ``env_config`` (below); a task env draws a new task at every reset.
+- A metarl id, ``"metarl/PointRobot-v0"``: the same creator with that ``env_id``
+  (``env_config`` holds the other keys below); a new task at every reset. Works when
+  the process that builds the algorithm imported metarl: once Ray Tune's registry
+  (RLlib's env lookup) is imported, ``register_env_ids`` registers every metarl id with
+  it, again at every later ``ray.init`` of the process (Ray's registry forgets what was
+  registered before a restart). Importing metarl does not import Ray.
+- Gymnasium's spelling, ``"metarl:metarl/PointRobot-v0"``: ``gymnasium.make`` of the id
+  on every env runner, ``env_config`` its keyword arguments. The env runs one fixed task
+  every episode: the one given as ``env_config={"task": task.to_dict()}`` (the way to
+  train one task), else the env's default task. Without a ``task`` and with metarl
+  imported in the driver, each env warns and names the routes that resample.
+
+``make_rllib_env(env_config)`` keys: ``env_id`` (a Gymnasium id; ``metarl/...`` ids are
+registered by importing metarl, which the creator does), ``env_kwargs`` (of
+``gymnasium.make``), ``effects`` (unmodeled effects, ``[{name: ..., **arguments}]`` of
+``metarl.envs.effects``, innermost), and one of ``physics`` (name -> ``PhysicsParam``
+dict, see ``PhysicsParam.to_dict``: the env is wrapped in ``PhysicsRandomization``, a
+new draw at every reset) or ``tasks`` (a list of ``Task`` dicts: a task env wrapped in
+``MultiTaskEnv``, a training task at every reset). With neither, a task env draws from
+its own task distribution at every reset (``MultiTaskEnv``) and any other env is
+returned as made. The result keeps metarl's task API (``sample_tasks`` / ``set_task`` /
+``get_task``, see ``metarl.envs.base``), reachable through RLlib's vector env. RLlib
+2.60 has no task API of its own (its new API stack has no ``TaskSettableEnv``), so the
+functions below reach every sub-env of every env runner:
+
+- ``set_task_on_env_runners(group, task)``: every sub-env of every env runner gets
+  ``task`` (and keeps it: ``MultiTaskEnv.set_task`` stops resampling).
 - ``set_physics_on_env_runners(group, params)``: every sub-env of every env runner
   draws from ``params`` from its next reset on (``PhysicsRandomization.set_params``);
   ``physics_on_env_runners(group)`` reads back what each sub-env draws from next.
@@ -27,17 +44,33 @@
   the params in force. Each result gets ``result["metarl_randomization"]`` (the
   schedule's ``describe()`` and the number of sub-envs updated).
 
+Errors: a bad ``env_config`` raises ``ValueError`` in the env runner that builds the env.
+Under RLlib's default ``restart_failed_env_runners=True``, RLlib logs that error
+("Validation of EnvRunner failed! Error=...") and then fails with an ``IndexError``
+from ``get_spaces`` (no env runner came up); with
+``config.fault_tolerance(restart_failed_env_runners=False)`` the driver raises the
+error itself.
+
 RLlib is imported only inside these functions: metarl works without touching it.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import gymnasium as gym
 
-from metarl.envs import PhysicsParam, PhysicsRandomization, is_task_env
+from metarl.envs import (
+    METAWORLD_ENVS,
+    TASK_ENVS,
+    PhysicsParam,
+    PhysicsRandomization,
+    get_task,
+    is_task_env,
+)
 from metarl.envs.effects import apply_effects
 from metarl.envs.wrappers import MultiTaskEnv
 from metarl.tasks import Task
@@ -48,6 +81,7 @@ __all__ = [
     "make_rllib_env",
     "physics_on_env_runners",
     "randomization_callbacks",
+    "register_env_ids",
     "register_rllib_env",
     "set_physics_on_env_runners",
     "set_task_on_env_runners",
@@ -80,7 +114,10 @@ def make_rllib_env(env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
     # RLlib adds worker_index, num_workers, ... as attributes of its EnvContext, not keys.
     unknown = sorted(set(env_config) - set(_CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"env_config: unknown keys {unknown}; allowed: {list(_CONFIG_KEYS)}")
+        raise ValueError(
+            f"env_config: unknown keys {unknown}; allowed: {list(_CONFIG_KEYS)} "
+            "(the env's own arguments go under env_kwargs)"
+        )
     if "env_id" not in env_config:
         raise ValueError("env_config: env_id is required (a Gymnasium environment id)")
     physics, tasks = env_config.get("physics"), env_config.get("tasks")
@@ -115,6 +152,90 @@ def register_rllib_env(name: str = ENV_NAME) -> str:
 
     register_env(name, make_rllib_env)
     return name
+
+
+def _make_by_id(env_id: str, env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
+    """RLlib's env for the name ``env_id``: ``make_rllib_env`` with that ``env_id``.
+
+    Raises:
+        ValueError: ``env_config`` names an ``env_id`` (the name is the id), or what
+            ``make_rllib_env`` raises.
+    """
+    if "env_id" in env_config:
+        raise ValueError(
+            f"env_config: env_id {env_config['env_id']!r} given with "
+            f"config.environment({env_id!r}); the name is the env id: leave env_id out"
+        )
+    return make_rllib_env({**env_config, "env_id": env_id})
+
+
+def _make_as_gymnasium(env_id: str, env_config: Mapping[str, Any]) -> gym.Env[Any, Any]:
+    """RLlib's env for Gymnasium's spelling ``metarl:<env_id>``: ``gymnasium.make``.
+
+    ``env_config`` holds the keyword arguments of ``gymnasium.make``; the env runs one
+    task in every episode. Without a ``task`` among them, warns with the task it runs
+    and the names that give a new task at every reset.
+    """
+    env = gym.make(env_id, **dict(env_config))
+    if "task" not in env_config:
+        warnings.warn(
+            f"RLlib env 'metarl:{env_id}' is Gymnasium's spelling: every episode runs the "
+            f"one task the env was made with ({get_task(env)!r}), never a new one. For a "
+            f"new task at every reset use config.environment({env_id!r}) (metarl imported "
+            "in the driver) or metarl.rllib.register_rllib_env(); to train one task on "
+            "purpose, name it: env_config={'task': task.to_dict()}",
+            UserWarning,
+            stacklevel=1,  # called by RLlib's env runner: metarl's line says where it comes from
+        )
+    return env
+
+
+def register_env_ids() -> list[str]:
+    """Register every ``metarl/`` id with Ray Tune's registry, RLlib's env lookup.
+
+    Each id is registered twice: ``"metarl/<Name>-v0"`` builds ``_make_by_id`` (a
+    new task at every reset) and ``"metarl:metarl/<Name>-v0"`` builds
+    ``_make_as_gymnasium`` (one task). The registration is repeated at every later
+    ``ray.init`` of this process, since Ray's registry keeps a name only for the Ray
+    session it was flushed to. Called on its own when ``ray.tune.registry`` is imported
+    in a process that imported metarl (``metarl/__init__.py``). Returns the names.
+    """
+    import ray._private.worker as ray_worker
+    from ray.tune.registry import register_env
+
+    names = []
+    for env_id in (*TASK_ENVS, *METAWORLD_ENVS):
+        register_env(env_id, functools.partial(_make_by_id, env_id))
+        register_env(f"metarl:{env_id}", functools.partial(_make_as_gymnasium, env_id))
+        names += [env_id, f"metarl:{env_id}"]
+    # Ray's own post-init hooks (Tune's registry flushes through them) are the one place
+    # that runs at every ray.init; a name registered before a restart is lost otherwise.
+    hooks = ray_worker._post_init_hooks
+    if _reregister not in hooks:
+        hooks.append(_reregister)
+    return names
+
+
+def _reregister() -> None:
+    register_env_ids()
+
+
+def _on_tune_registry_import(module: Any) -> None:
+    """The post-import hook of ``ray.tune.registry`` (``metarl/__init__.py``).
+
+    Registers the metarl ids (``register_env_ids``). A failure warns with the route that
+    does not need it instead of raising, since raising would fail the import of Ray Tune.
+    """
+    try:
+        register_env_ids()
+    except Exception as err:  # reported, never raised into Ray's import
+        warnings.warn(
+            f"metarl could not register its env ids with Ray Tune's registry ({err!r}): "
+            "RLlib will not find config.environment('metarl/...'); use "
+            "config.environment(metarl.rllib.register_rllib_env(), env_config={'env_id': ...})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _sub_envs(env_runner: Any) -> list[gym.Env[Any, Any]]:
