@@ -55,7 +55,7 @@ from metarl.config import (
 )
 from metarl.envs import METAWORLD_ENVS, PhysicsRandomization, task_distribution
 from metarl.envs.effects import apply_effects, effect_wrappers
-from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES
+from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES, MetaWorldTask
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler, Sampler
 from metarl.schema import RunFolderError
@@ -492,15 +492,19 @@ def eval_sampler(
     evaluating during training does not change the training's episodes. ``seed``:
     the root seed of its episodes (default: the run's ``sampler.seed``);
     ``test_set``: envs with its keyword arguments and effects (default: the run's).
-    The agent's own wrappers (an oracle's) go outside the effects."""
+    The agent's own wrappers (an oracle's) go outside the effects. Meta-World tasks
+    get envs of their split (Meta-World's test tasks need a test-split env)."""
     assert config.sampler.seed is not None
-    kwargs = config.env.kwargs if test_set is None else test_set.env_kwargs
+    kwargs = dict(config.env.kwargs if test_set is None else test_set.env_kwargs)
     effects = config.env.effects if test_set is None else test_set.effects
+    splits = {t.split for t in tasks if isinstance(t, MetaWorldTask)}
+    if len(splits) == 1:
+        kwargs["split"] = splits.pop()
     return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed if seed is None else seed,
-        env_kwargs=dict(kwargs),
+        env_kwargs=kwargs,
         wrappers=[*run_wrappers(config, effects), *getattr(agent, "env_wrappers", ())],
     )
 
@@ -755,7 +759,9 @@ def _stage_cells(result: AdaptationResult, stage_size: int) -> str:
 def _success_cells(result: AdaptationResult, stage_size: int) -> str:
     """Success rate of each stage (its episodes on every test task), as table cells."""
     per_stage = result.stage_successes(stage_size)
-    return " | ".join("-" if per_stage is None else f"{100 * r:.0f}%" for r in per_stage.mean(0))
+    if per_stage is None:
+        return " | ".join("-" for _ in result.stages(stage_size))
+    return " | ".join(f"{100 * r:.0f}%" for r in per_stage.mean(0))
 
 
 def _stage_labels(result: AdaptationResult) -> list[str]:

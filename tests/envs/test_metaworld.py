@@ -36,7 +36,7 @@ from metarl.envs.metaworld import (
     make_metaworld,
 )
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
-from metarl.runner import metaworld_score
+from metarl.runner import eval_sampler, metaworld_score, task_sets
 from metarl.tasks import GoalTask, Task
 
 metaworld = pytest.importorskip("metaworld")
@@ -462,6 +462,16 @@ def test_meta_worlds_score_is_the_success_rate_of_the_evaluation_episodes() -> N
     assert metaworld_score(short, {"rl2": result}) is None  # no adaptation episode left
     other = load_config(None, ["env.id=metarl/PointRobotSparse-v0", "evaluation.episodes=13"])
     assert metaworld_score(other, {"rl2": result}) is None
+
+
+def test_a_run_evaluates_meta_worlds_test_tasks_on_a_test_split_env() -> None:
+    config = load_config(None, ["env.id=metarl/MetaWorld-ML1-v0", "env.test_tasks=1"])
+    test = task_sets(config).test
+    assert [t.split for t in test] == ["test"]  # type: ignore[attr-defined]
+    agent = RandomAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32))
+    with eval_sampler(config, agent, test) as sampler:
+        result = evaluate_adaptation(agent, sampler, test, 1)
+    assert result.successes is not None and result.successes.shape == (1, 1)
 
 
 def test_evaluate_adaptation_keeps_meta_worlds_success_flags(ml1: gym.Env[Any, Any]) -> None:
