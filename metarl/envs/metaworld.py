@@ -404,7 +404,11 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     happened so far in the episode. ``evaluate_adaptation`` reports the success
     rate of each episode k; a run's meta-test follows Meta-World's
     ``metalearning_evaluation``: ``ADAPTATION_EPISODES`` (10) episodes, then
-    ``EVALUATION_EPISODES`` (3) scored ones.
+    ``EVALUATION_EPISODES`` (3) scored ones. Where it differs: Meta-World ends a
+    scored episode at its first success (the success count is the same, the
+    return is not: here every episode runs 500 steps); it repeats the protocol
+    ``num_evals = 10`` times on tasks drawn from 40 goals per class, where a run
+    here meets each of its test tasks once (all 50 per class by default).
 
     ## Task distribution
     ``MetaWorldTasks(benchmark, env_name, split, seed)``: Meta-World's task list
