@@ -407,8 +407,10 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     ``EVALUATION_EPISODES`` (3) scored ones. Where it differs: Meta-World ends a
     scored episode at its first success (the success count is the same, the
     return is not: here every episode runs 500 steps); it repeats the protocol
-    ``num_evals = 10`` times on tasks drawn from 40 goals per class, where a run
-    here meets each of its test tasks once (all 50 per class by default).
+    ``num_evals = 10`` times, each on the next task of every sub-environment of
+    its vector env (its default assumes 40 goals per class and 20
+    sub-environments), where a run here meets each of its test tasks once (all
+    50 per class by default).
 
     ## Task distribution
     ``MetaWorldTasks(benchmark, env_name, split, seed)``: Meta-World's task list
