@@ -117,6 +117,22 @@ def _print_outcome(run_dir: Path) -> None:
             for mu, sd in zip(per_stage.mean(0), per_stage.std(0), strict=True)
         )
         print(f"  {results['methods'][name]['label']:12} {cells}")
+    rated = {n: r.stage_successes(size) for n, r in methods.items()}
+    if any(rate is not None for rate in rated.values()):
+        print(f"success rate of {what} (success flag set at any step):")
+        for name, rate in rated.items():
+            cells = "-" if rate is None else "  ".join(f"{100 * r:7.0f}%" for r in rate.mean(0))
+            print(f"  {results['methods'][name]['label']:12} {cells}")
+    score = results.get("metaworld")
+    if score is not None:
+        print(
+            f"Meta-World's score (success rate of the last {score['evaluation_episodes']} "
+            f"episodes, after {score['adaptation_episodes']}): "
+            + ", ".join(
+                f"{results['methods'][n]['label']} {100 * r:.1f}%"
+                for n, r in score["success_rate"].items()
+            )
+        )
     if results["oracle_gap_closed"] is not None:
         print(f"oracle gap closed after {k} episodes: {results['oracle_gap_closed']:.2f}")
     print(f"run folder: {run_dir}")

@@ -56,6 +56,7 @@ from pydantic.fields import FieldInfo
 
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
+from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES
 from metarl.schema import (
     ConfigError,
     PhysicsParamDicts,
@@ -556,7 +557,11 @@ class EvaluationConfig(BaseModel):
     model_config = _STRICT
 
     episodes: int = Field(default=3, ge=1)
-    """K, consecutive episodes per test task (BENCHMARKS.md P3: K >= 3, 2 for PEARL)."""
+    """K, consecutive episodes per test task (BENCHMARKS.md P3: K >= 3, 2 for PEARL).
+    Default 3; for Meta-World envs 13, Meta-World's own protocol
+    (``metalearning_evaluation`` in ``metaworld/evaluation.py``): 10 adaptation episodes,
+    then 3 scored ones, whose success rate the report gives as Meta-World's score (for
+    MAML, ``agent.adapt_episodes: 10`` puts its one inner step where Meta-World's is)."""
     baselines: list[BaselineName] = Field(default_factory=lambda: list(BASELINES))
     """Baselines evaluated on the same test tasks: ``random``, ``multitask`` (no task
     information), ``oracle`` (the task in its observation)."""
@@ -637,6 +642,9 @@ class ExperimentConfig(BaseModel):
             self.agent.model_fields_set.add("seed")
         if self.run.name is None:
             self.run.name = f"{self.agent.name}_{self.env.id.rsplit('/', 1)[-1]}"
+        if self.env.id in METAWORLD_ENVS and "episodes" not in self.evaluation.model_fields_set:
+            self.evaluation.episodes = ADAPTATION_EPISODES + EVALUATION_EPISODES
+            self.evaluation.model_fields_set.add("episodes")
         for test_set in self.evaluation.test_sets.values():
             if test_set.tasks is None:
                 test_set.tasks = self.env.n_test

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metarl.tasks import Task
+from metarl.tasks import SUCCESS_KEY, Task
 
 __all__ = ["Episode", "EpisodeBatch"]
 
@@ -37,7 +37,8 @@ class Episode:
       values, ...), each ``(T, ...)``.
 
     ``trial`` is the index of the episode's trial in its batch, ``index_in_trial`` its
-    position ``k = 0..K-1`` inside the trial.
+    position ``k = 0..K-1`` inside the trial. ``success`` says whether the environment's
+    success flag (``env_infos["success"]``, ``metarl.tasks.SUCCESS_KEY``) fired at any step.
     """
 
     task: Task
@@ -74,6 +75,12 @@ class Episode:
     def total_return(self) -> float:
         """Sum of the rewards."""
         return float(np.sum(self.rewards))
+
+    @property
+    def success(self) -> bool | None:
+        """Whether the success flag was set at any step; ``None`` if the env gives no flag."""
+        flags = self.env_infos.get(SUCCESS_KEY)
+        return None if flags is None else bool(np.any(flags))
 
     @property
     def terminated(self) -> bool:
@@ -165,6 +172,27 @@ class EpisodeBatch:
         """Episode returns as an array of shape ``(len(tasks), episodes_per_task)``."""
         out = np.array([ep.total_return for ep in self.episodes], dtype=np.float64)
         return out.reshape(len(self.tasks), self.episodes_per_task)
+
+    def successes(self) -> np.ndarray | None:
+        """Episode successes (flag set at any step) as a bool array shaped like ``returns()``;
+        ``None`` if the environment gives no success flag.
+
+        Raises:
+            ValueError: some episodes carry the flag and others do not (an environment
+                must give it at every step of every episode or never).
+        """
+        flags = [ep.success for ep in self.episodes]
+        missing = [i for i, flag in enumerate(flags) if flag is None]
+        if len(missing) == len(flags):
+            return None
+        if missing:
+            ep = self.episodes[missing[0]]
+            raise ValueError(
+                f"{len(missing)} of {len(flags)} episodes have no info[{SUCCESS_KEY!r}] at every "
+                f"step (first: trial {ep.trial}, k {ep.index_in_trial}, {ep.task}); a success "
+                "flag must be given at every step of every episode, or never"
+            )
+        return np.array(flags, dtype=bool).reshape(len(self.tasks), self.episodes_per_task)
 
     @staticmethod
     def concatenate(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:

@@ -15,8 +15,11 @@ Run folder (besides the ``Trainer``'s ``metrics.csv``, ``eval.csv``, ``eval/``,
 - ``config.yaml``: the resolved config (``metarl train config.yaml`` reruns it);
 - ``baselines/<name>.pt``: the trained baselines (reused by ``evaluate_run`` and by a
   resumed run);
-- ``results.json``: every method's ``AdaptationResult``, env steps and wall times;
-- ``adaptation.png``: the adaptation curves of the agent and the baselines;
+- ``results.json``: every method's ``AdaptationResult`` (returns, and successes and
+  the success rate of each episode k where the env gives a success flag), env steps
+  and wall times; for Meta-World, Meta-World's score (``metaworld``);
+- ``adaptation.png``: the adaptation curves of the agent and the baselines (return,
+  and success rate where there is one);
 - ``report.md``: what was run and what came out.
 
 The final meta-test runs every method on a fresh ``LocalSampler`` with the same
@@ -50,8 +53,9 @@ from metarl.config import (
     config_to_yaml,
     load_config,
 )
-from metarl.envs import PhysicsRandomization, task_distribution
+from metarl.envs import METAWORLD_ENVS, PhysicsRandomization, task_distribution
 from metarl.envs.effects import apply_effects, effect_wrappers
+from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES, MetaWorldTask
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler, Sampler
 from metarl.schema import RunFolderError
@@ -488,15 +492,19 @@ def eval_sampler(
     evaluating during training does not change the training's episodes. ``seed``:
     the root seed of its episodes (default: the run's ``sampler.seed``);
     ``test_set``: envs with its keyword arguments and effects (default: the run's).
-    The agent's own wrappers (an oracle's) go outside the effects."""
+    The agent's own wrappers (an oracle's) go outside the effects. Meta-World tasks
+    get envs of their split (Meta-World's test tasks need a test-split env)."""
     assert config.sampler.seed is not None
-    kwargs = config.env.kwargs if test_set is None else test_set.env_kwargs
+    kwargs = dict(config.env.kwargs if test_set is None else test_set.env_kwargs)
     effects = config.env.effects if test_set is None else test_set.effects
+    splits = {t.split for t in tasks if isinstance(t, MetaWorldTask)}
+    if len(splits) == 1:
+        kwargs["split"] = splits.pop()
     return LocalSampler(
         config.env.id,
         num_envs=min(config.sampler.num_envs, len(tasks)),
         seed=config.sampler.seed if seed is None else seed,
-        env_kwargs=dict(kwargs),
+        env_kwargs=kwargs,
         wrappers=[*run_wrappers(config, effects), *getattr(agent, "env_wrappers", ())],
     )
 
@@ -632,6 +640,7 @@ def _final_evaluation(
         title=f"{methods[config.agent.name].label} on {config.env.id}: held-out tasks",
     )
     gap = oracle_gap_closed(methods[config.agent.name].result, methods)
+    metaworld = metaworld_score(config, {name: m.result for name, m in methods.items()})
     results = {
         "env": config.env.id,
         "agent": config.agent.name,
@@ -640,6 +649,7 @@ def _final_evaluation(
         "train_tasks": len(sets.train),
         "test_tasks": len(sets.test),
         "oracle_gap_closed": gap,
+        "metaworld": metaworld,
         "final_evaluation_wall_time_s": eval_time,
         "methods": {
             name: {
@@ -706,6 +716,28 @@ def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> fl
     return (final - multitask) / (oracle - multitask)
 
 
+def metaworld_score(
+    config: ExperimentConfig, results: Mapping[str, AdaptationResult]
+) -> dict[str, Any] | None:
+    """Meta-World's score of each method: its success rate over the last
+    ``EVALUATION_EPISODES`` episodes of the meta-test (after ``K - 3`` adaptation
+    episodes), averaged over tasks, as ``metalearning_evaluation`` computes it
+    (``metaworld/evaluation.py``). ``None`` for other envs, or when ``K`` leaves no
+    adaptation episode."""
+    K = config.evaluation.episodes
+    if config.env.id not in METAWORLD_ENVS or K <= EVALUATION_EPISODES:
+        return None
+    return {
+        "adaptation_episodes": K - EVALUATION_EPISODES,
+        "evaluation_episodes": EVALUATION_EPISODES,
+        "success_rate": {
+            name: float(r.successes[:, -EVALUATION_EPISODES:].mean())
+            for name, r in results.items()
+            if r.successes is not None
+        },
+    }
+
+
 def _fmt_steps(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -724,6 +756,71 @@ def _stage_cells(result: AdaptationResult, stage_size: int) -> str:
     )
 
 
+def _success_cells(result: AdaptationResult, stage_size: int) -> str:
+    """Success rate of each stage (its episodes on every test task), as table cells."""
+    per_stage = result.stage_successes(stage_size)
+    if per_stage is None:
+        return " | ".join("-" for _ in result.stages(stage_size))
+    return " | ".join(f"{100 * r:.0f}%" for r in per_stage.mean(0))
+
+
+def _stage_labels(result: AdaptationResult) -> list[str]:
+    """Column labels of ``result``'s stages: ``k=3`` or ``k=1-10``."""
+    return [
+        f"k={r.start + 1}" if len(r) == 1 else f"k={r.start + 1}-{r.stop}" for r in result.stages()
+    ]
+
+
+def _success_lines(
+    config: ExperimentConfig,
+    methods: Mapping[str, _Method],
+    other_sets: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """The report's section on success rates, where the env gives a success flag (none
+    otherwise), with Meta-World's score for Meta-World runs."""
+    main = methods[config.agent.name].result
+    if main.successes is None:
+        return []
+    labels = _stage_labels(main)
+    header = ["| method | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
+    lines = [
+        "",
+        "## Success rate of episode k (share of test tasks)",
+        "",
+        "An episode succeeds if the env's success flag (`info['success']`) is set at any "
+        "of its steps.",
+        "",
+        *header,
+        *(f"| {m.label} | {_success_cells(m.result, main.stage_size)} |" for m in methods.values()),
+    ]
+    for set_name, test_set in other_sets.items():
+        lines += ["", f"Test set `{set_name}`:", "", *header]
+        lines += [
+            f"| {methods[name].label} | {_success_cells(result, main.stage_size)} |"
+            for name, result in test_set["methods"].items()
+        ]
+    score = metaworld_score(config, {name: m.result for name, m in methods.items()})
+    if score is not None:
+        n_adapt, K = score["adaptation_episodes"], config.evaluation.episodes
+        rates = ", ".join(
+            f"{methods[name].label} {100 * rate:.1f}%"
+            for name, rate in score["success_rate"].items()
+        )
+        lines += [
+            "",
+            f"Meta-World's score (`metalearning_evaluation` in `metaworld/evaluation.py`): "
+            f"the success rate of episodes {n_adapt + 1}-{K}, after {n_adapt} adaptation "
+            f"episodes, over the test tasks: {rates}."
+            + (
+                ""
+                if n_adapt == ADAPTATION_EPISODES
+                else f" Meta-World adapts for {ADAPTATION_EPISODES} episodes, this run for "
+                f"{n_adapt} (K = {K})."
+            ),
+        ]
+    return lines
+
+
 def _report(
     config: ExperimentConfig,
     methods: Mapping[str, _Method],
@@ -737,7 +834,7 @@ def _report(
     main = methods[agent_name]
     K = config.evaluation.episodes
     stages = main.result.stages()
-    labels = [f"k={r.start + 1}" if len(r) == 1 else f"k={r.start + 1}-{r.stop}" for r in stages]
+    labels = _stage_labels(main.result)
     final = labels[-1].replace("k=", "episode " if len(stages[-1]) == 1 else "episodes ")
     s = config.sampler
     sampler = (
@@ -815,6 +912,7 @@ def _report(
             lines.append(
                 f"| {methods[name].label} | {_stage_cells(result, main.result.stage_size)} |"
             )
+    lines += _success_lines(config, methods, other_sets)
     lines += ["", "## Oracle gap closed", ""]
     if gap is None:
         lines.append(

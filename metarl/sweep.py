@@ -208,10 +208,13 @@ def trial_metrics(run_dir: Path) -> dict[str, float]:
 
     For each evaluated method ``m`` (``agent`` for the trained agent, and
     ``random`` / ``multitask`` / ``oracle``): ``m.return_first`` and ``m.return_last``
-    (mean return over test tasks of the first and the last meta-test episode); and
+    (mean return over test tasks of the first and the last meta-test episode), and
+    where the env gives a success flag ``m.success_first`` and ``m.success_last`` (the
+    success rate of those episodes) and, for Meta-World, ``m.success_metaworld``
+    (Meta-World's score: the success rate of the last 3 episodes); and
     ``oracle_gap_closed``, ``train_env_steps``, ``train_wall_time_s``, where defined;
     and for each further test set ``s`` of ``evaluation.test_sets``, ``s.m.return_first``
-    and ``s.m.return_last``.
+    and ``s.m.return_last`` (and ``s.m.success_first``, ``s.m.success_last``).
     """
     results = json.loads((run_dir / "results.json").read_text())
     out: dict[str, float] = {}
@@ -222,6 +225,11 @@ def trial_metrics(run_dir: Path) -> dict[str, float]:
             key = prefix + ("agent" if name == results["agent"] else name)
             out[f"{key}.return_first"] = float(method["mean"][0])
             out[f"{key}.return_last"] = float(method["mean"][-1])
+            if method.get("success_rate") is not None:
+                out[f"{key}.success_first"] = float(method["success_rate"][0])
+                out[f"{key}.success_last"] = float(method["success_rate"][-1])
+    for name, rate in (results.get("metaworld") or {}).get("success_rate", {}).items():
+        out[f"{'agent' if name == results['agent'] else name}.success_metaworld"] = float(rate)
     agent = results["methods"][results["agent"]]
     for key in ("train_env_steps", "train_wall_time_s"):
         if agent.get(key) is not None:

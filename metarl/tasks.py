@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 __all__ = [
+    "SUCCESS_KEY",
     "AngleTask",
     "ArcGoals",
     "ChoiceTasks",
@@ -40,6 +41,13 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- tasks
+
+SUCCESS_KEY = "success"
+"""The step-info key of a task's success flag: ``info["success"]`` is 1.0 at a step where
+the task is achieved (the goal reached), else 0.0, at every step of the environments that
+define success (Meta-World's own key and values; the sparse point robot's goal radius).
+An episode succeeds if the flag is 1.0 at any step. Environments without a success
+criterion do not give the key."""
 
 
 def check_real(cls_name: str, name: str, value: Any) -> float:

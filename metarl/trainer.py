@@ -12,8 +12,10 @@ the same generator states, so that a resumed run gives the numbers an
 uninterrupted run would have.
 
 Run folder (``run_dir``): ``metrics.csv`` (one row per iteration), ``eval.csv``
-(one row per evaluation and episode k), ``eval/iter_XXXXXX.json`` (the full
-``AdaptationResult``), ``tb/`` (TensorBoard), ``checkpoints/``.
+(one row per evaluation and episode k: return mean and std over test tasks, and the
+success rate where the env gives a success flag, empty otherwise),
+``eval/iter_XXXXXX.json`` (the full ``AdaptationResult``), ``tb/`` (TensorBoard),
+``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,30 @@ __all__ = ["TaskSchedule", "Trainer", "TrainerConfig", "latest_checkpoint", "sav
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
+
+
+EVAL_COLUMNS = ["iteration", "env_steps", "k", "return_mean", "return_std", "success_rate"]
+"""The columns of ``eval.csv``."""
+
+
+def _append_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
+    """Append ``rows`` to the CSV ``path`` with header ``columns``, writing the header to
+    a new file. A file whose header is a prefix of ``columns`` (written before the
+    later columns existed) is rewritten first with the full header and those columns
+    empty in its rows."""
+    if path.exists():
+        with open(path, newline="") as f:
+            old = list(csv.reader(f))
+        if old and old[0] != columns:
+            if old[0] != columns[: len(old[0])]:
+                raise ValueError(f"{path} has the columns {old[0]}, expected {columns}")
+            pad = [""] * (len(columns) - len(old[0]))
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows([columns, *(row + pad for row in old[1:])])
+    else:
+        rows = [columns, *rows]
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerows(rows)
 
 
 @dataclass(frozen=True)
@@ -250,16 +276,21 @@ class Trainer:
         path = self.run_dir / "eval" / f"iter_{self.iteration:06d}.json"
         path.parent.mkdir(exist_ok=True)
         _write_text_atomically(path, json.dumps(result.to_dict()))
-        new = not (self.run_dir / "eval.csv").exists()
-        with open(self.run_dir / "eval.csv", "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["iteration", "env_steps", "k", "return_mean", "return_std"])
-            for k, (m, s) in enumerate(zip(result.mean, result.std, strict=True)):
-                writer.writerow([self.iteration, self.env_steps, k + 1, m, s])
+        rate = result.success_rate
+        rates = [""] * result.episodes if rate is None else rate.tolist()
+        _append_csv(
+            self.run_dir / "eval.csv",
+            EVAL_COLUMNS,
+            [
+                [self.iteration, self.env_steps, k + 1, m, s, r]
+                for k, (m, s, r) in enumerate(zip(result.mean, result.std, rates, strict=True))
+            ],
+        )
         tb = self._tensorboard()
         for k, m in enumerate(result.mean):
             tb.add_scalar(f"eval/return_k{k + 1}", m, self.env_steps)
+        for k, r in enumerate([] if rate is None else rate):
+            tb.add_scalar(f"eval/success_rate_k{k + 1}", r, self.env_steps)
         return result
 
     # ------------------------------------------------------------------ logging

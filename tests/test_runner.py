@@ -409,3 +409,64 @@ def test_an_adr_run_leaves_its_final_randomization(kind: str, tmp_path: Path) ->
     assert r["schedule"] == "adr" and set(r["params"]) == {"torso_mass", "friction"}
     assert r["state"]["torso_mass.high"] > 1.0 or r["state"]["friction.high"] > 1.0
     assert "## Randomization" in (run_dir / "report.md").read_text()
+
+
+def test_success_rates_reach_results_report_plot_eval_csv_and_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sparse point robot flags success; the dense one does not, and reports none."""
+    import matplotlib.image
+
+    from metarl.cli import _print_outcome
+    from metarl.sweep import trial_metrics
+
+    common = [
+        *TINY,
+        "trainer.iterations=1",
+        "trainer.eval_every=1",
+        "evaluation.baselines=[random]",
+        "evaluation.test_sets.other.task_seed=7",
+    ]
+    sparse = run_experiment(
+        load_config(CONFIG, [*common, "env.id=metarl/PointRobotSparse-v0"]), tmp_path / "sparse"
+    )
+    dense = run_experiment(load_config(CONFIG, common), tmp_path / "dense")
+
+    results = json.loads((sparse / "results.json").read_text())
+    assert results["metaworld"] is None
+    report = (sparse / "report.md").read_text()
+    assert "## Success rate of episode k (share of test tasks)" in report
+    metrics = trial_metrics(sparse)
+    sets = {"": results["methods"], "other.": results["test_sets"]["other"]["methods"]}
+    for prefix, methods in sets.items():
+        for name, method in methods.items():
+            successes = np.array(method["successes"])
+            assert successes.shape == (2, 2) and successes.dtype == bool, name
+            assert method["success_rate"] == successes.mean(axis=0).tolist(), name
+            label = {"rl2": "RL2", "random": "random"}[name]
+            cells = " | ".join(f"{100 * r:.0f}%" for r in method["success_rate"])
+            assert f"| {label} | {cells} |" in report, (prefix, name)
+            key = prefix + ("agent" if name == "rl2" else name)
+            assert metrics[f"{key}.success_first"] == method["success_rate"][0]
+            assert metrics[f"{key}.success_last"] == method["success_rate"][-1]
+    with open(sparse / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rate = results["methods"]["rl2"]["success_rate"]
+    assert [float(r["success_rate"]) for r in rows] == rate  # one evaluation, at the end
+
+    results = json.loads((dense / "results.json").read_text())
+    other = results["test_sets"]["other"]["methods"]
+    for method in [*results["methods"].values(), *other.values()]:
+        assert method["successes"] is None and method["success_rate"] is None
+    assert "Success rate" not in (dense / "report.md").read_text()
+    assert not any("success" in key for key in trial_metrics(dense))
+    with open(dense / "eval.csv", newline="") as f:
+        assert {r["success_rate"] for r in csv.DictReader(f)} == {""}
+    # The command line's summary, likewise.
+    _print_outcome(sparse)
+    assert "success rate of episode k (success flag set at any step):" in capsys.readouterr().out
+    _print_outcome(dense)
+    assert "success rate" not in capsys.readouterr().out
+    # The plot gains a success-rate panel beside the returns only with a flag.
+    width = {d: matplotlib.image.imread(d / "adaptation.png").shape[1] for d in (sparse, dense)}
+    assert width[sparse] > 1.5 * width[dense]

@@ -126,6 +126,26 @@ def test_summary_gives_student_t_intervals() -> None:
     assert two["n"] == 1 and two["ci95"] != two["ci95"]  # one seed: no interval (NaN)
 
 
+def test_trial_metrics_give_success_rates_and_meta_worlds_score(tmp_path: Path) -> None:
+    """From a results.json as a Meta-World run writes it (success rate per episode k,
+    Meta-World's score); a method without a flag gets no success metric."""
+    from metarl.sweep import trial_metrics
+
+    method = {"mean": [1.0, 2.0, 3.0], "success_rate": [0.25, 0.5, 0.75]}
+    results = {
+        "agent": "rl2",
+        "methods": {"rl2": method, "random": {"mean": [0.0] * 3, "success_rate": None}},
+        "metaworld": {"success_rate": {"rl2": 0.6}},
+        "test_sets": {"shifted": {"methods": {"rl2": method}}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    metrics = trial_metrics(tmp_path)
+    assert metrics["agent.success_first"] == 0.25 and metrics["agent.success_last"] == 0.75
+    assert metrics["agent.success_metaworld"] == 0.6
+    assert metrics["shifted.agent.success_last"] == 0.75
+    assert not any(k.startswith("random.success") for k in metrics)
+
+
 def test_sweep_command_reports_a_bad_study_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

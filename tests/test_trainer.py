@@ -19,7 +19,7 @@ from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler
 from metarl.tasks import GoalTask, UniformBoxGoals
-from metarl.trainer import Trainer, TrainerConfig, latest_checkpoint
+from metarl.trainer import EVAL_COLUMNS, Trainer, TrainerConfig, latest_checkpoint
 
 ENV = "metarl/PointRobot-v0"
 
@@ -125,6 +125,23 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     resumed = _train(tmp_path / "stopped", 6, resume=True)
     assert resumed.iteration == 6
     assert _metrics(tmp_path / "stopped") == _metrics(tmp_path / "full")
+
+
+def test_eval_csv_gains_the_success_rate_column_on_resume(tmp_path: Path) -> None:
+    """A run whose eval.csv was written without the success_rate column (before it
+    existed) is resumed into one file with the full header, its old rows kept."""
+    _train(tmp_path, 4)
+    with open(tmp_path / "eval.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == EVAL_COLUMNS and EVAL_COLUMNS[-1] == "success_rate"
+    with open(tmp_path / "eval.csv", "w", newline="") as f:
+        csv.writer(f).writerows(row[:-1] for row in rows)
+    _train(tmp_path, 6, resume=True)
+    with open(tmp_path / "eval.csv", newline="") as f:
+        after = list(csv.reader(f))
+    assert after[0] == EVAL_COLUMNS and after[: len(rows)] == rows
+    assert [int(r[0]) for r in after[1:]] == [2, 2, 2, 4, 4, 4, 6, 6, 6]
+    assert {r[-1] for r in after[1:]} == {""}  # the dense point robot has no success flag
 
 
 def test_evaluate_adaptation_protocol(tmp_path: Path) -> None:

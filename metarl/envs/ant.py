@@ -148,6 +148,10 @@ class AntDirEnv(_AntTaskEnv):
     ``x_position``, ``y_position``, ``distance_from_origin``, ``x_velocity``,
     ``y_velocity`` and ``direction``.
 
+    ## Success
+    None: a direction to run in has no end state, so ``info`` has no ``"success"``
+    flag and meta-tests report returns only.
+
     ## Task distribution
     ``DirectionTask(direction)`` with ``direction`` in ``{-1, +1}``; 2 train /
     2 test tasks (a set of two holds each direction once).
@@ -236,6 +240,11 @@ class AntGoalEnv(_AntTaskEnv):
 
     ``info`` holds every term, the positions and velocities of ``AntDirEnv``,
     and ``goal``.
+
+    ## Success
+    None: the reference codes (ProMP ``ant_rand_goal.py``, oyster ``ant_goal.py``)
+    give the goal no radius, so ``info`` has no ``"success"`` flag;
+    ``info["reward_goal"]`` is the distance term.
 
     ## Task distribution
     ``GoalTask(goal)`` uniform in the disc of radius 3: angle ``~ U[0, 2 pi)``,

@@ -4,8 +4,10 @@ It runs Gymnasium's environment checker, then checks the task API: the same
 seed and task give an identical rollout; different tasks give different
 rewards or dynamics; ``get_task`` returns what ``set_task`` was given; tasks
 survive a JSON round trip (and the round-tripped task gives the same rollout);
-``set_task`` rejects a task of the wrong type; and, where the environment edits
-physics, restoring the defaults gives back the model bit for bit.
+``set_task`` rejects a task of the wrong type; a success flag
+(``info["success"]``), where the environment gives one, is 0 or 1 at every step;
+and, where the environment edits physics, restoring the defaults gives back the
+model bit for bit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 from metarl.envs.base import get_task, is_task_env, sample_tasks, set_task, task_distribution
-from metarl.tasks import Task
+from metarl.tasks import SUCCESS_KEY, Task
 
 
 class TaskEnvCheckError(AssertionError):
@@ -67,6 +69,23 @@ def _numeric_items(info: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
         if value.dtype.kind in "biuf":
             out.append((key, value.copy()))
     return out
+
+
+def _check_success_flag(rollout: _Rollout) -> None:
+    """A success flag, if given, is in every step's info and is 0 or 1 (``SUCCESS_KEY``)."""
+    flags = [v for k, v in rollout.infos if k == SUCCESS_KEY]
+    if not flags:
+        return
+    if len(flags) != len(rollout.rewards):
+        raise TaskEnvCheckError(
+            f"info[{SUCCESS_KEY!r}] was given at {len(flags)} of {len(rollout.rewards)} steps; "
+            "a success flag must be in every step's info, or in none"
+        )
+    bad = [v.tolist() for v in flags if v.shape != () or float(v) not in (0.0, 1.0)]
+    if bad:
+        raise TaskEnvCheckError(
+            f"info[{SUCCESS_KEY!r}] must be 0 or 1 (or a bool) at every step, got {bad[:3]}"
+        )
 
 
 def _reward_key(key: str) -> bool:
@@ -171,6 +190,7 @@ def check_task_env(
     again = _rollout(env, tasks[0], seed, actions)
     if not _same(first, again):
         raise TaskEnvCheckError("same seed, task and actions gave different rollouts")
+    _check_success_flag(first)
 
     other = _rollout(env, tasks[1], seed, actions)
     # Only what the agent is paid or sees counts; info entries that merely echo the

@@ -126,6 +126,10 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
     ``dt = frame_skip * opt.timestep`` (0.05 s). ``info`` holds both terms,
     ``x_position``, ``x_velocity`` and ``target_velocity``.
 
+    ## Success
+    None: a target velocity is tracked, never reached once and for all, so ``info``
+    has no ``"success"`` flag.
+
     ## Task distribution
     ``VelocityTask(velocity)`` with ``velocity ~ U[0, 3]``; 100 train / 30 test
     tasks. MAML and garage draw ``U[0, 2]`` instead.
@@ -184,6 +188,10 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
 
     ``x_velocity`` as in ``HalfCheetahVelEnv``. ``info`` holds both terms,
     ``x_position``, ``x_velocity`` and ``direction``.
+
+    ## Success
+    None: a direction to run in has no end state, so ``info`` has no ``"success"``
+    flag.
 
     ## Task distribution
     ``DirectionTask(direction)`` with ``direction`` in ``{-1, +1}``; 2 train /

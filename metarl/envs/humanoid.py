@@ -57,6 +57,10 @@ class HumanoidDirEnv(MujocoTaskEnv, HumanoidEnv):
     ``x_position``, ``y_position``, ``distance_from_origin``, ``x_velocity`` and
     ``y_velocity`` (of the centre of mass) and ``angle``.
 
+    ## Success
+    None: a direction to run in has no end state, so ``info`` has no ``"success"``
+    flag.
+
     ## Task distribution
     ``AngleTask(angle)`` with ``angle ~ U[0, 2 pi)``; 100 train / 30 test tasks.
 

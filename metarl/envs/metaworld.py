@@ -40,7 +40,9 @@ from metarl.envs.base import TaskEnv
 from metarl.tasks import Task, TaskDistribution, TaskSets
 
 __all__ = [
+    "ADAPTATION_EPISODES",
     "BENCHMARKS",
+    "EVALUATION_EPISODES",
     "GOALS_PER_ENV",
     "HORIZON",
     "REWARD_VERSIONS",
@@ -64,6 +66,17 @@ GOALS_PER_ENV = 50
 
 HORIZON = 500
 """Episode length: Meta-World's ``max_path_length``, the same for every v3 class."""
+
+ADAPTATION_EPISODES = 10
+"""Episodes an agent runs on a test task to adapt before it is scored: Meta-World's
+``metalearning_evaluation(adaptation_episodes=10)`` (``metaworld/evaluation.py``,
+3.1.1, with ``adaptation_steps=1``: one adaptation after them)."""
+
+EVALUATION_EPISODES = 3
+"""Episodes scored after adaptation: Meta-World's
+``metalearning_evaluation(evaluation_episodes=3)``. Meta-World's score is the success
+rate over these episodes (an episode succeeds if ``info["success"]`` is set at any
+step: its evaluation ends an episode at the first success), averaged over tasks."""
 
 _MAX_SEED = 2**32 - 2  # numpy's legacy seeding takes < 2**32, and ML1's test split uses seed + 1
 
@@ -370,7 +383,11 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     gripper opening (1), object positions and quaternions (14, zero-padded),
     the same 18 values of the previous step, and the goal position (3). In the
     ML benchmarks the goal is hidden: its 3 entries are always 0. Bounds are
-    Meta-World's (hand box, gripper [-1, 1], objects unbounded, goal 0).
+    Meta-World's (hand box, gripper [-1, 1], objects unbounded), except the
+    hidden goal's: Meta-World bounds it by [0, 0], which Gymnasium's checker
+    flags on every ``gymnasium.make`` ("A Box observation space maximum and
+    minimum values are equal"); here it is unbounded like the zero padding of
+    absent objects. The observations are Meta-World's, unchanged.
 
     ## Reward
     Meta-World's reward of version ``reward_version``: ``"v2"`` (default,
@@ -380,10 +397,20 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     ``in_place_reward``, ``obj_to_target``, ``unscaled_reward``.
 
     ## Success
-    ``info["success"]`` (1.0 or 0.0) is Meta-World's per-step flag. An episode
-    is a success when the flag is reached at any step of the episode (the
-    criterion of the Meta-World paper); ``info["episode_success"]`` (bool) says
-    whether that has happened so far in the episode.
+    ``info["success"]`` (1.0 or 0.0, ``metarl.tasks.SUCCESS_KEY``) is Meta-World's
+    per-step flag. An episode is a success when the flag is reached at any step
+    of the episode (the criterion of the Meta-World paper and of its
+    ``evaluation.py``); ``info["episode_success"]`` (bool) says whether that has
+    happened so far in the episode. ``evaluate_adaptation`` reports the success
+    rate of each episode k; a run's meta-test follows Meta-World's
+    ``metalearning_evaluation``: ``ADAPTATION_EPISODES`` (10) episodes, then
+    ``EVALUATION_EPISODES`` (3) scored ones. Where it differs: Meta-World ends a
+    scored episode at its first success (the success count is the same, the
+    return is not: here every episode runs 500 steps); it repeats the protocol
+    ``num_evals = 10`` times, each on the next task of every sub-environment of
+    its vector env (its default assumes 40 goals per class and 20
+    sub-environments), where a run here meets each of its test tasks once (all
+    50 per class by default).
 
     ## Task distribution
     ``MetaWorldTasks(benchmark, env_name, split, seed)``: Meta-World's task list
@@ -506,10 +533,7 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
         env = self.task_distribution.env_classes[env_name](**self._env_kwargs)
         if env.max_path_length != HORIZON:
             raise RuntimeError(f"{env_name} has horizon {env.max_path_length}, expected {HORIZON}")
-        mw_space = env.sawyer_observation_space
-        space = spaces.Box(
-            mw_space.low.astype(np.float32), mw_space.high.astype(np.float32), dtype=np.float32
-        )
+        space = _observation_space(env.sawyer_observation_space)
         if self._obs_space is None:
             self._obs_space = space
             self.observation_space = space
@@ -567,6 +591,16 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
             env.close()
         self._envs.clear()
         super().close()
+
+
+def _observation_space(mw_space: spaces.Box) -> spaces.Box:
+    """Meta-World's observation bounds as float32, entries with zero width (the hidden
+    goal of the ML benchmarks, always 0) made unbounded: a Box whose low equals its high
+    makes Gymnasium's checker warn on every ``gymnasium.make``."""
+    low, high = mw_space.low.astype(np.float32), mw_space.high.astype(np.float32)
+    fixed = low == high
+    low[fixed], high[fixed] = -np.inf, np.inf
+    return spaces.Box(low, high, dtype=np.float32)
 
 
 def make_metaworld(

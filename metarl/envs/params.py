@@ -200,6 +200,9 @@ class HopperParamsEnv(_RandParamsEnv, HopperEnv):
     ``info`` holds the three terms, ``x_position``, ``x_velocity`` and
     ``z_distance_from_origin``.
 
+    ## Success
+    None: the task is the physics, not a goal, so ``info`` has no ``"success"`` flag.
+
     ## Task distribution
     ``PhysicsTask`` of ``rand_params_space(model)``: independent multipliers of
     the defaults for ``body_mass`` (4 bodies: torso, thigh, leg, foot),
@@ -256,6 +259,9 @@ class Walker2dParamsEnv(_RandParamsEnv, Walker2dEnv):
     As ``HopperParamsEnv``: ``x_velocity + reward_survive - 1e-3 ||a||^2``, with
     ``reward_survive = 1`` on every step; ``dt = 0.008`` s. ``info`` holds the
     terms, ``x_position``, ``x_velocity`` and ``z_distance_from_origin``.
+
+    ## Success
+    None: the task is the physics, not a goal, so ``info`` has no ``"success"`` flag.
 
     ## Task distribution
     As ``HopperParamsEnv``, over Walker2d's 7 bodies (torso and both legs'

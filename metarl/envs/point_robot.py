@@ -16,7 +16,7 @@ from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
 from metarl.envs.base import TaskEnv
-from metarl.tasks import ArcGoals, GoalTask, Task, TaskDistribution, UniformBoxGoals
+from metarl.tasks import SUCCESS_KEY, ArcGoals, GoalTask, Task, TaskDistribution, UniformBoxGoals
 
 
 class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
@@ -40,6 +40,11 @@ class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     ## Reward
     ``-||p - g||_2`` after the move, also in ``info["reward_goal"]``.
     ``info["distance"]`` holds ``||p - g||_2``.
+
+    ## Success
+    None: PEARL's dense point robot defines no goal region, so ``info`` has no
+    ``"success"`` flag and its meta-tests report returns only (the sparse variant
+    below has one).
 
     ## Task distribution
     ``GoalTask(goal)`` with ``goal ~ U[-1, 1]^2``; 80 train / 20 test tasks.
@@ -119,6 +124,11 @@ class PointRobotSparseEnv(PointRobotEnv):
     ``info["dense_reward"]``: PEARL's critic trains on it while its encoder sees
     the sparse one.
 
+    ## Success
+    ``info["success"]`` (``metarl.tasks.SUCCESS_KEY``) is 1.0 at a step that ends within
+    ``goal_radius`` of the goal (where the sparse reward is given), else 0.0; an
+    episode succeeds if it is 1.0 at any step.
+
     ## Task distribution
     ``GoalTask(goal)`` with ``goal = (cos a, sin a)``, ``a ~ U[0, pi]``;
     80 train / 20 test tasks. (PEARL's code spaces the angles evenly; TASKS.md
@@ -141,5 +151,10 @@ class PointRobotSparseEnv(PointRobotEnv):
         return ArcGoals(radius=1.0, angle_low=0.0, angle_high=math.pi)
 
     def _reward(self, distance: float) -> tuple[float, dict[str, Any]]:
-        sparse = 1.0 - distance if distance <= self.goal_radius else 0.0
-        return sparse, {"sparse_reward": sparse, "dense_reward": -distance}
+        reached = distance <= self.goal_radius
+        sparse = 1.0 - distance if reached else 0.0
+        return sparse, {
+            "sparse_reward": sparse,
+            "dense_reward": -distance,
+            SUCCESS_KEY: float(reached),
+        }

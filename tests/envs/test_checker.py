@@ -44,9 +44,32 @@ class _NotDeterministic(PointRobotEnv):
         return obs, reward + np.random.default_rng().normal(), terminated, truncated, info
 
 
+class _FlagsSomeSteps(PointRobotEnv):
+    """Gives the flag only at steps where it holds (here: every third step)."""
+
+    def reset(self, **kwargs: Any) -> Any:
+        self._steps = 0
+        return super().reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._steps += 1
+        if self._steps % 3 == 0:
+            info["success"] = 1.0
+        return obs, reward, terminated, truncated, info
+
+
+class _FlagsAFraction(PointRobotEnv):
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "success": 0.5}
+
+
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
+        (_FlagsSomeSteps, r"info\['success'\] was given at 6 of 20 steps"),
+        (_FlagsAFraction, r"info\['success'\] must be 0 or 1 .* got \[0.5, 0.5, 0.5\]"),
         (_IgnoresTask, "the task has no effect"),
         (_RewardIgnoresTask, "the task has no effect"),
         (_ForgetsTask, r"get_task\(\) returned"),

@@ -6,6 +6,7 @@ and 18 s for ML10 on 2 CPU cores, so the environments are module fixtures.
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 import subprocess
@@ -19,9 +20,13 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from metarl.agents.baselines import RandomAgent
+from metarl.config import load_config, validate_config
 from metarl.envs import METAWORLD_ENVS, get_task, get_tasks, set_task, set_tasks
 from metarl.envs.checker import check_task_env
 from metarl.envs.metaworld import (
+    ADAPTATION_EPISODES,
+    EVALUATION_EPISODES,
     GOALS_PER_ENV,
     HORIZON,
     MetaWorldTask,
@@ -30,12 +35,11 @@ from metarl.envs.metaworld import (
     _metaworld_benchmark,
     make_metaworld,
 )
+from metarl.evaluation import AdaptationResult, evaluate_adaptation
+from metarl.runner import eval_sampler, metaworld_score, task_sets
 from metarl.tasks import GoalTask, Task
 
 metaworld = pytest.importorskip("metaworld")
-
-# Meta-World's goal entries have zero-width bounds (the goal is hidden); gym.make's checker warns.
-pytestmark = pytest.mark.filterwarnings("ignore:.*maximum and minimum values are equal")
 
 ML10_TRAIN = list(metaworld.env_dict.ML10_V3["train"])
 ML10_TEST = list(metaworld.env_dict.ML10_V3["test"])
@@ -178,6 +182,25 @@ def test_ml1_success_is_passed_through_and_kept_for_the_episode(ml1: gym.Env[Any
     assert info["episode_success"] is False
 
 
+def test_making_an_env_gives_no_equal_bounds_warning() -> None:
+    """Meta-World bounds the hidden goal by [0, 0]; Gymnasium's checker warned about it on
+    every gym.make. The goal entries are unbounded here; the other bounds are Meta-World's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = make_metaworld("ML1", "reach-v3")
+        obs, _ = env.reset(seed=0)
+    assert [str(w.message) for w in caught] == []
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Box) and obs in space
+    mw_space = env.unwrapped.metaworld_env.sawyer_observation_space  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(mw_space.low[-3:], 0.0)
+    np.testing.assert_array_equal(mw_space.high[-3:], 0.0)
+    assert np.all(space.low[-3:] == -np.inf) and np.all(space.high[-3:] == np.inf)
+    np.testing.assert_array_equal(space.low[:-3], mw_space.low[:-3].astype(np.float32))
+    np.testing.assert_array_equal(space.high[:-3], mw_space.high[:-3].astype(np.float32))
+    env.close()
+
+
 def test_ml1_truncates_at_500_steps(ml1: gym.Env[Any, Any]) -> None:
     ml1.reset(seed=0)
     truncations = [ml1.step(np.zeros(4, np.float32))[3] for _ in range(HORIZON)]
@@ -257,7 +280,7 @@ def test_ml1_vector_env_gets_one_task_per_sub_env() -> None:
 def test_ml1_passes_gymnasium_and_task_checkers() -> None:
     env = make_metaworld("ML1", "reach-v3")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Meta-World's infinite and zero-width bounds warn
+        warnings.simplefilter("ignore")  # the unbounded entries (objects, hidden goal) warn
         # No render check: it would open a "human" window, which aborts on a headless machine.
         check_env(env.unwrapped, skip_render_check=True)
     check_task_env(env)
@@ -388,3 +411,72 @@ def test_bad_counts_and_actions(ml1: gym.Env[Any, Any]) -> None:
         ml1.unwrapped.step(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="action must be finite"):
         ml1.unwrapped.step(np.array([np.nan, 0, 0, 0], np.float32))
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def test_episode_numbers_are_meta_worlds_own() -> None:
+    from metaworld.evaluation import metalearning_evaluation
+
+    defaults = inspect.signature(metalearning_evaluation).parameters
+    assert defaults["adaptation_episodes"].default == ADAPTATION_EPISODES == 10
+    assert defaults["evaluation_episodes"].default == EVALUATION_EPISODES == 3
+    assert defaults["adaptation_steps"].default == 1
+
+
+@pytest.mark.parametrize(
+    ("env_id", "overrides", "K"),
+    [
+        ("metarl/MetaWorld-ML1-v0", [], ADAPTATION_EPISODES + EVALUATION_EPISODES),
+        ("metarl/MetaWorld-ML10-v0", [], ADAPTATION_EPISODES + EVALUATION_EPISODES),
+        ("metarl/MetaWorld-ML1-v0", ["evaluation.episodes=5"], 5),
+        ("metarl/PointRobotSparse-v0", [], 3),
+    ],
+)
+def test_a_meta_world_run_follows_meta_worlds_protocol(
+    env_id: str, overrides: list[str], K: int
+) -> None:
+    config = load_config(None, [f"env.id={env_id}", "agent.name=rl2", *overrides])
+    assert config.evaluation.episodes == K
+    # the resolved value survives the run folder's snapshot
+    assert validate_config(config.to_dict()).evaluation.episodes == K
+
+
+def test_meta_worlds_score_is_the_success_rate_of_the_evaluation_episodes() -> None:
+    tasks = tuple(MetaWorldTask("ML1", "reach-v3", "test", i) for i in range(2))
+    successes = np.zeros((2, 13), bool)
+    successes[0, 2] = True  # an adaptation episode: not scored
+    successes[0, 10:] = True
+    successes[1, 12] = True
+    result = AdaptationResult(tasks, np.zeros((2, 13)), successes=successes)
+    no_flag = AdaptationResult(tasks, np.zeros((2, 13)))
+    config = load_config(None, ["env.id=metarl/MetaWorld-ML1-v0", "agent.name=rl2"])
+    score = metaworld_score(config, {"rl2": result, "other": no_flag})
+    assert score == {
+        "adaptation_episodes": 10,
+        "evaluation_episodes": 3,
+        "success_rate": {"rl2": pytest.approx(4 / 6)},
+    }
+    short = load_config(None, ["env.id=metarl/MetaWorld-ML1-v0", "evaluation.episodes=3"])
+    assert metaworld_score(short, {"rl2": result}) is None  # no adaptation episode left
+    other = load_config(None, ["env.id=metarl/PointRobotSparse-v0", "evaluation.episodes=13"])
+    assert metaworld_score(other, {"rl2": result}) is None
+
+
+def test_a_run_evaluates_meta_worlds_test_tasks_on_a_test_split_env() -> None:
+    config = load_config(None, ["env.id=metarl/MetaWorld-ML1-v0", "env.test_tasks=1"])
+    test = task_sets(config).test
+    assert [t.split for t in test] == ["test"]  # type: ignore[attr-defined]
+    agent = RandomAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32))
+    with eval_sampler(config, agent, test) as sampler:
+        result = evaluate_adaptation(agent, sampler, test, 1)
+    assert result.successes is not None and result.successes.shape == (1, 1)
+
+
+def test_evaluate_adaptation_keeps_meta_worlds_success_flags(ml1: gym.Env[Any, Any]) -> None:
+    agent = RandomAgent(ml1.action_space)
+    tasks = [MetaWorldTask("ML1", "reach-v3", "train", i) for i in (0, 1)]
+    result = evaluate_adaptation(agent, "metarl/MetaWorld-ML1-v0", tasks, 1, seed=0)
+    assert result.successes is not None and result.successes.shape == (2, 1)
+    assert result.success_rate is not None and result.env_steps == 2 * HORIZON
