@@ -11,7 +11,9 @@ instead, for an environment without a spec (a ``RealRobotEnv``: a robot is not a
 Gymnasium registration) or one that cannot be rebuilt (a wrapper that does not record
 its arguments, an argument without a plain form, such as a ``TaskDistribution``).
 
-``EpisodeContext.of(env)``, read after a reset: the task of the outermost task layer
+``EpisodeContext.of(env, phase)``, read after a reset: the part of the session the
+episode belongs to (``phase``, the recorder's: e.g. a delay estimate's excitation),
+the task of the outermost task layer
 (``get_task``), the tasks of inner task layers that differ from it, and the physics in
 force: for every ``PhysicsSpace`` in the stack (``PhysicsRandomization``, the
 ``*Params`` environments), the values of each param's entries in the model the
@@ -39,6 +41,7 @@ from metarl.tasks import Task
 
 __all__ = ["EpisodeContext", "portable_spec"]
 
+PHASE = "metarl.phase"
 TASK = "metarl.task"
 INNER_TASKS = "metarl.inner_tasks"
 PHYSICS = "metarl.physics"
@@ -106,15 +109,16 @@ def _layers(env: gym.Env[Any, Any]) -> list[Any]:
 
 @dataclass(frozen=True)
 class EpisodeContext:
-    """The task and the physics of one recorded episode (module docstring)."""
+    """The phase, the task and the physics of one recorded episode (module docstring)."""
 
+    phase: str = ""
     task: Task | None = None
     inner_tasks: tuple[Task, ...] = ()
     physics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Param name -> the model's values of its entries (nested lists of floats)."""
 
     @classmethod
-    def of(cls, env: gym.Env[Any, Any]) -> EpisodeContext:
+    def of(cls, env: gym.Env[Any, Any], phase: str = "") -> EpisodeContext:
         """What ``env`` runs now: its tasks and the physics in its model."""
         tasks: list[Task] = []
         physics: dict[str, Any] = {}
@@ -134,11 +138,13 @@ class EpisodeContext:
                 for name, value in bound.model_values(model).items():
                     key = name if name not in physics else f"{type(layer).__name__}.{name}"
                     physics[key] = value.tolist()
-        return cls(tasks[0] if tasks else None, tuple(tasks[1:]), physics)
+        return cls(phase, tasks[0] if tasks else None, tuple(tasks[1:]), physics)
 
     def to_metadata(self) -> dict[str, str]:
-        """The context as Minari episode metadata (JSON strings; nothing for a robot)."""
+        """The context as Minari episode metadata (strings; only the fields set)."""
         out = {}
+        if self.phase:
+            out[PHASE] = self.phase
         if self.task is not None:
             out[TASK] = json.dumps(self.task.to_dict())
         if self.inner_tasks:
@@ -154,6 +160,7 @@ class EpisodeContext:
         inner = metadata.get(INNER_TASKS)
         physics = metadata.get(PHYSICS)
         return cls(
+            str(metadata.get(PHASE, "")),
             None if task is None else Task.from_dict(json.loads(task)),
             () if inner is None else tuple(Task.from_dict(t) for t in json.loads(inner)),
             {} if physics is None else json.loads(physics),

@@ -11,14 +11,15 @@ closed early) is kept too, its last step marked truncated; ``recorder.partial`` 
 on every step of such an episode and of one cut by a lost link.
 
 Each episode also keeps its context (``metarl.sim2real.env_record.EpisodeContext``):
-the task the environment ran and the physics in force in its model, read at the reset.
+the recorder's ``phase`` (the part of a session it belongs to), the task the
+environment ran and the physics in force in its model, read at the reset.
 
 ``save_dataset`` writes the recorded episodes as a Minari dataset (HDF5) under a
 folder of the caller's (``MINARI_DATASETS_PATH`` is set for the call only). An
 environment made by ``gymnasium.make`` (a task environment, ``PhysicsRandomization``
 and effects included) is stored as its spec (``env_record.portable_spec``), so that
 ``minari.load_dataset(id).recover_environment()`` rebuilds it in any process; each
-episode's context is its Minari episode metadata (``metarl.task``,
+episode's context is its Minari episode metadata (``metarl.phase``, ``metarl.task``,
 ``metarl.inner_tasks``, ``metarl.physics``: JSON strings, read with
 ``dataset.storage.get_episode_metadata`` or ``episode_contexts``). A robot
 (``RealRobotEnv``) has no Gymnasium spec: its dataset holds the robot's spaces
@@ -129,12 +130,14 @@ def _numeric(info: dict[str, Any]) -> dict[str, np.ndarray]:
 
 class Recorder(gym.Wrapper[Any, Any, Any, Any]):
     """Keeps every step of ``env`` (module docstring); ``episodes`` holds the finished
-    ones (``finish`` closes the current one)."""
+    ones (``finish`` closes the current one). ``phase``, when set, names the part of a
+    session the episodes from the next reset on belong to (kept in their context)."""
 
     def __init__(self, env: gym.Env[Any, Any]):
         super().__init__(env)
         self.episodes: list[_EpisodeRecord] = []
         self._current: _EpisodeRecord | None = None
+        self.phase = ""
 
     def finish(self) -> None:
         """End the current episode (if any step was taken) as it stands: an episode that
@@ -150,7 +153,7 @@ class Recorder(gym.Wrapper[Any, Any, Any, Any]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         self.finish()
         obs, info = self.env.reset(seed=seed, options=options)
-        self._current = _EpisodeRecord(obs, info, seed, EpisodeContext.of(self.env))
+        self._current = _EpisodeRecord(obs, info, seed, EpisodeContext.of(self.env, self.phase))
         return obs, info
 
     def step(self, action: Any) -> Any:
