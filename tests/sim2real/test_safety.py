@@ -169,7 +169,7 @@ def test_interventions_are_summarized_once_per_episode_by_kind(
 ) -> None:
     safety = layer(max_delta=0.1)
     caplog.set_level(logging.INFO, logger="metarl.sim2real.safety")
-    for episode, commands in enumerate([[0.0, 0.5, -0.5, 0.5], [0.0, 0.05], [0.0, np.nan, 0.9]]):
+    for commands in [[0.0, 0.5, -0.5, 0.5], [0.0, 0.05], [0.0, np.nan, 0.9]]:
         safety.start_episode()
         for c in commands:
             safety.filter(np.array([c, 0.0]), OBS)
