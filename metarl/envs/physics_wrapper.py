@@ -66,8 +66,9 @@ def _bound_space(params: Params, model: Any) -> PhysicsSpace:
     if isinstance(params, PhysicsSpace):
         return params if params.model is model else params.bind(model)
     if isinstance(params, Mapping):
-        dicts = {n: p for n, p in params.items() if isinstance(p, Mapping)}
-        params = {**params, **params_from_dicts(dicts)}
+        built = params_from_dicts({n: p for n, p in params.items() if isinstance(p, Mapping)})
+        named: dict[str, Any] = {n: built.get(n, p) for n, p in params.items()}
+        return PhysicsSpace(named, model)
     return PhysicsSpace(params, model)
 
 

@@ -18,8 +18,10 @@ the task of the outermost task layer
 force: for every ``PhysicsSpace`` in the stack (``PhysicsRandomization``, the
 ``*Params`` environments), the values of each param's entries in the model the
 simulator runs (``env.unwrapped.model``), in MuJoCo's units, shaped
-``(elements[, components])``. ``to_metadata`` / ``from_metadata`` write and read it as
-a Minari episode's metadata (JSON strings under ``metarl.*`` keys).
+``(elements[, components])``. Physics drawn within an episode (``PhysicsRandomization``
+with ``resample="steps"``) show in that step's info (``physics.<name>``), which a
+recording keeps per step. ``to_metadata`` / ``from_metadata`` write and read the
+context as a Minari episode's metadata (strings under ``metarl.*`` keys).
 """
 
 from __future__ import annotations
