@@ -47,7 +47,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.base import TaskEnv
-from metarl.envs.physics import PhysicsParam, PhysicsSpace
+from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
 from metarl.tasks import PhysicsTask, Task
 
 __all__ = ["RESAMPLE_MODES", "PhysicsRandomization"]
@@ -59,12 +59,21 @@ RESAMPLE_MODES = ("reset", "steps", "once")
 _STREAM = 0x70687973
 
 
-def _bound_space(
-    params: PhysicsSpace | Mapping[str, PhysicsParam] | Sequence[PhysicsParam], model: Any
-) -> PhysicsSpace:
-    """``params`` as a space bound to ``model`` (its current values are the defaults)."""
+Params = PhysicsSpace | Mapping[str, PhysicsParam | Mapping[str, Any]] | Sequence[PhysicsParam]
+
+
+def _bound_space(params: Params, model: Any) -> PhysicsSpace:
+    """``params`` as a space bound to ``model`` (its current values are the defaults).
+
+    Raises:
+        ValueError: a bad param (a dict's message starts with its name).
+    """
     if isinstance(params, PhysicsSpace):
         return params if params.model is model else params.bind(model)
+    if isinstance(params, Mapping):
+        built = params_from_dicts({n: p for n, p in params.items() if isinstance(p, Mapping)})
+        named: dict[str, Any] = {n: built.get(n, p) for n, p in params.items()}
+        return PhysicsSpace(named, model)
     return PhysicsSpace(params, model)
 
 
@@ -78,7 +87,7 @@ class PhysicsRandomization(
             as ``model`` (every ``MujocoEnv``).
         params: a ``PhysicsSpace`` (re-bound to this environment's model if it was
             bound to another), or the params to build one from (a mapping name ->
-            ``PhysicsParam``, or a sequence of them).
+            ``PhysicsParam`` or its ``to_dict`` form, or a sequence of them).
         resample: ``"reset"``, ``"steps"`` or ``"once"`` (see the module docstring).
         every: for ``resample="steps"``, the number of steps between draws.
 
@@ -92,7 +101,7 @@ class PhysicsRandomization(
     def __init__(
         self,
         env: gym.Env[Any, Any],
-        params: PhysicsSpace | Mapping[str, PhysicsParam] | Sequence[PhysicsParam],
+        params: Params,
         *,
         resample: str = "reset",
         every: int | None = None,
@@ -185,9 +194,7 @@ class PhysicsRandomization(
         """The params the next draw comes from (``set_params``'s, until the next reset)."""
         return dict(self._next_params or self.task_distribution.params)
 
-    def set_params(
-        self, params: PhysicsSpace | Mapping[str, PhysicsParam] | Sequence[PhysicsParam]
-    ) -> None:
+    def set_params(self, params: Params) -> None:
         """Draw from ``params`` from the next reset on (a randomization schedule's update).
 
         The params are checked now (bound to a copy of the model);

@@ -19,7 +19,7 @@ wrappers=[...])`` and through metarl's samplers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -60,9 +60,10 @@ class MultiTaskEnv(TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordCon
 
     Args:
         env: a task environment (possibly wrapped, e.g. by ``gymnasium.make``).
-        tasks: the training tasks (a non-empty sequence; each reset draws one of
-            them uniformly), or a ``TaskDistribution`` whose tasks are of the
-            environment's task type (each reset draws a fresh task from it).
+        tasks: the training tasks (a non-empty sequence of tasks or their
+            ``to_dict`` form; each reset draws one of them uniformly), or a
+            ``TaskDistribution`` whose tasks are of the environment's task type (each
+            reset draws a fresh task from it).
 
     Semantics:
 
@@ -88,7 +89,9 @@ class MultiTaskEnv(TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordCon
             the allowed values), or is a distribution of another task type.
     """
 
-    def __init__(self, env: gym.Env[Any, Any], tasks: Sequence[Task] | TaskDistribution):
+    def __init__(
+        self, env: gym.Env[Any, Any], tasks: Sequence[Task | Mapping[str, Any]] | TaskDistribution
+    ):
         _require_task_env(env, "MultiTaskEnv")
         # Recorded in env.spec, so that spec.make() (Gymnasium's checker) rebuilds the stack.
         gym.utils.RecordConstructorArgs.__init__(self, tasks=tasks)
@@ -191,7 +194,9 @@ class MultiTaskEnv(TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordCon
         set_task(self.env, task)
 
 
-def _check_tasks(tasks: Sequence[Task], dist: TaskDistribution) -> tuple[Task, ...]:
+def _check_tasks(
+    tasks: Sequence[Task | Mapping[str, Any]], dist: TaskDistribution
+) -> tuple[Task, ...]:
     if isinstance(tasks, (str, bytes, Task)) or not isinstance(tasks, Sequence):
         raise ValueError(
             "MultiTaskEnv tasks must be a non-empty sequence of tasks or a TaskDistribution, "
@@ -202,12 +207,15 @@ def _check_tasks(tasks: Sequence[Task], dist: TaskDistribution) -> tuple[Task, .
             f"MultiTaskEnv tasks must not be empty: give at least one "
             f"{dist.task_type.__name__} (support: {dist.support})"
         )
+    out = []
     for i, task in enumerate(tasks):
         try:
+            task = Task.from_dict(task) if isinstance(task, Mapping) else task
             dist.validate(task)
         except ValueError as err:
             raise ValueError(f"MultiTaskEnv tasks[{i}]: {err}") from None
-    return tuple(tasks)
+        out.append(task)
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- oracle

@@ -356,6 +356,7 @@ class RobotServer:
                 client.close()
                 if episode[0]:
                     self._safe_stop("session ended")
+                self.safety.end_episode()
 
     def _safe_stop(self, cause: str) -> None:
         """Send the safe action to the robot (a silent client, a session's end)."""
@@ -491,6 +492,7 @@ class RobotServer:
             reading = self.robot.read()
             if reading.terminated or reading.truncated:
                 episode[0] = False
+                self.safety.end_episode()
         self._obs = np.asarray(reading.observation, dtype=np.float64)
         return reading
 

@@ -136,7 +136,16 @@ class SysidConfig(BaseModel):
             raise ValueError("give exactly one of target (record here) and data (recorded)")
         if self.target is None:
             return self
-        wrong = param_mismatches(self.simulator.params, self.target.physics)
+        hidden = self.target.physics
+        unknown = [name for name in self.simulator.params if hidden and name not in hidden]
+        if unknown:
+            raise ValueError(
+                f"simulator.params {', '.join(map(repr, unknown))} not in target.physics, "
+                f"so there is no truth to compare the fit with; target.physics names: "
+                f"{', '.join(hidden)} (a quantity the target leaves nominal: give it there "
+                "with a fixed value)"
+            )
+        wrong = param_mismatches(self.simulator.params, hidden)
         if wrong:
             raise ValueError(
                 "simulator.params and target.physics name different quantities, so the "

@@ -5,10 +5,13 @@ ONNX graph (the interface of ``metarl.sim2real.onnx_policy``), with PyTorch's
 exporter (``torch.onnx.export``, the ``torch.export``-based one), then runs the file
 with ONNX Runtime and the agent's own policy (its ``act``, the noise set to zero) on
 the same random inputs and compares: a difference above ``tolerance`` raises, so no
-export that disagrees with the agent is left behind. Supported agents:
+export that disagrees with the agent is left behind (nor one whose export or check
+failed). The file is self-contained (the weights inline, no ``.onnx.data`` beside it)
+and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads. Supported agents:
 
 - ``PPOAgent`` (``agent: ppo``): a Markov policy; the graph takes the observation
-  (its running standardization is folded into the first layer, as in training);
+  (its running standardization is folded into the first layer, as in training) and
+  has no recurrent state (``metarl.state_dim`` 0);
 - ``RL2Agent``: the GRU step; the graph takes the observation, the previous action
   and reward, the episode-start flag and the recurrent state, and returns the new
   state, so the agent adapts online in a deployment as in simulation.
@@ -23,7 +26,9 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,9 @@ from metarl.agents.policy import PolicyInput
 from metarl.agents.rl2 import RL2Agent, RL2Policy
 
 __all__ = ["ExportMismatch", "check_export", "export_policy"]
+
+# Where torch.onnx logs the operators its registry skips (torch 2.13).
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
 class ExportMismatch(RuntimeError):
@@ -95,7 +103,7 @@ def _step_module(agent: Any) -> tuple[nn.Module, tuple[str, ...], tuple[str, ...
         network.load_state_dict({k: v[0] for k, v in policy.params.items()})
         scaling = agent.scaling
         module = _MarkovStep(network.mean, scaling.center, scaling.half_range)
-        return module, ("observation",), ("action",), 1, scaling.dim
+        return module, ("observation",), ("action",), 0, scaling.dim
     if isinstance(agent, RL2Agent):
         rl2 = agent.policy()
         names = ("observation", "prev_action", "prev_reward", "episode_start", "state")
@@ -179,7 +187,7 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
     Raises:
         TypeError: an agent that cannot be exported.
         ExportMismatch: ONNX Runtime and the agent differ by more than ``tolerance``
-            (the file is removed).
+            (the file is removed, as after any failure of the export or the check).
     """
     import onnx
 
@@ -190,35 +198,40 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
     batch = torch.export.Dim("batch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The exporter reports its progress and its own deprecations on stdout/warnings.
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    with torch.no_grad(), quiet, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            dynamo=True,
-            input_names=list(inputs),
-            output_names=list(outputs),
-            dynamic_shapes=tuple({0: batch} for _ in inputs),
-            verbose=False,
-        )
-    model = onnx.load(str(path))
-    scaling = agent.scaling if isinstance(agent, PPOAgent) else agent.policy().scaling
-    low = scaling.center - scaling.half_range
-    high = scaling.center + scaling.half_range
-    for key, value in {
-        "metarl.agent": type(agent).__name__,
-        "metarl.state_dim": str(state_dim),
-        "metarl.action_dim": str(action_dim),
-        "metarl.obs_dim": str(feeds["observation"].shape[1]),
-        "metarl.action_low": json.dumps([float(x) for x in low]),
-        "metarl.action_high": json.dumps([float(x) for x in high]),
-    }.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    differences = check_export(agent, path)
+    try:
+        # The exporter reports its progress and its own deprecations on stdout/warnings.
+        quiet = contextlib.redirect_stdout(io.StringIO())
+        with torch.no_grad(), quiet, warnings.catch_warnings(), _no_torchvision_notices():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                dynamo=True,
+                external_data=False,  # the weights inline: one self-contained file
+                input_names=list(inputs),
+                output_names=list(outputs),
+                dynamic_shapes=tuple({0: batch} for _ in inputs),
+                verbose=False,
+            )
+        model = onnx.load(str(path))
+        scaling = agent.scaling if isinstance(agent, PPOAgent) else agent.policy().scaling
+        low = scaling.center - scaling.half_range
+        high = scaling.center + scaling.half_range
+        for key, value in {
+            "metarl.agent": type(agent).__name__,
+            "metarl.state_dim": str(state_dim),
+            "metarl.action_dim": str(action_dim),
+            "metarl.obs_dim": str(feeds["observation"].shape[1]),
+            "metarl.action_low": json.dumps([float(x) for x in low]),
+            "metarl.action_high": json.dumps([float(x) for x in high]),
+        }.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+        differences = check_export(agent, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     if not max(differences.values()) <= tolerance:  # NaN fails too
         path.unlink()
         raise ExportMismatch(
@@ -226,3 +239,23 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
             f"(tolerance {tolerance}); nothing written"
         )
     return differences
+
+
+class _DropTorchvisionNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextlib.contextmanager
+def _no_torchvision_notices() -> Iterator[None]:
+    """Drop the exporter's "torchvision is not installed. Skipping torchvision::<op>"
+    warnings (one per torchvision operator, at every export): the ONNX registry of
+    ``torch.onnx`` looks up onnxscript's torchvision translations, which a policy never
+    uses; torchvision is not a dependency. Its other messages pass."""
+    logger = logging.getLogger(_REGISTRY_LOGGER)
+    notice = _DropTorchvisionNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)

@@ -9,8 +9,9 @@ An exported policy (``metarl.sim2real.export``) is one ONNX graph of a control s
 - outputs ``action`` ``(n, action_dim)`` (the policy's mean action, in the action
   space's units, unclipped: the robot's safety layer bounds it) and, for a recurrent
   policy, ``state_out``;
-- metadata (``metarl.*``): the agent, the state, observation and action sizes, the
-  action bounds trained with (``check_spaces`` compares them with a robot's).
+- metadata (``metarl.*``): the agent, the state size (0 for a Markov policy), the
+  observation and action sizes, the action bounds trained with (``check_spaces``
+  compares them with a robot's).
 
 ``OnnxPolicy`` keeps what a step needs between calls (the recurrent state, the
 previous action and reward, whether an episode starts), so that a deployment loop is

@@ -10,11 +10,28 @@ that does not end by termination or truncation (the env raised, the caller reset
 closed early) is kept too, its last step marked truncated; ``recorder.partial`` is 1
 on every step of such an episode and of one cut by a lost link.
 
+Each episode also keeps its context (``metarl.sim2real.env_record.EpisodeContext``):
+the recorder's ``phase`` (the part of a session it belongs to), the task the
+environment ran and the physics in force in its model, read at the reset.
+
 ``save_dataset`` writes the recorded episodes as a Minari dataset (HDF5) under a
-folder of the caller's (``MINARI_DATASETS_PATH`` is set for the call only);
-``load_episodes`` reads one back as ``Episode``s, whose actions are by default the
-commands as sent (``info["command"]``, what the robot applied), for the fits of
-``metarl.sim2real.sysid``.
+folder of the caller's (``MINARI_DATASETS_PATH`` is set for the call only). An
+environment made by ``gymnasium.make`` (a task environment, ``PhysicsRandomization``
+and effects included) is stored as its spec (``env_record.portable_spec``), so that
+``minari.load_dataset(id).recover_environment()`` rebuilds it in any process; each
+episode's context is its Minari episode metadata (``metarl.phase``, ``metarl.task``,
+``metarl.inner_tasks``, ``metarl.physics``: JSON strings, read with
+``dataset.storage.get_episode_metadata`` or ``episode_contexts``). A robot
+(``RealRobotEnv``) has no Gymnasium spec: its dataset holds the robot's spaces
+(``dataset.observation_space`` / ``action_space``) and every step, and Minari's
+``recover_environment()`` raises ``ValueError`` (no ``env_spec``); the dataset's
+metadata ``metarl.env`` names the environment recorded and ``metarl.no_env_spec`` why
+there is no spec.
+
+``load_episodes`` reads a dataset back as ``Episode``s, whose actions are by default
+the commands as sent (``info["command"]``, what the robot applied), for the fits of
+``metarl.sim2real.sysid``; an episode's task is the recorded one (a robot's:
+``RealTask(dataset_id)``).
 """
 
 from __future__ import annotations
@@ -30,10 +47,11 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.episodes import Episode
+from metarl.sim2real.env_record import EpisodeContext, portable_spec
 from metarl.sim2real.targets import flatten_info
 from metarl.tasks import RealTask
 
-__all__ = ["Recorder", "load_episodes", "save_dataset"]
+__all__ = ["Recorder", "episode_contexts", "load_episodes", "save_dataset"]
 
 PARTIAL = "recorder.partial"
 ERROR = "recorder.error"
@@ -43,8 +61,9 @@ IRREGULAR = ("safety.watchdog", "disconnected", ERROR)
 
 
 class _EpisodeRecord:
-    def __init__(self, obs: Any, info: dict[str, Any], seed: int | None):
+    def __init__(self, obs: Any, info: dict[str, Any], seed: int | None, context: EpisodeContext):
         self.seed = seed
+        self.context = context
         self.observations = [np.asarray(obs)]
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
@@ -111,12 +130,14 @@ def _numeric(info: dict[str, Any]) -> dict[str, np.ndarray]:
 
 class Recorder(gym.Wrapper[Any, Any, Any, Any]):
     """Keeps every step of ``env`` (module docstring); ``episodes`` holds the finished
-    ones (``finish`` closes the current one)."""
+    ones (``finish`` closes the current one). ``phase``, when set, names the part of a
+    session the episodes from the next reset on belong to (kept in their context)."""
 
     def __init__(self, env: gym.Env[Any, Any]):
         super().__init__(env)
         self.episodes: list[_EpisodeRecord] = []
         self._current: _EpisodeRecord | None = None
+        self.phase = ""
 
     def finish(self) -> None:
         """End the current episode (if any step was taken) as it stands: an episode that
@@ -132,7 +153,7 @@ class Recorder(gym.Wrapper[Any, Any, Any, Any]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         self.finish()
         obs, info = self.env.reset(seed=seed, options=options)
-        self._current = _EpisodeRecord(obs, info, seed)
+        self._current = _EpisodeRecord(obs, info, seed, EpisodeContext.of(self.env, self.phase))
         return obs, info
 
     def step(self, action: Any) -> Any:
@@ -182,7 +203,8 @@ def save_dataset(
     algorithm_name: str = "",
 ) -> Path:
     """Write the recorder's episodes (the current one finished first) as the Minari
-    dataset ``dataset_id`` under ``root``; return its folder.
+    dataset ``dataset_id`` under ``root``, with the environment's spec where it has one
+    and each episode's context (module docstring); return its folder.
 
     Raises:
         ValueError: no recorded step, or a dataset of that id already under ``root``.
@@ -198,6 +220,7 @@ def save_dataset(
     if folder.exists():
         raise ValueError(f"save_dataset: {folder} exists; give another dataset_id or root")
     obs_space, act_space = recorder.observation_space, recorder.action_space
+    spec, no_spec = portable_spec(recorder.env, obs_space, act_space)
     buffers = [
         EpisodeBuffer(
             id=i,
@@ -211,29 +234,72 @@ def save_dataset(
         )
         for i, e in enumerate(recorder.episodes)
     ]
+    summary = description or "metarl recording"
+    if spec is None:
+        summary += f"; no environment spec, recover_environment() refuses: {no_spec}"
+        if recorder.env.spec is not None:  # made by gymnasium.make, yet not rebuildable
+            warnings.warn(f"save_dataset {dataset_id!r}: {no_spec}", UserWarning, stacklevel=2)
     root.mkdir(parents=True, exist_ok=True)
     with _datasets_path(root), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="minari")  # no env spec: a robot has none
-        minari.create_dataset_from_buffers(
+        # Minari warns of what a recording does without: an eval env, reference scores.
+        warnings.filterwarnings("ignore", module="minari")
+        dataset = minari.create_dataset_from_buffers(
             dataset_id,
             buffers,
+            env=spec,
             observation_space=obs_space,
             action_space=act_space,
-            description=description or "metarl recording",
+            description=summary,
             algorithm_name=algorithm_name or "metarl",
             author="metarl",
             author_email="none@localhost",
             code_permalink="metarl.sim2real.recording",
             data_format="hdf5",
+            requirements=["metarl"],
         )
+    dataset.storage.update_metadata(
+        {"metarl.env": str(recorder.env), **({"metarl.no_env_spec": no_spec} if no_spec else {})}
+    )
+    dataset.storage.update_episode_metadata([e.context.to_metadata() for e in recorder.episodes])
     return folder
+
+
+def _open(dataset_id: str, root: str | Path, caller: str) -> Any:
+    """The Minari dataset ``dataset_id`` under ``root``.
+
+    Raises:
+        ValueError: no such dataset.
+    """
+    import minari
+
+    root = Path(root).resolve()
+    if not (root / dataset_id).exists():
+        raise ValueError(f"{caller}: no dataset {dataset_id!r} under {root}")
+    with _datasets_path(root):
+        return minari.load_dataset(dataset_id)
+
+
+def episode_contexts(dataset_id: str, root: str | Path) -> list[EpisodeContext]:
+    """The context (task, physics) of each episode of the dataset, in episode order;
+    empty contexts for a robot's.
+
+    Raises:
+        ValueError: no such dataset.
+    """
+    return _contexts(_open(dataset_id, root, "episode_contexts"))
+
+
+def _contexts(dataset: Any) -> list[EpisodeContext]:
+    metadata = dataset.storage.get_episode_metadata(dataset.episode_indices)
+    return [EpisodeContext.from_metadata(m) for m in metadata]
 
 
 def load_episodes(
     dataset_id: str, root: str | Path, actions: str = "sent", split_irregular: bool = True
 ) -> list[Episode]:
     """The episodes of the Minari dataset ``dataset_id`` under ``root`` as
-    ``Episode``s (task ``RealTask(dataset_id)``; step infos without the reset's).
+    ``Episode``s (step infos without the reset's), each with its recorded task
+    (``RealTask(dataset_id)`` for a robot's).
 
     ``actions``: ``"sent"`` (default), the commands the robot received
     (``info["command"]``, after the safety layer), else the policy's (``"policy"``).
@@ -246,18 +312,12 @@ def load_episodes(
         ValueError: no such dataset, an unknown ``actions``, or ``"sent"`` with no
             ``command`` recorded.
     """
-    import minari
-
     if actions not in ("sent", "policy"):
         raise ValueError(f"load_episodes: actions must be 'sent' or 'policy', got {actions!r}")
-    root = Path(root).resolve()
-    if not (root / dataset_id).exists():
-        raise ValueError(f"load_episodes: no dataset {dataset_id!r} under {root}")
-    with _datasets_path(root):
-        dataset = minari.load_dataset(dataset_id)
+    dataset = _open(dataset_id, root, "load_episodes")
     out = []
-    task = RealTask(system=dataset_id)
-    for data in dataset.iterate_episodes():
+    for data, context in zip(dataset.iterate_episodes(), _contexts(dataset), strict=True):
+        task = context.task or RealTask(system=dataset_id)
         infos = {k: np.asarray(v)[1:] for k, v in (data.infos or {}).items()}
         if actions == "sent":
             if "command" not in infos:

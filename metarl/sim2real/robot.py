@@ -209,9 +209,11 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         return info
 
     def _safe_stop(self) -> None:
-        """Send the safe action (an episode's end); a lost link is not an error here."""
+        """Send the safe action (an episode's end: its interventions summarized in the
+        log); a lost link is not an error here."""
         if self.watchdog is not None:
             self.watchdog.pause()
+        self.safety.end_episode()
         if not self._connected:
             return
         try:

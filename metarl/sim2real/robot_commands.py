@@ -16,9 +16,13 @@ file. Files:
 - ``serve: {target: {...}, host, port, token_env}``: a simulated robot server (a
   sim-to-sim target behind the bridge) until interrupted;
 - ``record: {robot, controller: random | {policy: FILE.onnx}, episodes,
-  estimate_delay: bool, dataset, root, seed}``: recorded episodes as a Minari
-  dataset, with the control timing, round trips and interventions in a report; with
-  ``estimate_delay`` the robot's action delay is measured first;
+  estimate_delay: bool, dataset, root, seed}``: ``episodes`` episodes of the controller
+  recorded as a Minari dataset, with the control timing, round trips and interventions
+  in a report; with ``estimate_delay`` the robot's action delay is measured first, and
+  the excitation's episodes (as many as its ``transitions`` take: short ones when the
+  robot falls) come first in the same dataset. Every episode is kept and marked by its
+  phase (episode metadata ``metarl.phase``: ``delay_excitation`` or ``controller``,
+  read with ``recording.episode_contexts``);
 - ``deploy: {robot, policy: FILE.onnx, trials, episodes_per_trial, dataset, root,
   seed}``: an exported policy (``metarl.sim2real.export``) run for ``trials`` trials
   of K episodes (a meta-RL agent keeps its memory within a trial), recorded, with
@@ -30,6 +34,7 @@ Each of record and deploy writes ``<root>/<name>-<time>/`` with the dataset
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -49,6 +54,10 @@ from metarl.sim2real.safety import SafetyConfig
 from metarl.sim2real.targets import TargetConfig
 
 __all__ = ["load_robot_file", "run_deploy", "run_record", "run_serve"]
+
+# The phases of a recording session (each episode's ``metarl.phase`` in the dataset).
+DELAY_EXCITATION = "delay_excitation"
+CONTROLLER = "controller"
 
 
 class ServerAddress(BaseModel):
@@ -221,6 +230,7 @@ def _session_summary(env: Recorder, robot_env: RealRobotEnv) -> dict[str, Any]:
         "interventions": [i.to_dict() for i in robot_env.safety.interventions],
         "episodes": [
             {
+                "phase": e.context.phase,
                 "steps": len(e.actions),
                 "return": float(sum(e.rewards)),
                 "partial": e.partial,
@@ -250,8 +260,15 @@ def _report(title: str, summary: dict[str, Any], extra: list[str]) -> str:
     for i in summary["interventions"]:
         kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
     lines.append(f"- safety interventions: {kinds or 'none'}")
-    partial = sum(e["partial"] for e in summary["episodes"])
-    lines.append(f"- episodes: {len(summary['episodes'])} ({partial} cut short, kept and flagged)")
+    episodes = summary["episodes"]
+    phases: dict[str, int] = {}
+    for e in episodes:
+        phases[e["phase"] or "unmarked"] = phases.get(e["phase"] or "unmarked", 0) + 1
+    parts = ", ".join(f"{n} {phase}" for phase, n in phases.items()) + "; " if phases else ""
+    partial = sum(e["partial"] for e in episodes)
+    lines.append(
+        f"- episodes in the dataset: {len(episodes)} ({parts}{partial} cut short, kept and flagged)"
+    )
     return "\n".join([*lines, *extra, ""])
 
 
@@ -304,8 +321,10 @@ def run_record(path: str | Path) -> Path:
     found: list[Any] = []
 
     def body(env: Recorder) -> None:
-        if cfg.estimate_delay:  # its excitation is recorded too: real data
+        if cfg.estimate_delay:  # its excitation is recorded too: real data, marked
+            env.phase = DELAY_EXCITATION
             found.append(estimate_delay(env, seed=cfg.seed))
+        env.phase = CONTROLLER
         for k in range(cfg.episodes):
             obs, _ = env.reset(seed=cfg.seed + k)
             if policy is not None:
@@ -324,7 +343,8 @@ def run_record(path: str | Path) -> Path:
         extra.append(
             f"- estimated action delay: {delay.steps} control steps (onset margin "
             f"{delay.margin:.1f}); configures `{delay.effect_spec()}`; its "
-            f"{delay.episodes} excitation episodes are the dataset's first"
+            f"{delay.episodes} excitation episodes are the dataset's first (phase "
+            f"`{DELAY_EXCITATION}`)"
         )
     summary["estimated_delay"] = None if delay is None else delay.to_dict()
     (out / "session.json").write_text(json.dumps(summary, indent=1))
@@ -378,7 +398,12 @@ def run_deploy(path: str | Path) -> Path:
 def run_serve(path: str | Path, ready: Any = None, stop: Any = None) -> None:
     """``metarl serve FILE``: serve a simulated robot until interrupted or until the
     ``stop`` event (``threading.Event``) is set; ``ready`` is called with the server
-    once it listens."""
+    once it listens.
+
+    Raises:
+        ConfigError: an invalid file, no token, a target the env refuses, or an address
+            it cannot listen on (a port in use: named, with what to do).
+    """
     from metarl.sim2real.bridge import RobotServer
     from metarl.sim2real.simulated_robot import SimulatedRobot
 
@@ -390,7 +415,22 @@ def run_serve(path: str | Path, ready: Any = None, stop: Any = None) -> None:
         robot = SimulatedRobot(cfg.target)
     except ValueError as err:
         raise ConfigError(f"{path}: serve.{err}") from None
-    with RobotServer(robot, token, cfg.host, cfg.port) as server:
+    try:
+        server = RobotServer(robot, token, cfg.host, cfg.port)
+    except OSError as err:
+        robot.close()
+        advice = (
+            "stop the program using it (another metarl serve?) or set serve.port to a "
+            "free port (0: any free one, printed when serving)"
+            if err.errno == errno.EADDRINUSE
+            else "set serve.host to an address of this machine and serve.port to a port "
+            "you may open (0: any free one)"
+        )
+        raise ConfigError(
+            f"{path}: serve: cannot listen on {cfg.host}:{cfg.port}: "
+            f"{err.strerror or err}; {advice}"
+        ) from None
+    with server:
         print(f"serving {cfg.target.env} on {server.address[0]}:{server.address[1]}", flush=True)
         if ready is not None:
             ready(server)

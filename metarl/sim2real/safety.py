@@ -14,10 +14,13 @@ this order:
 4. the action bounds: each entry brought into ``[action_low, action_high]``;
 5. the largest change per step (``max_delta``) from the previous command sent.
 
-Every change to a command is an ``Intervention`` with its cause, kept in
-``interventions`` and logged (``logging``, logger ``metarl.sim2real.safety``): a
-command is never changed silently. A command of the wrong shape is a programming
-error and raises.
+Every change to a command is an ``Intervention`` with its cause, its episode and
+step, kept in ``interventions``: a command is never changed silently. The log
+(``logging``, logger ``metarl.sim2real.safety``) has each one at DEBUG and one line
+per episode that had any (``end_episode``: its counts by kind), at INFO when the layer
+only shaped commands as configured (``SHAPING``: bounds, change limit), at WARNING when
+anything else happened; latching the e-stop is an ERROR at once. A command of the
+wrong shape is a programming error and raises.
 
 ``Watchdog``: a thread that sends the safe action when no command arrived for
 ``timeout_s`` (a stalled policy, a lost network), and again every ``timeout_s``
@@ -45,12 +48,15 @@ __all__ = [
     "SafetyLayer",
     "StateLimit",
     "Watchdog",
+    "kind_counts",
 ]
 
 log = logging.getLogger("metarl.sim2real.safety")
 
 # The causes of an intervention, in the order the layer checks them.
 KINDS = ("estop", "state_limit", "non_finite", "action_bounds", "max_delta", "watchdog")
+# The kinds that shape a valid command as configured; the others say something went wrong.
+SHAPING = ("action_bounds", "max_delta")
 
 
 class EStopLatched(RuntimeError):
@@ -102,10 +108,12 @@ class SafetyConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Intervention:
-    """One change the safety layer made: at ``step`` of the episode (-1: outside
-    one), ``kind`` (one of ``KINDS``), a human-readable ``detail``, the command as
-    given and as sent."""
+    """One change the safety layer made: in ``episode`` (counted from 0 by
+    ``start_episode``; -1 before the first) at ``step`` of it (-1: outside a step),
+    ``kind`` (one of ``KINDS``), a human-readable ``detail``, the command as given and
+    as sent."""
 
+    episode: int
     step: int
     time: float
     kind: str
@@ -115,6 +123,7 @@ class Intervention:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "episode": self.episode,
             "step": self.step,
             "time": self.time,
             "kind": self.kind,
@@ -122,6 +131,12 @@ class Intervention:
             "given": list(self.given),
             "sent": list(self.sent),
         }
+
+
+def kind_counts(events: Sequence[Intervention]) -> dict[str, int]:
+    """How many of ``events`` there are of each kind, in the order of ``KINDS``."""
+    counts = {kind: sum(e.kind == kind for e in events) for kind in KINDS}
+    return {kind: n for kind, n in counts.items() if n}
 
 
 def _vector(name: str, value: Any, size: int) -> np.ndarray:
@@ -219,8 +234,10 @@ class SafetyLayer:
         self.estopped = False
         self.estop_cause = ""
         self.interventions: list[Intervention] = []
+        self.episode = -1
         self.step = -1
         self._last: np.ndarray | None = None
+        self._reported = 0  # interventions[:_reported] are in a logged summary
 
     # ------------------------------------------------------------------ e-stop
 
@@ -241,13 +258,37 @@ class SafetyLayer:
     # ------------------------------------------------------------------ filtering
 
     def start_episode(self) -> None:
-        """A new episode: steps count from 0, the change limit restarts (the first
-        command is not limited by the last one of the previous episode)."""
+        """A new episode: the previous one summarized (``end_episode``), steps count
+        from 0, the change limit restarts (the first command is not limited by the last
+        one of the previous episode)."""
+        self.end_episode()
         with self._lock:
+            self.episode += 1
             self.step, self._last = -1, None
+
+    def end_episode(self) -> dict[str, int]:
+        """Log one line (module docstring) with the counts by kind of the interventions
+        not yet summarized (this episode's, and any since the last summary), if there
+        are any; return the counts."""
+        with self._lock:
+            events = self.interventions[self._reported :]
+            self._reported = len(self.interventions)
+            steps = self.step + 1
+        counts = kind_counts(events)
+        if counts:
+            log.log(
+                logging.INFO if set(counts) <= set(SHAPING) else logging.WARNING,
+                "safety: episode %d: %d intervention(s) in %d step(s): %s",
+                self.episode,
+                len(events),
+                steps,
+                ", ".join(f"{kind} {n}" for kind, n in counts.items()),
+            )
+        return counts
 
     def _record(self, kind: str, detail: str, given: np.ndarray, sent: np.ndarray) -> Intervention:
         event = Intervention(
+            self.episode,
             self.step,
             self._clock(),
             kind,
@@ -256,7 +297,7 @@ class SafetyLayer:
             tuple(float(x) for x in np.ravel(sent)),
         )
         self.interventions.append(event)
-        log.warning("safety: step %d: %s: %s", self.step, kind, detail)
+        log.debug("safety: episode %d step %d: %s: %s", self.episode, self.step, kind, detail)
         return event
 
     def filter(

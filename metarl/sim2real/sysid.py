@@ -249,8 +249,10 @@ class FitResult:
                 f"| {n} | {self.estimates[n]:.4g} | {self.uncertainty[n]:.3g} | "
                 f"{self.distribution[n].dist}"
             )
-            if errors:
+            if errors and n in errors:
                 row += f" | {float(truth[n]):.4g} | {errors[n]:.3f} |"  # type: ignore[index]
+            elif errors:
+                row += " | n/a | n/a |"  # no scalar truth for this parameter
             else:
                 row += " |"
             lines.append(row)

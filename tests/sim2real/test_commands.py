@@ -81,6 +81,23 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
             "name different quantities, so the recovery errors would be meaningless: "
             "pole_mass: op 'set' vs 'scale'",
         ),
+        (  # a typo: refused before recording, not a KeyError after the fit
+            {
+                "simulator": {
+                    "env": "InvertedPendulum-v5",
+                    "params": {
+                        "pole_masss": {
+                            "field": "body_mass",
+                            "elements": ["pole"],
+                            "op": "scale",
+                            "dist": {"kind": "uniform", "low": 0.5, "high": 3.0},
+                        }
+                    },
+                }
+            },
+            "simulator.params 'pole_masss' not in target.physics, so there is no truth to "
+            "compare the fit with; target.physics names: hinge_damping, pole_mass",
+        ),
     ],
 )
 def test_a_bad_sysid_file_is_named_without_traceback(

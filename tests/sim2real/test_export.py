@@ -3,6 +3,7 @@ keeps a meta-RL agent's memory; unsupported agents and disagreement are refused.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def test_a_disagreeing_export_is_removed(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(export_module, "check_export", lambda agent, path: {"action": 0.5})
     with pytest.raises(ExportMismatch, match="differ by"):
         export_policy(PPOAgent(*spaces()), tmp_path / "bad.onnx")
-    assert not (tmp_path / "bad.onnx").exists()
+    assert list(tmp_path.iterdir()) == []  # neither bad.onnx nor a bad.onnx.data
 
 
 def test_a_foreign_onnx_file_is_named(tmp_path: Path) -> None:
@@ -104,3 +105,39 @@ def test_a_foreign_onnx_file_is_named(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
     with pytest.raises(ValueError, match="not a metarl policy export"):
         OnnxPolicy(tmp_path / "other.onnx")
+
+
+def test_an_export_is_one_file_and_a_markov_policy_has_no_state(tmp_path: Path) -> None:
+    import onnx
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    registry = logging.getLogger(export_module._REGISTRY_LOGGER)
+    keep = Keep()
+    registry.addHandler(keep)
+    try:
+        export_policy(PPOAgent(*spaces()), tmp_path / "ppo.onnx")
+    finally:
+        registry.removeHandler(keep)
+    assert [p.name for p in tmp_path.iterdir()] == ["ppo.onnx"]  # no ppo.onnx.data
+    assert not [m for m in seen if "torchvision" in m]
+    meta = {p.key: p.value for p in onnx.load(tmp_path / "ppo.onnx").metadata_props}
+    assert meta["metarl.state_dim"] == "0"
+    policy = OnnxPolicy(tmp_path / "ppo.onnx")
+    assert policy.state_dim == 0 and policy(np.zeros(4, np.float32)).shape == (1,)
+
+
+def test_a_failed_check_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(agent: object, path: Path) -> dict[str, float]:
+        raise RuntimeError("onnxruntime refused the file")
+
+    monkeypatch.setattr(export_module, "check_export", broken)
+    with pytest.raises(RuntimeError, match="refused"):
+        export_policy(RL2Agent(*spaces()), tmp_path / "rl2.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,9 @@ link, a stalled policy, NaN actions and the e-stop latch."""
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,3 +182,34 @@ def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
 
 def test_disconnected_is_a_connection_error() -> None:
     assert issubclass(RobotDisconnected, ConnectionError)
+
+
+def test_a_session_logs_each_episode_once_and_its_data_keeps_every_intervention(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from metarl.sim2real.recording import Recorder, load_episodes, save_dataset
+
+    caplog.set_level(logging.INFO, logger="metarl.sim2real.safety")
+    env = Recorder(RealRobotEnv(robot(), hz=5000, safety=SafetyConfig(max_delta=0.5)))
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        env.reset(seed=seed)
+        for _ in range(8):
+            *_, terminated, truncated, _ = env.step(rng.uniform(-3, 3, 1).astype(np.float32))
+            if terminated or truncated:
+                break
+    env.close()
+    events = env.unwrapped.safety.interventions
+    assert len(events) > 3  # many steps changed, yet:
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == len({e.episode for e in events}) <= 3  # one line per episode
+    for line in lines:
+        episode = int(line.split()[2].rstrip(":"))
+        n = sum(e.episode == episode for e in events)
+        assert f"{n} intervention(s)" in line and f"max_delta {n}" in line
+    save_dataset(env, "robot/logged-v0", tmp_path)
+    recorded = load_episodes("robot/logged-v0", tmp_path, split_irregular=False)
+    for episode, data in enumerate(recorded):  # the per-step record, in the dataset
+        steps = sorted(e.step for e in events if e.episode == episode)
+        assert np.flatnonzero(data.env_infos["safety.interventions"]).tolist() == steps
+        assert np.all(data.env_infos["safety.kinds"][steps] == 1 << KINDS.index("max_delta"))

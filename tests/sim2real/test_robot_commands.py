@@ -15,7 +15,7 @@ import yaml
 
 from metarl.cli import main
 from metarl.schema import ConfigError
-from metarl.sim2real.recording import load_episodes
+from metarl.sim2real.recording import episode_contexts, load_episodes
 from metarl.sim2real.robot_commands import run_deploy, run_record, run_serve
 
 TARGET = {
@@ -81,8 +81,17 @@ def test_record_over_the_bridge_measures_the_delay_and_keeps_every_step(
     assert session["round_trip_s"]["p50"] > 0
     episodes = load_episodes("pendulum/random-v0", out / "dataset", split_irregular=False)
     assert [len(e) for e in episodes] == [e["steps"] for e in session["episodes"]]
+    # Every episode is in the dataset, marked by its phase: the excitation's, then the 3.
+    phases = ["delay_excitation"] * excitation + ["controller"] * 3
+    assert [e["phase"] for e in session["episodes"]] == phases
+    contexts = episode_contexts("pendulum/random-v0", out / "dataset")
+    assert [c.phase for c in contexts] == phases
     report = (out / "report.md").read_text()
     assert "estimated action delay: 2 control steps" in report and "round trip" in report
+    assert (
+        f"episodes in the dataset: {excitation + 3} ({excitation} delay_excitation, 3 controller;"
+        in report
+    )
 
 
 def test_deploy_runs_an_exported_policy_in_trials(tmp_path: Path) -> None:
@@ -197,3 +206,18 @@ def test_shipped_robot_files_validate(path: Path) -> None:
 
     (section,) = yaml.safe_load(path.read_text())
     load_robot_file(path, section)
+
+
+def test_serve_on_a_port_in_use_names_the_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    monkeypatch.setenv("METARL_ROBOT_TOKEN", "t0ken")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        serve = write(tmp_path, "serve", {"serve": {"target": TARGET, "port": port}})
+        assert cli(["serve", str(serve)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "set serve.port to a free port" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

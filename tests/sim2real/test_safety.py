@@ -3,6 +3,7 @@ e-stop latch holds until cleared; the watchdog sends the safe action."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from metarl.sim2real.safety import SafetyConfig, SafetyLayer, StateLimit, Watchdog
+from metarl.sim2real.safety import SafetyConfig, SafetyLayer, StateLimit, Watchdog, kind_counts
 
 BOX = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 OBS = np.zeros(3)
@@ -161,3 +162,33 @@ def test_the_watchdog_fires_without_commands_and_not_while_kicked() -> None:
         assert dog.fired == count  # paused between episodes
     finally:
         dog.stop()
+
+
+def test_interventions_are_summarized_once_per_episode_by_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    safety = layer(max_delta=0.1)
+    caplog.set_level(logging.INFO, logger="metarl.sim2real.safety")
+    for commands in [[0.0, 0.5, -0.5, 0.5], [0.0, 0.05], [0.0, np.nan, 0.9]]:
+        safety.start_episode()
+        for c in commands:
+            safety.filter(np.array([c, 0.0]), OBS)
+    safety.end_episode()
+    summaries = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert summaries == [  # no line per step; episode 1 had nothing to report
+        (logging.INFO, "safety: episode 0: 3 intervention(s) in 4 step(s): max_delta 3"),
+        (
+            logging.WARNING,  # a NaN command is not command shaping
+            "safety: episode 2: 2 intervention(s) in 3 step(s): non_finite 1, max_delta 1",
+        ),
+    ]
+    # The per-step record stays whole: episode, step and kind of each.
+    assert [(e.episode, e.step, e.kind) for e in safety.interventions] == [
+        (0, 1, "max_delta"),
+        (0, 2, "max_delta"),
+        (0, 3, "max_delta"),
+        (2, 1, "non_finite"),
+        (2, 2, "max_delta"),
+    ]
+    assert kind_counts(safety.interventions) == {"non_finite": 1, "max_delta": 4}
+    assert safety.end_episode() == {}  # nothing left to summarize

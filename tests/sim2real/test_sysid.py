@@ -144,3 +144,29 @@ def test_more_unfittable_setups_are_named() -> None:
         fit_trajectory_matching(Simulator(ENV, pole), episodes, horizon=0)
     with pytest.raises(ValueError, match="epsilon must be a positive number"):
         fit_dropo(Simulator(ENV, pole), episodes, epsilon=0.0)
+
+
+def test_a_report_with_a_truth_for_only_some_parameters_says_so() -> None:
+    from metarl.sim2real.sysid import FitResult
+
+    dist = Uniform(0.5, 3.0)
+    mass = PhysicsParam("body_mass", dist, elements=("pole",))
+    damping = PhysicsParam("dof_damping", dist, elements=("hinge",))
+    result = FitResult(
+        "dropo",
+        ["pole_mass", "hinge_damping"],
+        {"pole_mass": 1.5, "hinge_damping": 0.6},
+        {"pole_mass": 0.1, "hinge_damping": 0.1},
+        {"pole_mass": mass, "hinge_damping": damping},
+        1.0,
+        0.1,
+        1,
+        10,
+        0.4,
+        1.0,
+        10,
+        0.1,
+    )
+    report = result.report({"pole_mass": 1.6})  # hinge_damping: no scalar truth
+    assert "| pole_mass | 1.5 | 0.1 | U(0.5, 3) | 1.6 | 0.06" in report  # |1.5 - 1.6| / 1.6
+    assert "| hinge_damping | 0.6 |" in report and "| n/a | n/a |" in report
