@@ -56,17 +56,30 @@ class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
     | name | default | meaning |
     | --- | --- | --- |
     | ``task`` | ``None`` | initial task (a ``GoalTask`` or its dict); ``None``: a fixed draw |
+    | ``render_mode`` | ``None`` | ``"rgb_array"``: ``render()`` returns the plane as an image |
+
+    ## Rendering
+    ``render()`` in ``"rgb_array"`` mode: a ``RENDER_SIZE`` x ``RENDER_SIZE`` RGB image
+    of the square ``[-RENDER_EXTENT, RENDER_EXTENT]^2`` (y up), the goal (its success
+    radius where the family has one) in green, the point in blue.
 
     ## Source
     PEARL (Rakelly et al. 2019), oyster ``rlkit/envs/point_robot.py``.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
     n_train_tasks = 80
     n_test_tasks = 20
+    goal_radius: float | None = None  # the success radius, where the family has one
 
-    def __init__(self, task: Task | dict[str, Any] | None = None):
-        EzPickle.__init__(self, task)
+    def __init__(self, task: Task | dict[str, Any] | None = None, render_mode: str | None = None):
+        EzPickle.__init__(self, task, render_mode)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
+        self.render_mode = render_mode
         self.action_space = spaces.Box(-0.1, 0.1, shape=(2,), dtype=np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.task_distribution: TaskDistribution = self._make_distribution()
@@ -107,6 +120,26 @@ class PointRobotEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
 
     def _reward(self, distance: float) -> tuple[float, dict[str, Any]]:
         return -distance, {"reward_goal": -distance}
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        """The plane as an RGB image (``"rgb_array"`` mode; see Rendering), else ``None``."""
+        if self.render_mode != "rgb_array":
+            return None
+        n = RENDER_SIZE
+        # Pixel centres in world coordinates; row 0 is the top (largest y).
+        ticks = (np.arange(n) + 0.5) / n * 2 * RENDER_EXTENT - RENDER_EXTENT
+        x, y = np.meshgrid(ticks, ticks[::-1])
+        image = np.full((n, n, 3), 255, dtype=np.uint8)
+        pixel = 2 * RENDER_EXTENT / n
+        radius = self.goal_radius if self.goal_radius is not None else 2 * pixel
+        image[np.hypot(x - self._goal[0], y - self._goal[1]) <= radius] = (60, 170, 60)
+        image[np.hypot(x - self._position[0], y - self._position[1]) <= 2 * pixel] = (40, 80, 200)
+        return image
+
+
+# The rgb_array image: its size in pixels and the half-width of the square it shows.
+RENDER_SIZE = 128
+RENDER_EXTENT = 3.0
 
 
 class PointRobotSparseEnv(PointRobotEnv):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -76,3 +77,35 @@ def test_bad_tasks_are_rejected_with_the_field_named() -> None:
 def test_task_given_at_construction() -> None:
     env = gym.make("metarl/PointRobot-v0", task={"kind": "goal", "goal": [0.1, 0.2]})
     assert get_task(env) == GoalTask((0.1, 0.2))
+
+
+@pytest.mark.parametrize("env_id", ["metarl/PointRobot-v0", "metarl/PointRobotSparse-v0"])
+def test_rgb_array_shows_the_goal_and_the_point(env_id: str) -> None:
+    from metarl.envs.point_robot import RENDER_EXTENT, RENDER_SIZE
+
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(np.array([0.1, -0.1], np.float32))
+    image = env.render()
+    assert image.shape == (RENDER_SIZE, RENDER_SIZE, 3) and image.dtype == np.uint8
+
+    def pixel(xy: np.ndarray) -> tuple[int, ...]:
+        col = int((xy[0] + RENDER_EXTENT) / (2 * RENDER_EXTENT) * RENDER_SIZE)
+        row = int((RENDER_EXTENT - xy[1]) / (2 * RENDER_EXTENT) * RENDER_SIZE)
+        return tuple(int(v) for v in image[row, col])
+
+    assert pixel(get_task(env).array) == (60, 170, 60)  # the goal, green
+    assert pixel(env.unwrapped._position) == (40, 80, 200)  # the point, blue
+    plain = gym.make(env_id)
+    plain.reset(seed=0)
+    assert plain.render() is None  # no render mode: nothing drawn
+    with pytest.raises(ValueError, match="render_mode must be None or one of"):
+        env.unwrapped.__class__(render_mode="depth_array")
+
+
+def test_stable_baselines3_makes_point_robots_without_warnings() -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SB3 asks for rgb_array rendering by default
+        make_vec_env("metarl/PointRobot-v0", n_envs=2).close()
