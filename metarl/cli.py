@@ -440,9 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "check",
         "run the task-environment checker",
-        "Run Gymnasium's env checker and the task-environment contract (tasks set, "
-        "sampled and reported, resets reproducible) on each ENV_ID; print ok or FAIL with "
-        "the reason for each; exit with status 1 if any fails.",
+        "Run Gymnasium's env checker and the task-environment contract on each ENV_ID "
+        "(the same seed and task give the same rollout, different tasks differ, get_task "
+        "returns what set_task was given, tasks survive JSON, physics defaults restore); "
+        "print ok or FAIL with the reason for each; exit with status 1 if any fails.",
     )
     p.add_argument(
         "env_ids", nargs="+", metavar="ENV_ID", help="task environments (see metarl envs)"
