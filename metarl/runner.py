@@ -17,18 +17,17 @@ Run folder (besides the ``Trainer``'s ``metrics.csv``, ``eval.csv``, ``eval/``,
   resumed run);
 - ``results.json``: every method's ``AdaptationResult``, env steps and wall times;
 - ``adaptation.png``: the adaptation curves of the agent and the baselines;
-- ``report.md``: what was run and what came out;
-- ``reevaluations/iteration<N>_episodes<K>_seed<S>/``: a re-run of the final
-  meta-test (``evaluate_run``, ``metarl eval``) of the checkpoint of iteration N
-  with K episodes per task and the meta-test sampler seed S, with its own
-  ``results.json``, ``adaptation.png`` and ``report.md``; the run's own stay as
-  training left them.
+- ``report.md``: what was run and what came out.
 
-A new run refuses a folder that holds another run's files (a run stopped before
-its first checkpoint included): it never appends to another run's logs.
-Ctrl-C stops ``run_experiment`` with ``RunInterrupted`` (a ``KeyboardInterrupt``)
-after closing the samplers (Ray shut down); its message says where the run
-stopped and how to resume it.
+``evaluate_run`` (``metarl eval``) writes into
+``reevaluations/iteration<N>_episodes<K>_seed<S>/``: a re-run of the final meta-test
+of the checkpoint of iteration N with K episodes per task and the meta-test sampler
+seed S, with its own ``results.json``, ``adaptation.png`` and ``report.md``; the
+run's own stay as training left them. A new run refuses a folder that holds
+another run's files (a run stopped before its first checkpoint included): it never
+appends to another run's logs. Ctrl-C stops ``run_experiment`` with
+``RunInterrupted`` (a ``KeyboardInterrupt``) after closing the samplers (Ray shut
+down); its message says where the run stopped and how to resume it.
 
 The final meta-test runs every method on a fresh ``LocalSampler`` with the same
 seed and the same number of sub-environments, so every method meets the same

@@ -11,18 +11,20 @@ atomically. ``Trainer.resume`` continues a run from its latest checkpoint, with
 the same generator states, so that a resumed run gives the numbers an
 uninterrupted run would have.
 
-Run folder (``run_dir``): ``metrics.csv`` (one row per iteration), ``eval.csv``
-(one row per evaluation and episode k), ``columns.md`` (what each column of the two
-holds: ``TRAINER_COLUMNS``, ``EVAL_COLUMNS`` and the agent's ``metric_descriptions``),
-``eval/iter_XXXXXX.json`` (the full ``AdaptationResult``), ``tb/`` (TensorBoard: the
-same scalars, ``train/<column>`` and ``eval/return_k<k>``, at step ``env_steps``),
-``checkpoints/`` (``iter_XXXXXX.pt`` and ``latest``, the name of the newest).
+Besides the files below, ``columns.md`` says what each column of ``metrics.csv``
+and ``eval.csv`` holds (``TRAINER_COLUMNS``, the agent's ``metric_descriptions``,
+``EVAL_COLUMN_DESCRIPTIONS``); TensorBoard gets the same scalars
+(``train/<column>``, ``eval/...``) at step ``env_steps``; ``checkpoints/`` holds
+``iter_XXXXXX.pt`` and ``latest``, the name of the newest. A resumed run drops what
+the stopped run logged after its checkpoint (rows of the CSV files, TensorBoard
+events past the checkpoint's step) before it logs those iterations again.
+``load_latest_checkpoint`` skips a checkpoint that does not load (a truncated file)
+or that ``latest`` names but that is missing, with a warning naming it, and uses
+the newest one that loads.
 
-A resumed run drops what the stopped run logged after its checkpoint (rows of the
-CSV files, TensorBoard events past the checkpoint's step) before it logs those
-iterations again. ``load_latest_checkpoint`` skips a checkpoint that does not load
-(a truncated file) or that ``latest`` names but that is missing, with a warning
-naming it, and uses the newest one that loads.
+Run folder (``run_dir``): ``metrics.csv`` (one row per iteration), ``eval.csv``
+(one row per evaluation and episode k), ``eval/iter_XXXXXX.json`` (the full
+``AdaptationResult``), ``tb/`` (TensorBoard), ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from metarl.tasks import Task
 
 __all__ = [
     "EVAL_COLUMNS",
+    "EVAL_COLUMN_DESCRIPTIONS",
     "TRAINER_COLUMNS",
     "TRAINER_FILES",
     "TaskSchedule",
@@ -69,6 +72,11 @@ EVAL_DIR = "eval"
 TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
+
+
+EVAL_COLUMNS = ["iteration", "env_steps", "k", "return_mean", "return_std"]
+"""The columns of ``eval.csv``."""
+
 # What a trainer writes into its run folder.
 TRAINER_FILES = (METRICS_FILE, EVAL_FILE, COLUMNS_FILE, EVAL_DIR, TB_DIR, CHECKPOINT_DIR)
 
@@ -83,13 +91,15 @@ TRAINER_COLUMNS: dict[str, str] = {
     "randomization.{name}": "the task schedule's state after this iteration's update "
     "(its ``describe()``, e.g. a bound of automatic domain randomization)",
 }
-# The columns of eval.csv: one row per meta-test and episode k.
-EVAL_COLUMNS: dict[str, str] = {
+# What each of ``EVAL_COLUMNS`` holds (one row per meta-test and episode k).
+EVAL_COLUMN_DESCRIPTIONS: dict[str, str] = {
     "iteration": "the iteration after which the meta-test ran",
     "env_steps": "meta-training env steps at that point",
     "k": "episode k of the K consecutive episodes on each test task (1 = before any adaptation)",
     "return_mean": "mean over the test tasks of episode k's undiscounted return",
     "return_std": "standard deviation over the test tasks of episode k's return",
+    "success_rate": "share of the test tasks whose episode k succeeded (the success flag "
+    "fired at any step); empty where the env gives no success flag",
 }
 
 log = logging.getLogger(__name__)
@@ -252,7 +262,10 @@ def columns_doc(metric_columns: Sequence[str], agent: Agent) -> str:
         "",
         "| column | what it holds |",
         "| --- | --- |",
-        *(f"| `{name}` | {text} |" for name, text in EVAL_COLUMNS.items()),
+        *(
+            f"| `{name}` | {EVAL_COLUMN_DESCRIPTIONS.get(name, 'not described')} |"
+            for name in EVAL_COLUMNS
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -406,14 +419,14 @@ class Trainer:
             self.agent, self.eval_sampler, self.test_tasks, self.config.eval_episodes
         )
         self.evaluations[self.iteration] = result
-        path = self.run_dir / EVAL_DIR / f"iter_{self.iteration:06d}.json"
+        path = self.run_dir / "eval" / f"iter_{self.iteration:06d}.json"
         path.parent.mkdir(exist_ok=True)
         _write_text_atomically(path, json.dumps(result.to_dict()))
-        new = not (self.run_dir / EVAL_FILE).exists()
-        with open(self.run_dir / EVAL_FILE, "a", newline="") as f:
+        new = not (self.run_dir / "eval.csv").exists()
+        with open(self.run_dir / "eval.csv", "a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(list(EVAL_COLUMNS))
+                writer.writerow(["iteration", "env_steps", "k", "return_mean", "return_std"])
             for k, (m, s) in enumerate(zip(result.mean, result.std, strict=True)):
                 writer.writerow([self.iteration, self.env_steps, k + 1, m, s])
         tb = self._tensorboard()

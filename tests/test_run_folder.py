@@ -131,7 +131,11 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(
     monkeypatch.setattr(RL2Agent, "update", interrupted)
     run_dir = tmp_path / "run"
     args = [*TINY, "trainer.iterations=5", "trainer.checkpoint_every=4"]
-    assert _cli(["train", CONFIG, *args, "--run-dir", str(run_dir)]) == 130
+    try:
+        code = _cli(["train", CONFIG, *args, "--run-dir", str(run_dir)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left metarl train as a KeyboardInterrupt (a traceback)")
+    assert code == 130
     err = capsys.readouterr().err
     assert "stopped (Ctrl-C) at iteration 1 of 5, before the run's first checkpoint" in err
     assert f"delete {run_dir}" in err and "Traceback" not in err
