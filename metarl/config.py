@@ -22,7 +22,7 @@ dataclass's types and defaults, and its ``__post_init__`` checks run too.
 Agents are looked up in ``AGENTS`` (``register_agent`` adds one).
 
 A validated config is *resolved*: seeds left out take ``run.seed``, task counts
-left out take the family's counts (``metarl.envs.task_counts``), the run name defaults to
+left out take the family's counts (``TASK_ENVS``), the run name defaults to
 ``<agent>_<env>``. ``config_to_yaml`` writes it back so that loading it again
 gives the same config.
 """
@@ -54,7 +54,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from metarl.envs import params_from_dicts, task_counts, task_env_ids
+from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
 from metarl.schema import (
     ConfigError,
@@ -197,6 +197,10 @@ def register_agent(
 _STRICT = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
+def _registered_envs() -> list[str]:
+    return [*TASK_ENVS, *METAWORLD_ENVS]
+
+
 def _gymnasium_env(env_id: str) -> bool:
     import gymnasium as gym
 
@@ -232,17 +236,21 @@ class EnvConfig(BaseModel):
     @field_validator("id")
     @classmethod
     def _registered(cls, value: str) -> str:
-        if value not in task_env_ids() and not _gymnasium_env(value):
+        if value not in _registered_envs() and not _gymnasium_env(value):
             raise ValueError(
                 f"unknown environment {value!r}; task environments: "
-                f"{', '.join(task_env_ids())}; or a Gymnasium id with a randomization section"
+                f"{', '.join(_registered_envs())}; or a Gymnasium id with a randomization section"
             )
         return value
 
     @model_validator(mode="after")
     def _family_counts(self) -> EnvConfig:
-        # A plain Gymnasium env has a family only through its randomization section.
-        n_train, n_test = task_counts(self.id) or PHYSICS_TASK_COUNTS
+        if self.id in TASK_ENVS:
+            n_train, n_test = TASK_ENVS[self.id][2:]
+        elif self.id in METAWORLD_ENVS:
+            n_train, n_test = METAWORLD_ENVS[self.id][1:]
+        else:  # physics randomization of a plain Gymnasium env
+            n_train, n_test = PHYSICS_TASK_COUNTS
         if self.train_tasks is None:
             self.train_tasks = n_train
         if self.test_tasks is None:
@@ -612,7 +620,7 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> ExperimentConfig:
-        if self.randomization is None and self.env.id not in task_env_ids():
+        if self.randomization is None and self.env.id not in _registered_envs():
             raise ValueError(
                 f"env.id: {self.env.id} is not a task environment; add a randomization "
                 "section (physics params) to train on it"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,25 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_runner import CONFIG, ROOT
+from test_runner import TINY as RUNNER_TINY
 
 from metarl.agents.rl2 import RL2Agent
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.runner import run_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
-# Seconds-sized RL2 runs (the runner tests' overrides), without trained baselines.
-TINY = [
-    "env.train_tasks=4",
-    "env.test_tasks=2",
-    "sampler.num_envs=2",
-    "agent.meta_batch_size=2",
-    "agent.hidden_size=8",
-    "evaluation.episodes=2",
-    "evaluation.baselines=[random]",
-    "trainer.eval_every=0",
-]
+# Seconds-sized RL2 runs (the runner tests'), without trained baselines.
+TINY = [*RUNNER_TINY, "evaluation.baselines=[random]", "trainer.eval_every=0"]
 RAY = ["sampler.kind=ray", "sampler.num_workers=1", "sampler.cpus_per_worker=0.5"]
 
 
@@ -154,8 +146,6 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _copy(run_dir: Path, to: Path) -> Path:
-    import shutil
-
     shutil.copytree(run_dir, to)
     return to
 
@@ -288,34 +278,20 @@ def test_tensorboard_after_a_resume_holds_each_step_once(
 # --------------------------------------------------------------------------- metrics.csv
 
 
+GRADIENT_TINY = [
+    "env.train_tasks=4",
+    "env.test_tasks=2",
+    "sampler.num_envs=2",
+    "agent.meta_batch_size=2",
+    "agent.episodes_per_task=2",
+    "agent.hidden_sizes=[8]",
+    "evaluation.episodes=4",
+    "evaluation.baselines=[]",
+]
 AGENT_RUNS = {
     "rl2": (CONFIG, TINY),
-    "maml_trpo": (
-        str(ROOT / "configs" / "maml_trpo_point_robot.yaml"),
-        [
-            "env.train_tasks=4",
-            "env.test_tasks=2",
-            "sampler.num_envs=2",
-            "agent.meta_batch_size=2",
-            "agent.episodes_per_task=2",
-            "agent.hidden_sizes=[8]",
-            "evaluation.episodes=4",
-            "evaluation.baselines=[]",
-        ],
-    ),
-    "promp": (
-        str(ROOT / "configs" / "promp_point_robot.yaml"),
-        [
-            "env.train_tasks=4",
-            "env.test_tasks=2",
-            "sampler.num_envs=2",
-            "agent.meta_batch_size=2",
-            "agent.episodes_per_task=2",
-            "agent.hidden_sizes=[8]",
-            "evaluation.episodes=4",
-            "evaluation.baselines=[]",
-        ],
-    ),
+    "maml_trpo": (str(ROOT / "configs" / "maml_trpo_point_robot.yaml"), GRADIENT_TINY),
+    "promp": (str(ROOT / "configs" / "promp_point_robot.yaml"), GRADIENT_TINY),
     "pearl": (
         str(ROOT / "configs" / "pearl_point_robot.yaml"),
         [
