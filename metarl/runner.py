@@ -421,6 +421,8 @@ def run_experiment(
         run_dir = make_run_dir(config)
     else:
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunFolderError(f"{run_dir} is a file, not a folder for a run")
         if latest_checkpoint(run_dir) is not None:
             raise RunFolderError(
                 f"{run_dir} already holds a run; resume it (metarl train --resume {run_dir}) "

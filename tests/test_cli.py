@@ -133,3 +133,20 @@ def test_top_level_help_lists_every_command_with_its_help(
     out = capsys.readouterr().out
     for name in _subcommands():
         assert re.search(rf"^\s+{name}\s+\w", out, re.MULTILINE), name
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import metarl.runner
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metarl.runner, "evaluate_run", interrupted)
+    try:
+        code = _code(["eval", "runs/any"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left metarl eval as a KeyboardInterrupt (a traceback)")
+    assert code == 130
+    assert capsys.readouterr().err.strip() == "stopped (Ctrl-C)"

@@ -230,6 +230,10 @@ def test_a_new_run_refuses_the_folder_of_a_run_stopped_before_its_first_checkpoi
     assert "delete the folder or choose another one" in err
     # Nothing was appended or overwritten.
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # A file is no run folder.
+    (tmp_path / "file").write_text("")
+    assert _cli(["train", CONFIG, *args, "--run-dir", str(tmp_path / "file")]) == 2
+    assert "file is a file, not a folder for a run" in capsys.readouterr().err
     # An empty folder is fine.
     (tmp_path / "empty").mkdir()
     assert _cli(["train", CONFIG, *args, "--run-dir", str(tmp_path / "empty")]) == 0
