@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt as err:  # Ctrl-C: one line (train's says how to resume)
-        print(f"\n{err or 'stopped (Ctrl-C)'}", file=sys.stderr)
+        print(f"\n{str(err) or 'stopped (Ctrl-C)'}", file=sys.stderr)
         code = 130
     sys.exit(code)
 
