@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from machine import machine_line
 from plotting import line_plot
 
@@ -88,9 +87,9 @@ def variant_overrides(variant: str, env_id: str) -> list[str]:
 def run_one(config: Path, variant: str, seed: int, out: Path, extra: list[str]) -> Path:
     """One ``metarl train`` run in a child process; returns its run folder, where
     ``benchmark.json`` records the child's wall time and peak resident memory."""
-    import yaml
+    from metarl.schema import read_yaml
 
-    env_id = yaml.safe_load(config.read_text())["env"]["id"]
+    env_id = read_yaml(config)["env"]["id"]
     run_dir = out / f"{config.stem}_{variant}_seed{seed}"
     cmd = [
         sys.executable,
@@ -150,7 +149,9 @@ def checkpoint_path(run_dir: Path, iteration: int | None = None) -> Path:
 
 def num_prior_episodes(run_dir: Path) -> int:
     """The run's ``num_exp_traj_eval``: meta-test episodes with z from the prior."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    from metarl.schema import read_yaml
+
+    config = read_yaml(run_dir / "config.yaml")
     return int(config["agent"]["num_exp_traj_eval"])
 
 

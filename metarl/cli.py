@@ -3,8 +3,9 @@
 metarl train CONFIG [key.sub=value ...] [--run-dir DIR]
                                      meta-train, evaluate against baselines, write a run folder
 metarl train --resume RUN_DIR [CONFIG] [key.sub=value ...]
-                                     continue a stopped run from its latest checkpoint
-metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder
+                                     continue a stopped run from its newest checkpoint
+metarl eval RUN_DIR [--episodes K]   re-run the final meta-test of a run folder, into
+                                     RUN_DIR/reevaluations/iteration<N>_episodes<K>_seed<S>/
 metarl sweep STUDY.yaml              a grid or random search over config fields (Ray Tune)
 metarl sysid SYSID.yaml              record on a target, fit a learned simulator, write a report
 metarl transfer TRANSFER.yaml        a trained agent on its source and on a target, a report
@@ -15,10 +16,12 @@ metarl deploy DEPLOY.yaml            an exported policy run on a robot, recorded
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
-metarl demo [--out DIR]              the demo of ``make demo``
+metarl demo [--out DIR]              random vs scripted controllers on three families
 
-Errors in a config or a run folder print one message naming the field and exit
-with status 2.
+Errors in a config, a run folder or an argument (an unknown environment, a negative
+count) print one message naming it and exit with status 2. Ctrl-C prints one line
+(for ``train``: the iteration it stopped at, the newest checkpoint and the command
+that resumes the run) and exits with status 130.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.envs import TASK_ENVS, task_distribution
+from metarl.envs import METAWORLD_ENVS, TASK_ENVS, task_counts, task_distribution, task_env_ids
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -46,22 +49,49 @@ def _envs(args: argparse.Namespace) -> int:
         if len(text) > 70 and not args.full:
             text = text[:67] + "..."
         print(f"{env_id:30} {horizon:>7} {f'{n_train}/{n_test}':>10}  {text}")
+    for env_id, (kwargs, n_train, n_test) in METAWORLD_ENVS.items():
+        # Not made here: building a Meta-World benchmark takes seconds to a minute.
+        text = f"Meta-World {', '.join(kwargs.values())} (needs metarl[metaworld])"
+        steps = gym.spec(env_id).max_episode_steps
+        print(f"{env_id:30} {steps:>7} {f'{n_train}/{n_test}':>10}  {text}")
     return 0
 
 
-def _known(env_id: str) -> None:
+def _known(args: argparse.Namespace, env_id: str) -> None:
+    """Exit with status 2 (a usage error) unless Gymnasium knows ``env_id``."""
     if env_id not in gym.registry:
-        names = ", ".join(TASK_ENVS)
-        raise SystemExit(f"error: unknown environment {env_id!r}; registered task envs: {names}")
+        args.parser.error(
+            f"unknown environment {env_id!r}; task environments: {', '.join(task_env_ids())}"
+        )
+
+
+def _task_env(args: argparse.Namespace, env_id: str) -> gym.Env[object, object]:
+    """``gym.make(env_id)``; an id that names no task environment is a usage error (2)."""
+    _known(args, env_id)
+    env = gym.make(env_id)
+    try:
+        task_distribution(env)
+    except TypeError:
+        env.close()
+        args.parser.error(
+            f"{env_id} is not a task environment (it has no tasks to set); task "
+            f"environments: {', '.join(task_env_ids())}; a plain Gymnasium env becomes one "
+            "through a config's randomization section"
+        )
+    return env
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    _known(args.env_id)
-    env = gym.make(args.env_id)
-    default = TASK_ENVS.get(args.env_id, ("", 0, 5, 5))
-    n_train = default[2] if args.train is None else args.train
-    n_test = default[3] if args.test is None else args.test
-    sets = task_distribution(env).task_sets(args.seed, n_train, n_test)
+    env = _task_env(args, args.env_id)
+    n_train, n_test = task_counts(args.env_id) or (5, 5)
+    n_train = n_train if args.train is None else args.train
+    n_test = n_test if args.test is None else args.test
+    try:
+        sets = task_distribution(env).task_sets(args.seed, n_train, n_test)
+    except ValueError as err:  # e.g. more tasks than a finite family holds
+        args.parser.error(f"--train {n_train} / --test {n_test}: {err}")
+    finally:
+        env.close()
     for split, tasks in (("train", sets.train), ("test", sets.test)):
         for i, task in enumerate(tasks):
             print(json.dumps({"split": split, "index": i, "task": task.to_dict()}))
@@ -71,9 +101,10 @@ def _tasks(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from metarl.envs.checker import TaskEnvCheckError, check_task_env
 
+    for env_id in args.env_ids:
+        _known(args, env_id)
     failed = 0
     for env_id in args.env_ids:
-        _known(env_id)
         try:
             check_task_env(gym.make(env_id), seed=args.seed)
         except TaskEnvCheckError as err:
@@ -100,7 +131,7 @@ def _split_config_arg(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
-def _print_outcome(run_dir: Path) -> None:
+def _print_outcome(run_dir: Path, folder: str = "run folder") -> None:
     from metarl.evaluation import AdaptationResult
     from metarl.runner import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 
@@ -135,9 +166,10 @@ def _print_outcome(run_dir: Path) -> None:
         )
     if results["oracle_gap_closed"] is not None:
         print(f"oracle gap closed after {k} episodes: {results['oracle_gap_closed']:.2f}")
-    print(f"run folder: {run_dir}")
-    print(f"report:     {run_dir / REPORT_FILE}")
-    print(f"plot:       {run_dir / PLOT_FILE}")
+    width = len(folder) + 1
+    print(f"{folder + ':':{width}} {run_dir}")
+    print(f"{'report:':{width}} {run_dir / REPORT_FILE}")
+    print(f"{'plot:':{width}} {run_dir / PLOT_FILE}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -162,7 +194,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from metarl.runner import evaluate_run
 
-    _print_outcome(evaluate_run(args.run_dir, args.episodes))
+    _print_outcome(evaluate_run(args.run_dir, args.episodes), "evaluation folder")
     return 0
 
 
@@ -223,109 +255,229 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``metarl`` command."""
-    parser = argparse.ArgumentParser(prog="metarl", description="metarl command line")
+    parser = argparse.ArgumentParser(
+        prog="metarl",
+        description="Meta-RL and sim-to-real experiments: train and evaluate from YAML "
+        "configs, run studies, fit simulators, export policies, drive robots, inspect "
+        "the task environments.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=description)
+        p.set_defaults(parser=p)
+        return p
+
+    p = command(
         "train",
-        help="meta-train from a YAML config, evaluate against baselines, write a run folder",
-        description="Meta-train from a YAML config (see configs/), then evaluate the agent "
+        "meta-train from a YAML config, evaluate against baselines, write a run folder",
+        "Meta-train from a YAML config (see configs/), then evaluate the agent "
         "and the random, multi-task and oracle baselines on the held-out tasks. Overrides "
-        "key.sub=value (value read as YAML) change the config, e.g. trainer.iterations=50.",
+        "key.sub=value (value read as YAML) change the config, e.g. trainer.iterations=50. "
+        "Ctrl-C stops the run and prints the command that resumes it.",
     )
     p.add_argument(
         "config", nargs="?", metavar="CONFIG", help="YAML config (optional with --resume)"
     )
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue this run")
     p.add_argument(
-        "--run-dir", default=None, help="run folder (default: <run.root>/<run.name>-<timestamp>)"
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config changes, the value read as YAML (e.g. agent.hidden_size=64)",
     )
-    p.set_defaults(func=_train, parser=p)
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its newest checkpoint that loads (a resumed "
+        "run may change only how long it trains, how it is evaluated and where it samples)",
+    )
+    p.add_argument(
+        "--run-dir",
+        default=None,
+        help="run folder for a new run: absent or empty, never one holding another run's "
+        "files (default: <run.root>/<run.name>-<timestamp>)",
+    )
+    p.set_defaults(func=_train)
 
-    p = sub.add_parser("eval", help="re-run the final meta-test of a run folder")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--episodes", type=int, default=None, help="K (default: the run's)")
+    p = command(
+        "eval",
+        "re-run the final meta-test of a run folder (beside it, not over it)",
+        "Reload the agent of RUN_DIR from its newest checkpoint that loads and run the "
+        "final meta-test again: the agent and the run's baselines (saved ones reused, "
+        "missing ones trained) on the run's held-out tasks, K consecutive episodes each. "
+        "The results, plot and report go to "
+        "RUN_DIR/reevaluations/iteration<N>_episodes<K>_seed<S>/; the run's own are kept.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of metarl train")
+    p.add_argument(
+        "--episodes",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="consecutive episodes per test task (default: the run's evaluation.episodes)",
+    )
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser(
+    p = command(
         "sweep",
-        help="run a study: a grid or random search over config fields with Ray Tune",
-        description="Run (or continue) the study of STUDY.yaml: one run folder per trial, "
+        "run a study: a grid or random search over config fields with Ray Tune",
+        "Run (or continue) the study of STUDY.yaml: one run folder per trial, "
         "trials in parallel as CPUs allow, failed trials retried, then a report with means "
-        "and 95%% confidence intervals over seeds (see metarl/sweep.py for the file format).",
+        "and 95% confidence intervals over seeds. STUDY.yaml has one `study:` section: "
+        "name, the experiment config, fixed overrides, the parameters to vary (value "
+        "lists, or distributions for a random search), the metric and mode, CPUs per "
+        "trial and retries; e.g. configs/studies/hopper_dr_width.yaml.",
     )
-    p.add_argument("study", metavar="STUDY.yaml")
+    p.add_argument("study", metavar="STUDY.yaml", help="the study file")
     p.add_argument("--address", default=None, help="a Ray cluster (default: a local instance)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local instance")
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser(
+    p = command(
         "sysid",
-        help="record on a target, fit a learned simulator (DROPO or trajectory matching)",
-        description="Record episodes on the target of SYSID.yaml, fit the simulator's "
-        "parameters to them, and write a folder with the data, the fit, a report and the "
-        "fitted distribution as a config section (see metarl/sim2real/commands.py).",
+        "record on a target, fit a learned simulator (DROPO or trajectory matching)",
+        "Record episodes on the target of SYSID.yaml (or read a recorded dataset), fit "
+        "the simulator's parameters to them, and write a folder with the data, the fit, a "
+        "report and the fitted distribution as a config's randomization section. SYSID.yaml "
+        "has one `sysid:` section: the target or data, the episodes to record, the "
+        "simulator and the parameters to fit with their bounds, the method and its "
+        "options; e.g. configs/sysid/pendulum_dropo.yaml.",
     )
-    p.add_argument("file", metavar="SYSID.yaml")
+    p.add_argument("file", metavar="SYSID.yaml", help="the sysid file")
     p.set_defaults(func=_sysid)
 
-    p = sub.add_parser(
+    p = command(
         "transfer",
-        help="evaluate a trained agent on its source and on a target, write a report",
-        description="Run the meta-test of the run folder named in TRANSFER.yaml on its "
-        "held-out tasks and on the target (trials of K episodes, so meta-RL agents adapt "
-        "there), and write the returns, the gap and plots (metarl/sim2real/transfer.py).",
+        "evaluate a trained agent on its source and on a target, write a report",
+        "Run the meta-test of a trained run on its held-out tasks and on a target (trials "
+        "of K episodes, so meta-RL agents adapt there), and write the returns, the gap and "
+        "plots. TRANSFER.yaml has one `transfer:` section: name, the run folder, the "
+        "target, trials, episodes per trial, an optional sysid folder and the seed.",
     )
-    p.add_argument("file", metavar="TRANSFER.yaml")
+    p.add_argument("file", metavar="TRANSFER.yaml", help="the transfer file")
     p.set_defaults(func=_transfer)
 
-    p = sub.add_parser(
+    p = command(
         "export",
-        help="export a trained agent's policy to ONNX, checked against PyTorch",
-        description="Write the control step of the agent in RUN_DIR (its latest checkpoint) "
-        "as an ONNX graph that runs without PyTorch (metarl/sim2real/export.py).",
+        "export a trained agent's policy to ONNX, checked against PyTorch",
+        "Write the control step of the agent in RUN_DIR (its newest checkpoint that "
+        "loads) as an ONNX graph that runs without PyTorch, and compare its actions with "
+        "PyTorch's.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("out", metavar="OUT.onnx")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of metarl train")
+    p.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
     p.set_defaults(func=_export)
 
-    for name, help_text in (
-        ("serve", "serve a simulated robot (a sim-to-sim target) over the network bridge"),
-        ("record", "record episodes on a robot (Minari dataset, timing, interventions)"),
-        ("deploy", "run an exported policy on a robot, record it, report its returns"),
+    for name, help_text, holds in (
+        (
+            "serve",
+            "serve a simulated robot (a sim-to-sim target) over the network bridge",
+            "a `serve:` section: the target, host, port and the environment variable "
+            "holding the token",
+        ),
+        (
+            "record",
+            "record episodes on a robot (Minari dataset, timing, interventions)",
+            "a `record:` section: the robot (server or simulated, rate, safety limits), "
+            "the controller, episodes, the dataset name and output root",
+        ),
+        (
+            "deploy",
+            "run an exported policy on a robot, record it, report its returns",
+            "a `deploy:` section: the robot, the ONNX policy, trials and episodes per "
+            "trial, the dataset name and output root",
+        ),
     ):
-        p = sub.add_parser(
+        p = command(
             name,
-            help=help_text,
-            description=f"{help_text[0].upper()}{help_text[1:]}; the file's format is in "
-            "metarl/sim2real/robot_commands.py.",
+            help_text,
+            f"{help_text[0].upper()}{help_text[1:]}. {name.upper()}.yaml has {holds}; "
+            f"e.g. configs/robot/{name}_pendulum.yaml.",
         )
-        p.add_argument("file", metavar=f"{name.upper()}.yaml")
+        p.add_argument("file", metavar=f"{name.upper()}.yaml", help=f"the {name} file")
         p.set_defaults(func=_robot_command)
 
-    p = sub.add_parser("envs", help="list the registered task environments")
+    p = command(
+        "envs",
+        "list the registered task environments",
+        "List every registered task environment with its horizon, its default numbers "
+        "of training and test tasks, and its task support.",
+    )
     p.add_argument("--full", action="store_true", help="do not shorten the task supports")
     p.set_defaults(func=_envs)
 
-    p = sub.add_parser("tasks", help="print reproducible train/test task sets as JSON lines")
-    p.add_argument("env_id")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, default=None, help="default: the family's count")
-    p.add_argument("--test", type=int, default=None, help="default: the family's count")
+    p = command(
+        "tasks",
+        "print reproducible train/test task sets as JSON lines",
+        "Print the training and test task sets that a seed gives for ENV_ID, one JSON "
+        "line per task ({split, index, task}); the same seed always gives the same sets "
+        "(the sets a config's env.task_seed selects).",
+    )
+    p.add_argument("env_id", metavar="ENV_ID", help="a task environment (see metarl envs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the task sets (default: 0)")
+    p.add_argument(
+        "--train",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="training tasks (default: the family's count)",
+    )
+    p.add_argument(
+        "--test",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="test tasks (default: the family's count)",
+    )
     p.set_defaults(func=_tasks)
 
-    p = sub.add_parser("check", help="run the task-environment checker")
-    p.add_argument("env_ids", nargs="+", metavar="ENV_ID")
-    p.add_argument("--seed", type=int, default=0)
+    p = command(
+        "check",
+        "run the task-environment checker",
+        "Run Gymnasium's env checker and the task-environment contract on each ENV_ID "
+        "(the same seed and task give the same rollout, different tasks differ, get_task "
+        "returns what set_task was given, tasks survive JSON, physics defaults restore); "
+        "print ok or FAIL with the reason for each; exit with status 1 if any fails.",
+    )
+    p.add_argument(
+        "env_ids", nargs="+", metavar="ENV_ID", help="task environments (see metarl envs)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the checks (default: 0)")
     p.set_defaults(func=_check)
 
-    p = sub.add_parser("demo", help="random vs scripted controllers on three families")
-    p.add_argument("--out", default="demo_output")
-    p.add_argument("--tasks", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p = command(
+        "demo",
+        "random vs scripted controllers on three families",
+        "Run a random and a scripted controller on tasks of three families (point robot, "
+        "half-cheetah velocity, hopper physics) and write their returns as a table "
+        "(returns.csv) and a plot (returns.png). No training: `make demo` meta-trains "
+        "(metarl train configs/rl2_point_robot.yaml).",
+    )
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--tasks", type=_positive, default=4, help="tasks per family (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tasks (default: 0)")
     p.set_defaults(func=_demo)
     return parser
 
@@ -345,13 +497,25 @@ def main(argv: list[str] | None = None) -> None:
     from metarl.schema import ConfigError, RunFolderError  # no torch: the robot side runs without
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "sweep", "sysid", "transfer", "record", "deploy"):
+    if args.command in (
+        "train",
+        "eval",
+        "export",
+        "sweep",
+        "sysid",
+        "transfer",
+        "record",
+        "deploy",
+    ):
         _log_progress()
     try:
         code = args.func(args)
     except (ConfigError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (train's says how to resume)
+        print(f"\n{str(err) or 'stopped (Ctrl-C)'}", file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 

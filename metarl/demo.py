@@ -5,7 +5,7 @@ and HopperParams), rolls a random policy and a simple scripted controller on eac
 task, prints a table of returns per task and writes a bar plot (PNG) and the
 returns (CSV) to the output folder. The scripted controllers read the task or the
 robot's state directly; they show what each task asks for, not what an agent learns.
-Later work replaces this demo with meta-training.
+(``make demo`` meta-trains instead: ``metarl train configs/rl2_point_robot.yaml``.)
 """
 
 from __future__ import annotations

@@ -89,7 +89,14 @@ from metarl.sampling import (
 )
 from metarl.tasks import Task
 
-__all__ = ["CollectTiming", "RaySampler", "WorkerFailedError", "WorkerInfo", "split_trials"]
+__all__ = [
+    "CollectTiming",
+    "RaySampler",
+    "WorkerFailedError",
+    "WorkerInfo",
+    "init_local_ray",
+    "split_trials",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +112,22 @@ _WORKER_FAILURES: tuple[type[BaseException], ...] = (
 
 DEFAULT_OBJECT_STORE_MEMORY = 512 * 1024**2
 PLACEMENTS = {"pack": "DEFAULT", "spread": "SPREAD"}  # -> Ray's scheduling_strategy
+# Ray 2.60 logs a warning here on every start of a new local instance that it turned
+# token authentication on (its default, which stays on).
+_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def init_local_ray(**kwargs: Any) -> None:
+    """``ray.init(address="local", **kwargs)``: a private Ray instance of this process,
+    quiet (warnings only, no dashboard), with Ray's default token authentication and
+    without its notice that it is on."""
+    notice = logging.getLogger(_TOKEN_AUTH_LOGGER)
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+    finally:
+        notice.setLevel(level)
 
 
 class WorkerInfo(NamedTuple):
@@ -379,13 +402,7 @@ class RaySampler(Sampler):
         if not ray.is_initialized():
             if address is None:
                 self._check_local_cpus(num_cpus if num_cpus is not None else os.cpu_count())
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    object_store_memory=object_store_memory,
-                    include_dashboard=False,
-                    logging_level=logging.WARNING,
-                )
+                init_local_ray(num_cpus=num_cpus, object_store_memory=object_store_memory)
                 self._owns_ray = True
                 try:  # Ray may detect fewer CPUs than os.cpu_count (a container's quota)
                     self._check_local_cpus(ray.cluster_resources().get("CPU", 0.0))

@@ -6,8 +6,8 @@ sampler (local or Ray) and the agent, runs the ``Trainer`` (continuing from the
 folder's latest checkpoint when resuming), then runs the final meta-test:
 the agent and the baselines (random, multi-task, oracle; the trained ones with
 the agent's env-step budget) on the same held-out tasks, K episodes each.
-``evaluate_run(run_dir)`` reloads the agent from the latest checkpoint and runs
-that final meta-test again.
+``evaluate_run(run_dir)`` reloads the agent from the newest checkpoint that loads
+and runs that final meta-test again, into a folder of its own (below).
 
 Run folder (besides the ``Trainer``'s ``metrics.csv``, ``eval.csv``, ``eval/``,
 ``tb/`` and ``checkpoints/``):
@@ -22,6 +22,16 @@ Run folder (besides the ``Trainer``'s ``metrics.csv``, ``eval.csv``, ``eval/``,
   and success rate where there is one);
 - ``report.md``: what was run and what came out.
 
+``evaluate_run`` (``metarl eval``) writes into
+``reevaluations/iteration<N>_episodes<K>_seed<S>/``: a re-run of the final meta-test
+of the checkpoint of iteration N with K episodes per task and the meta-test sampler
+seed S, with its own ``results.json``, ``adaptation.png`` and ``report.md``; the
+run's own stay as training left them. A new run refuses a folder that holds
+another run's files (a run stopped before its first checkpoint included): it never
+appends to another run's logs. Ctrl-C stops ``run_experiment`` with
+``RunInterrupted`` (a ``KeyboardInterrupt``) after closing the samplers (Ray shut
+down); its message says where the run stopped and how to resume it.
+
 The final meta-test runs every method on a fresh ``LocalSampler`` with the same
 seed and the same number of sub-environments, so every method meets the same
 tasks with the same reset seeds, and ``evaluate_run`` reproduces the numbers of
@@ -30,10 +40,13 @@ the run it evaluates.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import logging
 import math
+import os
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,11 +73,20 @@ from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adapta
 from metarl.sampling import LocalSampler, Sampler
 from metarl.schema import RunFolderError
 from metarl.tasks import Task, TaskSets
-from metarl.trainer import Trainer, latest_checkpoint, save_atomically
+from metarl.trainer import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    TRAINER_FILES,
+    Trainer,
+    latest_checkpoint,
+    load_latest_checkpoint,
+    save_atomically,
+)
 
 __all__ = [
     "RESUMABLE_FIELDS",
     "RunFolderError",
+    "RunInterrupted",
     "build_agent",
     "build_sampler",
     "evaluate_run",
@@ -82,6 +104,18 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "adaptation.png"
 BASELINE_DIR = "baselines"
+REEVALUATION_DIR = "reevaluations"
+# Everything a run writes into its folder.
+RUN_FILES = (
+    CONFIG_FILE,
+    WORKERS_FILE,
+    RESULTS_FILE,
+    REPORT_FILE,
+    PLOT_FILE,
+    BASELINE_DIR,
+    REEVALUATION_DIR,
+    *TRAINER_FILES,
+)
 
 # Config fields a resumed run may change: how long and how often, how it is
 # evaluated, and where the sampler runs (the Ray and the local sampler give the
@@ -283,12 +317,16 @@ def load_run_config(
     with ``overrides``, which may change only ``RESUMABLE_FIELDS``.
 
     Raises:
-        RunFolderError: ``run_dir`` has no ``config.yaml``.
+        RunFolderError: ``run_dir`` does not exist or has no ``config.yaml``.
         ConfigError: an invalid config, or a change to a field that a resumed run
             cannot change (named, with both values).
     """
     run_dir = Path(run_dir)
     saved_path = run_dir / CONFIG_FILE
+    if not run_dir.exists():
+        raise RunFolderError(f"{run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a run folder: it is a file")
     if not saved_path.is_file():
         raise RunFolderError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
     saved = load_config(saved_path)
@@ -331,6 +369,38 @@ def _differences(
 # --------------------------------------------------------------------------- running
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``run_experiment``; the message says at which iteration, the
+    newest checkpoint and the command that resumes the run."""
+
+    def __init__(self, message: str, run_dir: Path):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def _stopped_message(config: ExperimentConfig, run_dir: Path) -> str:
+    """Where a run stopped by Ctrl-C stands, from its folder, and what to do next."""
+    done = 0
+    if (run_dir / METRICS_FILE).is_file():
+        with open(run_dir / METRICS_FILE, newline="") as f:
+            rows = [row for row in csv.reader(f) if row]
+        done = int(rows[-1][0]) if len(rows) > 1 else 0
+    where = f"at iteration {done} of {config.trainer.iterations}"
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return (
+            f"stopped (Ctrl-C) {where}, before the run's first checkpoint: nothing to "
+            f"resume; delete {run_dir} to start the run there again"
+        )
+    saved = checkpoint.relative_to(run_dir)
+    if done == config.trainer.iterations and not (run_dir / RESULTS_FILE).exists():
+        where = f"in the final meta-test, after iteration {done} of {done}"
+    return (
+        f"stopped (Ctrl-C) {where}; newest checkpoint: {saved}; resume with: "
+        f"metarl train --resume {shlex.quote(str(run_dir))}"
+    )
+
+
 def run_experiment(
     config: ExperimentConfig, run_dir: str | Path | None = None, *, resume: bool = False
 ) -> Path:
@@ -342,9 +412,10 @@ def run_experiment(
         resume: continue the run in ``run_dir`` from its latest checkpoint.
 
     Raises:
-        RunFolderError: ``resume`` without a ``run_dir`` that holds a checkpoint, or a
-            new run in a folder that already holds one.
+        RunFolderError: ``resume`` without a ``run_dir`` that holds a checkpoint that
+            loads, or a new run in a folder that holds another run's files.
         ConfigError: resuming with fewer ``trainer.iterations`` than the run has done.
+        RunInterrupted: Ctrl-C (after the samplers are closed).
     """
     if resume:
         if run_dir is None or latest_checkpoint(run_dir) is None:
@@ -354,13 +425,28 @@ def run_experiment(
         run_dir = make_run_dir(config)
     else:
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunFolderError(f"{run_dir} is a file, not a folder for a run")
         if latest_checkpoint(run_dir) is not None:
             raise RunFolderError(
                 f"{run_dir} already holds a run; resume it (metarl train --resume {run_dir}) "
                 "or choose another folder"
             )
+        found = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if found:
+            raise RunFolderError(
+                f"{run_dir} holds files of a run that has no checkpoint ({', '.join(found)}): "
+                "nothing to resume, and a new run would mix its logs with them; delete "
+                "the folder or choose another one"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(config, run_dir, resume)
+    except KeyboardInterrupt:
+        raise RunInterrupted(_stopped_message(config, run_dir), run_dir) from None
 
+
+def _run(config: ExperimentConfig, run_dir: Path, resume: bool) -> Path:
     log.info("run folder: %s", run_dir)
     sets = task_sets(config)
     other_sets = test_set_tasks(config)  # a set the env refuses stops the run before training
@@ -428,33 +514,49 @@ def load_trained_agent(
     """The config of ``run_dir`` (with ``overrides``), its agent restored from the latest
     checkpoint, and that checkpoint's state.
 
+    The checkpoint is the newest one that loads: a damaged one, or one that
+    ``checkpoints/latest`` names but that is missing, is named in a warning and the
+    next older one is used (``load_latest_checkpoint``).
+
     Raises:
-        RunFolderError: no ``config.yaml`` or no checkpoint in ``run_dir``.
+        RunFolderError: ``run_dir`` does not exist, has no ``config.yaml`` or no
+            checkpoint that loads.
     """
     config = load_run_config(run_dir, overrides=overrides)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RunFolderError(f"{run_dir} holds no checkpoint to evaluate")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    found = load_latest_checkpoint(run_dir)
+    if found is None:
+        raise RunFolderError(f"{run_dir} holds no checkpoint ({CHECKPOINT_DIR}/ is empty)")
+    _, state = found
     agent = build_agent(config)
     agent.load_state_dict(state["agent"])
     return config, agent, state
 
 
 def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
-    """Re-run the final meta-test of ``run_dir`` with its latest checkpoint; rewrite
-    ``results.json``, ``adaptation.png`` and ``report.md``. Returns ``run_dir``.
+    """Re-run the final meta-test of ``run_dir`` with its newest checkpoint that loads;
+    write ``results.json``, ``adaptation.png`` and ``report.md`` into
+    ``run_dir/reevaluations/iteration<N>_episodes<K>_seed<S>/`` (N: the checkpoint's
+    iteration, K: episodes per task, S: the meta-test sampler seed) and return that
+    folder. The run's own files are left as training wrote them.
 
     ``episodes``: K (default: the config's ``evaluation.episodes``). Baselines saved
-    in the folder are reused; missing ones are trained first.
+    in the run folder are reused; missing ones are trained (and saved) first.
 
     Raises:
-        RunFolderError: no ``config.yaml`` or no checkpoint in ``run_dir``.
+        RunFolderError: ``run_dir`` does not exist, or has no ``config.yaml`` or no
+            checkpoint that loads.
         ConfigError: ``episodes < 1``.
     """
     run_dir = Path(run_dir)
     overrides = [] if episodes is None else [f"evaluation.episodes={episodes}"]
     config, agent, state = load_trained_agent(run_dir, overrides)
+    iteration = int(state["iteration"])
+    out_dir = (
+        run_dir
+        / REEVALUATION_DIR
+        / f"iteration{iteration}_episodes{config.evaluation.episodes}_seed{config.sampler.seed}"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
     _final_evaluation(
         config,
         run_dir,
@@ -462,10 +564,11 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None) -> Path:
         task_sets(config),
         env_steps=int(state["env_steps"]),
         wall_time=float(state["wall_time"]),
-        iteration=int(state["iteration"]),
+        iteration=iteration,
         schedule=state.get("schedule"),
+        out_dir=out_dir,
     )
-    return run_dir
+    return out_dir
 
 
 # --------------------------------------------------------------------------- final meta-test
@@ -524,12 +627,13 @@ def _evaluate(
 
 def _baseline(
     name: str, config: ExperimentConfig, run_dir: Path, train_tasks: Sequence[Task], steps: int
-) -> tuple[Agent, int | None, float | None]:
-    """The baseline ``name``: loaded from ``run_dir/baselines`` or trained (and saved)."""
+) -> tuple[Agent, int | None, float | None, bool]:
+    """The baseline ``name``, its training env steps and wall time, and whether it was
+    trained now: loaded from ``run_dir/baselines`` or trained (and saved)."""
     from metarl.agents import baselines
 
     if name == "random":
-        return baselines.RandomAgent.for_env(config.env.id, config.env.kwargs), None, None
+        return baselines.RandomAgent.for_env(config.env.id, config.env.kwargs), None, None, False
     bt = config.evaluation.baseline_training
     if config.evaluation.baseline_dir is None:
         path = run_dir / BASELINE_DIR / f"{name}.pt"
@@ -553,7 +657,7 @@ def _baseline(
         if saved.get("setup") == setup:
             agent = baselines.SB3Baseline.from_state_dict(saved["agent"])
             agent.deterministic = bt.deterministic
-            return agent, int(saved["env_steps"]), float(saved["wall_time"])
+            return agent, int(saved["env_steps"]), float(saved["wall_time"]), False
     train = baselines.train_oracle if name == "oracle" else baselines.train_multitask
     log.info("training the %s baseline: SB3 %s, %d env steps", name, bt.algorithm, steps)
     start = time.perf_counter()
@@ -580,7 +684,7 @@ def _baseline(
         },
         path,
     )
-    return agent, env_steps, wall_time
+    return agent, env_steps, wall_time, True
 
 
 def _final_evaluation(
@@ -594,7 +698,11 @@ def _final_evaluation(
     iteration: int,
     schedule: Any = None,
     test_sets: Mapping[str, TestSet] | None = None,
+    out_dir: Path | None = None,
 ) -> None:
+    """Run the final meta-test; write results, plot and report into ``out_dir``
+    (default: ``run_dir``, which holds the baselines and the logs)."""
+    out_dir = run_dir if out_dir is None else out_dir
     log.info(
         "final meta-test: K = %d episodes on %d test tasks",
         config.evaluation.episodes,
@@ -611,8 +719,11 @@ def _final_evaluation(
     }
     steps = config.evaluation.baseline_training.steps or max(env_steps, 1)
     agents = {config.agent.name: agent}
+    trained: dict[str, float] = {}  # baselines trained now: their wall time
     for name in config.evaluation.baselines:
-        baseline, b_steps, b_time = _baseline(name, config, run_dir, sets.train, steps)
+        baseline, b_steps, b_time, now = _baseline(name, config, run_dir, sets.train, steps)
+        if now:
+            trained[LABELS[name]] = float(b_time or 0.0)
         agents[name] = baseline
         methods[name] = _Method(
             LABELS[name], _evaluate(config, baseline, sets.test), b_steps, b_time
@@ -636,7 +747,7 @@ def _final_evaluation(
 
     plot_adaptation(
         {m.label: m.result for m in methods.values()},
-        run_dir / PLOT_FILE,
+        out_dir / PLOT_FILE,
         title=f"{methods[config.agent.name].label} on {config.env.id}: held-out tasks",
     )
     gap = oracle_gap_closed(methods[config.agent.name].result, methods)
@@ -651,6 +762,7 @@ def _final_evaluation(
         "oracle_gap_closed": gap,
         "metaworld": metaworld,
         "final_evaluation_wall_time_s": eval_time,
+        "baseline_training_wall_time_s": sum(trained.values()),
         "methods": {
             name: {
                 "label": m.label,
@@ -672,8 +784,17 @@ def _final_evaluation(
             for set_name, test_set in other_sets.items()
         },
     }
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
-    report = _report(config, methods, gap, other_sets, iteration=iteration, eval_time=eval_time)
+    (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1))
+    report = _report(
+        config,
+        methods,
+        gap,
+        other_sets,
+        iteration=iteration,
+        eval_time=eval_time,
+        trained=trained,
+        run_dir=os.path.relpath(run_dir, out_dir),
+    )
     r = _randomization(config, schedule)
     if r is not None:
         report += (
@@ -682,7 +803,7 @@ def _final_evaluation(
             + f". The final distribution is in [{RESULTS_FILE}]({RESULTS_FILE}) "
             "(`randomization.params`, PhysicsParam dicts).\n"
         )
-    (run_dir / REPORT_FILE).write_text(report)
+    (out_dir / REPORT_FILE).write_text(report)
 
 
 def _randomization(config: ExperimentConfig, schedule: Any) -> dict[str, Any] | None:
@@ -745,6 +866,8 @@ def _fmt_steps(n: int | None) -> str:
 def _fmt_time(t: float | None) -> str:
     if t is None:
         return "-"
+    if t < 10:
+        return f"{t:.2f} s" if t < 1 else f"{t:.1f} s"
     return f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
 
 
@@ -829,7 +952,11 @@ def _report(
     *,
     iteration: int,
     eval_time: float,
+    trained: Mapping[str, float],
+    run_dir: str = ".",
 ) -> str:
+    """The report; ``trained``: label -> wall time of the baselines trained in this call;
+    ``run_dir``: the run folder relative to the report's (a re-evaluation's is ``../..``)."""
     agent_name = config.agent.name
     main = methods[agent_name]
     K = config.evaluation.episodes
@@ -848,6 +975,16 @@ def _report(
         f"# {main.label} on {config.env.id}",
         "",
         f"Run `{config.run.name}`, written {datetime.now().isoformat(timespec='seconds')}.",
+        *(
+            []
+            if run_dir == "."
+            else [
+                "",
+                f"A re-evaluation (`metarl eval`) of the run in [{run_dir}]({run_dir}/): its "
+                f"checkpoint of iteration {iteration}, K = {K} episodes per task; the run's own "
+                f"results and report are in [{run_dir}/{REPORT_FILE}]({run_dir}/{REPORT_FILE}).",
+            ]
+        ),
         "",
         "## What was run",
         "",
@@ -869,8 +1006,11 @@ def _report(
         )
         + f", evaluated {'with the mean action' if bt.deterministic else 'sampling actions'}.",
         f"- Meta-test: K = {K} consecutive episodes on each of the {config.env.n_test} test "
-        f"tasks, every method on the same tasks and reset seeds ({_fmt_time(eval_time)}, "
-        "baseline training included).",
+        f"tasks, every method on the same tasks and reset seeds ({_fmt_time(eval_time)}"
+        + "".join(
+            f", of which {_fmt_time(t)} training the {n} baseline" for n, t in trained.items()
+        )
+        + ").",
         f"- Seeds: run {config.run.seed}, tasks {config.env.task_seed}, sampler "
         f"{config.sampler.seed}, trainer {config.trainer.seed}. One seed: BENCHMARKS.md P3 asks "
         "for >= 3 for a published number.",
@@ -926,15 +1066,17 @@ def _report(
             f"the {K} episodes. 1 means the agent matches the oracle after {K} episodes; 0 "
             "means it does no better than the multi-task policy."
         )
+    run = "" if run_dir == "." else f"{run_dir}/"
     lines += [
         "",
         "## Files",
         "",
         f"- [{PLOT_FILE}]({PLOT_FILE}): adaptation curves.",
         f"- [{RESULTS_FILE}]({RESULTS_FILE}): every method's returns per task and episode.",
-        "- [metrics.csv](metrics.csv) (per iteration), [eval.csv](eval.csv) (periodic "
-        "meta-tests), `tb/` (TensorBoard), `checkpoints/`.",
-        f"- [{CONFIG_FILE}]({CONFIG_FILE}): the resolved config "
+        f"- [metrics.csv]({run}metrics.csv) (per iteration), [eval.csv]({run}eval.csv) "
+        f"(periodic meta-tests), their columns explained in [columns.md]({run}columns.md); "
+        f"`{run}tb/` (TensorBoard), `{run}checkpoints/`.",
+        f"- [{CONFIG_FILE}]({run}{CONFIG_FILE}): the resolved config "
         f"(`metarl train {CONFIG_FILE}` reruns it).",
         "",
     ]

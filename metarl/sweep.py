@@ -38,13 +38,15 @@ field or value stops the study with the config error (naming the field).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import logging
 import math
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,6 +168,11 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
         raise ConfigError(
             f"{path}: study.x: {study.x!r} is not varied; varied: {list(study.parameters)}"
         )
+    if study.x is not None and study.x == study.seed_field:
+        raise ConfigError(
+            f"{path}: study.x: {study.x!r} is the seed_field, which the report averages "
+            f"over; choose another varied field (varied: {list(study.parameters)})"
+        )
     experiment = (path.parent / study.experiment).resolve()
     for point in _check_points(study):
         load_config(experiment, trial_overrides(study, point))
@@ -281,6 +288,21 @@ def run_trial(
     return trial_metrics(run_dir)
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the ``with`` block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_study(
     study_file: str | Path,
     *,
@@ -292,8 +314,8 @@ def run_study(
 
     Args:
         study_file: the study YAML.
-        address: a Ray cluster to run the trials on (``None``: a local instance, or the
-            Ray this process is already connected to).
+        address: a Ray cluster to run the trials on (``None``: a new local instance of
+            this process, or the Ray this process is already connected to).
         num_cpus: CPUs of a local instance (``None``: all of this machine's).
         trial_fn: what a trial runs (``run_trial``); tests wrap it.
 
@@ -304,18 +326,18 @@ def run_study(
     """
     import ray
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     study, experiment = load_study(study_file)
     study_dir = (Path(study.root) / study.name).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
     owns_ray = not ray.is_initialized()
-    if owns_ray:
-        ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
+    if owns_ray and address is None:
+        from metarl.ray_sampling import init_local_ray
+
+        init_local_ray(num_cpus=num_cpus)
+    elif owns_ray:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
 
         def trainable(point: dict[str, Any]) -> None:
@@ -345,9 +367,13 @@ def run_study(
                     storage_path=str(study_dir),
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                     verbose=0,
+                    callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
                 ),
             )
-        grid = tuner.fit()
+        # Tune's loggers are the two above, without its TensorBoard one, which prints a
+        # hint to its files at every start: each trial's run folder has its own tb/.
+        with _environment(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
+            grid = tuner.fit()
     finally:
         if owns_ray:
             ray.shutdown()

@@ -11,6 +11,17 @@ atomically. ``Trainer.resume`` continues a run from its latest checkpoint, with
 the same generator states, so that a resumed run gives the numbers an
 uninterrupted run would have.
 
+Besides the files below, ``columns.md`` says what each column of ``metrics.csv``
+and ``eval.csv`` holds (``TRAINER_COLUMNS``, the agent's ``metric_descriptions``,
+``EVAL_COLUMN_DESCRIPTIONS``); TensorBoard gets the same scalars
+(``train/<column>``, ``eval/...``) at step ``env_steps``; ``checkpoints/`` holds
+``iter_XXXXXX.pt`` and ``latest``, the name of the newest. A resumed run drops what
+the stopped run logged after its checkpoint (rows of the CSV files, TensorBoard
+events past the checkpoint's step) before it logs those iterations again.
+``load_latest_checkpoint`` skips a checkpoint that does not load (a truncated file)
+or that ``latest`` names but that is missing, with a warning naming it, and uses
+the newest one that loads.
+
 Run folder (``run_dir``): ``metrics.csv`` (one row per iteration), ``eval.csv``
 (one row per evaluation and episode k: return mean and std over test tasks, and the
 success rate where the env gives a success flag, empty otherwise),
@@ -22,7 +33,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import pickle
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,10 +51,27 @@ from metarl.agents.base import Agent
 from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.sampling import Sampler
+from metarl.schema import RunFolderError
 from metarl.tasks import Task
 
-__all__ = ["TaskSchedule", "Trainer", "TrainerConfig", "latest_checkpoint", "save_atomically"]
+__all__ = [
+    "EVAL_COLUMNS",
+    "EVAL_COLUMN_DESCRIPTIONS",
+    "TRAINER_COLUMNS",
+    "TRAINER_FILES",
+    "TaskSchedule",
+    "Trainer",
+    "TrainerConfig",
+    "latest_checkpoint",
+    "load_latest_checkpoint",
+    "save_atomically",
+]
 
+METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.csv"
+COLUMNS_FILE = "columns.md"
+EVAL_DIR = "eval"
+TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 
@@ -67,6 +98,34 @@ def _append_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
         rows = [columns, *rows]
     with open(path, "a", newline="") as f:
         csv.writer(f).writerows(rows)
+
+
+# What a trainer writes into its run folder.
+TRAINER_FILES = (METRICS_FILE, EVAL_FILE, COLUMNS_FILE, EVAL_DIR, TB_DIR, CHECKPOINT_DIR)
+
+# The columns of metrics.csv that the trainer adds to the agent's metrics
+# (``{name}``: any text; the agent's own are its ``metric_descriptions``).
+TRAINER_COLUMNS: dict[str, str] = {
+    "iteration": "outer-loop iteration (1 for the first)",
+    "env_steps": "env steps collected for meta-training so far, this iteration's included "
+    "(the TensorBoard step)",
+    "wall_time": "seconds of collection and updates so far (evaluations and checkpoints "
+    "not counted)",
+    "randomization.{name}": "the task schedule's state after this iteration's update "
+    "(its ``describe()``, e.g. a bound of automatic domain randomization)",
+}
+# What each of ``EVAL_COLUMNS`` holds (one row per meta-test and episode k).
+EVAL_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "iteration": "the iteration after which the meta-test ran",
+    "env_steps": "meta-training env steps at that point",
+    "k": "episode k of the K consecutive episodes on each test task (1 = before any adaptation)",
+    "return_mean": "mean over the test tasks of episode k's undiscounted return",
+    "return_std": "standard deviation over the test tasks of episode k's return",
+    "success_rate": "share of the test tasks whose episode k succeeded (the success flag "
+    "fired at any step); empty where the env gives no success flag",
+}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,13 +175,123 @@ def _write_text_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _checkpoint_files(run_dir: str | Path) -> tuple[list[Path], str | None]:
+    """The checkpoint files of a run folder, newest first (the one ``latest`` names
+    first), and the name ``latest`` gives when that file is missing."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    files = sorted(folder.glob("iter_*.pt"), key=lambda p: (len(p.name), p.name), reverse=True)
+    pointer = folder / LATEST
+    if not pointer.is_file():
+        return files, None
+    named = folder / pointer.read_text().strip()
+    if named not in files:
+        return files, named.name
+    return [named, *(p for p in files if p != named)], None
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run folder, or ``None``."""
-    pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
-    if not pointer.exists():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if path.exists() else None
+    """The newest checkpoint file of a run folder (the one ``checkpoints/latest`` names,
+    or the highest iteration when that one is missing), or ``None``. Whether it loads
+    is ``load_latest_checkpoint``'s to find out."""
+    files, _ = _checkpoint_files(run_dir)
+    return files[0] if files else None
+
+
+# What ``torch.load`` raises for a file that is not a whole checkpoint: a truncated
+# zip archive (RuntimeError from PytorchStreamReader), an empty or cut pickle.
+_DAMAGED = (RuntimeError, EOFError, pickle.UnpicklingError, OSError)
+
+
+def load_latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``run_dir`` that loads, and its state; ``None`` if the
+    folder holds no checkpoint file.
+
+    A file that does not load, or a ``checkpoints/latest`` naming a missing file, is
+    reported as a warning (naming the file and torch's error) and the next older
+    checkpoint is used; the warning names the one used.
+
+    Raises:
+        RunFolderError: checkpoint files exist but none loads (each named, with its error).
+    """
+    files, missing = _checkpoint_files(run_dir)
+    skipped = []
+    if missing is not None:
+        skipped.append(
+            f"{Path(run_dir) / CHECKPOINT_DIR / LATEST} names {missing}, which is missing"
+        )
+    for path in files:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except _DAMAGED as err:
+            skipped.append(f"{path} does not load ({type(err).__name__}: {err})")
+            continue
+        if skipped:
+            log.warning(
+                "%s; using %s (iteration %s), the newest checkpoint that loads",
+                "; ".join(skipped),
+                path,
+                state.get("iteration", "?"),
+            )
+        return path, state
+    if skipped:
+        raise RunFolderError(f"{run_dir} holds no checkpoint that loads: " + "; ".join(skipped))
+    return None
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    """``return_k{k}`` -> a regex matching ``return_k3`` with the group ``k``."""
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile(
+        "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+)" for i, p in enumerate(parts))
+    )
+
+
+def describe_column(name: str, descriptions: Mapping[str, str]) -> str | None:
+    """The description of the column ``name`` in ``descriptions`` (keys may be templates
+    such as ``return_k{k}``, whose fields fill the text), or ``None``."""
+    if name in descriptions:
+        return descriptions[name]
+    for template, text in descriptions.items():
+        match = _template_regex(template).fullmatch(name)
+        if match and "{" in template:
+            return text.format(**match.groupdict())
+    return None
+
+
+def columns_doc(metric_columns: Sequence[str], agent: Agent) -> str:
+    """``columns.md``: a table of each column of ``metrics.csv`` and ``eval.csv``."""
+    agent_name = type(agent).__name__
+    lines = [
+        "# Columns of metrics.csv and eval.csv",
+        "",
+        f"## {METRICS_FILE}: one row per meta-training iteration ({agent_name})",
+        "",
+        "Means over the iteration's training batch unless said otherwise.",
+        "",
+        "| column | what it holds |",
+        "| --- | --- |",
+    ]
+    for name in metric_columns:
+        text = describe_column(name, TRAINER_COLUMNS) or describe_column(
+            name, agent.metric_descriptions
+        )
+        lines.append(
+            f"| `{name}` | {text or f'not described by {agent_name}.metric_descriptions'} |"
+        )
+    lines += [
+        "",
+        f"## {EVAL_FILE}: one row per meta-test (every `eval_every` iterations and at the "
+        "end) and episode k",
+        "",
+        "| column | what it holds |",
+        "| --- | --- |",
+        *(
+            f"| `{name}` | {EVAL_COLUMN_DESCRIPTIONS.get(name, 'not described')} |"
+            for name in EVAL_COLUMNS
+        ),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @runtime_checkable
@@ -279,7 +448,7 @@ class Trainer:
         rate = result.success_rate
         rates = [""] * result.episodes if rate is None else rate.tolist()
         _append_csv(
-            self.run_dir / "eval.csv",
+            self.run_dir / EVAL_FILE,
             EVAL_COLUMNS,
             [
                 [self.iteration, self.env_steps, k + 1, m, s, r]
@@ -299,11 +468,11 @@ class Trainer:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps)
+            self._writer = SummaryWriter(str(self.run_dir / TB_DIR))
         return self._writer
 
     def _log(self, metrics: dict[str, float]) -> None:
-        path = self.run_dir / "metrics.csv"
+        path = self.run_dir / METRICS_FILE
         row = {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
@@ -318,6 +487,9 @@ class Trainer:
                 self._metric_keys = list(row)
                 with open(path, "w", newline="") as f:
                     csv.writer(f).writerow(self._metric_keys)
+            _write_text_atomically(
+                self.run_dir / COLUMNS_FILE, columns_doc(self._metric_keys, self.agent)
+            )
         if set(row) != set(self._metric_keys):
             raise ValueError(
                 f"metrics changed keys between iterations: {sorted(row)} vs "
@@ -358,7 +530,9 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the trainer, the agent and the samplers' call counters from ``path``."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        self._restore(torch.load(path, map_location="cpu", weights_only=False), path)
+
+    def _restore(self, state: dict[str, Any], path: str | Path) -> None:
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.wall_time = float(state["wall_time"])
@@ -376,10 +550,11 @@ class Trainer:
             int(i): AdaptationResult.from_dict(r) for i, r in state["evaluations"].items()
         }
         self._truncate_logs()
+        self._truncate_tensorboard()
 
     def _truncate_logs(self) -> None:
         """Drop log rows written after the checkpoint (a run stopped between checkpoints)."""
-        for name in ("metrics.csv", "eval.csv"):
+        for name in (METRICS_FILE, EVAL_FILE):
             path = self.run_dir / name
             if not path.exists():
                 continue
@@ -389,10 +564,39 @@ class Trainer:
             with open(path, "w", newline="") as f:
                 csv.writer(f).writerows(kept)
 
+    def _truncate_tensorboard(self) -> None:
+        """Drop the TensorBoard events after the checkpoint's step from the event files
+        (a run stopped between checkpoints wrote them; this run writes them again)."""
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        for path in sorted((self.run_dir / TB_DIR).glob("events.out.tfevents.*")):
+            records = list(RawEventFileLoader(str(path)).Load())
+            kept = [
+                r
+                for r in records
+                if (event := Event.FromString(r)).step <= self.env_steps or event.file_version
+            ]
+            if len(kept) == len(records):
+                continue
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            with open(tmp, "wb") as f:
+                writer = RecordWriter(f)
+                for record in kept:
+                    writer.write(record)
+            os.replace(tmp, path)
+
     def resume(self) -> bool:
-        """Load the latest checkpoint of ``run_dir`` if there is one; return whether it did."""
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
+        """Load the newest checkpoint of ``run_dir`` that loads (``load_latest_checkpoint``)
+        if there is one; return whether it did.
+
+        Raises:
+            RunFolderError: checkpoint files exist but none loads.
+        """
+        found = load_latest_checkpoint(self.run_dir)
+        if found is None:
             return False
-        self.load_checkpoint(path)
+        path, state = found
+        self._restore(state, path)
         return True

@@ -270,3 +270,39 @@ def test_randomization_section_is_checked() -> None:
     assert "nominal.m: 5.0 lies outside the limits" in msg
     ok = validate_config({**base, "randomization": {"params": {"m": mass}}})
     assert ok.env.n_train == 100 and ok.randomization is not None
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML keys are unique: a second ``trainer:`` section (or key) is an error naming
+    the key and its lines, in every file the project reads, not a silent replacement."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        f"env:\n  id: {ENV}\ntrainer:\n  iterations: 3\nrun:\n  seed: 1\n"
+        "trainer:\n  iterations: 50\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not valid YAML: duplicate key 'trainer' on lines 3 and 7"
+    path.write_text(f"env:\n  id: {ENV}\nagent:\n  hidden_size: 8\n  hidden_size: 16\n")
+    with pytest.raises(ConfigError, match="duplicate key 'hidden_size' on lines 4 and 5"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="override .*duplicate key 'epochs' on line 1"):
+        load_config(None, ["env.id=" + ENV, "agent={epochs: 1, epochs: 2}"])
+    # YAML merge keys may repeat a merged key: that is what they are for.
+    path.write_text(f"env:\n  id: {ENV}\nbase: &b {{epochs: 1}}\nagent:\n  <<: *b\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        load_config(path)  # parsed; only the unknown section is refused
+
+    # The other files: a study, a sysid file, a robot file.
+    from metarl.sim2real.commands import load_sysid
+    from metarl.sim2real.robot_commands import load_robot_file
+    from metarl.sweep import load_study
+
+    for load, section in (
+        (load_study, "study"),
+        (load_sysid, "sysid"),
+        (lambda p: load_robot_file(p, "record"), "record"),
+    ):
+        path.write_text(f"{section}:\n  name: a\n  name: b\n")
+        with pytest.raises(ConfigError, match="duplicate key 'name' on lines 2 and 3"):
+            load(path)

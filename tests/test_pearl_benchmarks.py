@@ -29,9 +29,12 @@ def test_missing_checkpoint_names_the_iteration_and_the_kept_ones(tmp_path: Path
     (tmp_path / "checkpoints" / "iter_000010.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"iteration 20 \(kept: \['iter_000010.pt'\]\)"):
         pearl.checkpoint_path(tmp_path, 20)
-    with pytest.raises(FileNotFoundError, match="iteration None"):
-        pearl.checkpoint_path(tmp_path)  # no "latest" pointer
+    # No "latest" pointer: the newest checkpoint file.
+    assert pearl.checkpoint_path(tmp_path).name == "iter_000010.pt"
     assert pearl.checkpoint_path(tmp_path, 10).name == "iter_000010.pt"
+    (tmp_path / "checkpoints" / "iter_000010.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="iteration None"):
+        pearl.checkpoint_path(tmp_path)
 
 
 def test_exploration_needs_a_sparse_run_and_more_episodes_than_prior_ones(

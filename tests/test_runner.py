@@ -94,15 +94,17 @@ def test_train_writes_the_run_folder_and_eval_reproduces_it(
     # baselines are reused, not retrained.
     mtime = (run_dir / "baselines" / "oracle.pt").stat().st_mtime
     assert _cli(["eval", str(run_dir)]) == 0
-    again = json.loads((run_dir / "results.json").read_text())
+    reevaluations = run_dir / "reevaluations"
+    again = json.loads((reevaluations / "iteration2_episodes2_seed0" / "results.json").read_text())
     for name in results["methods"]:
         assert again["methods"][name]["returns"] == results["methods"][name]["returns"], name
     assert (run_dir / "baselines" / "oracle.pt").stat().st_mtime == mtime
-    # A different K re-runs the protocol with it.
+    # A different K re-runs the protocol with it, in a folder of its own.
     assert _cli(["eval", str(run_dir), "--episodes", "3"]) == 0
-    k3 = json.loads((run_dir / "results.json").read_text())
+    k3 = json.loads((reevaluations / "iteration2_episodes3_seed0" / "results.json").read_text())
     assert k3["episodes"] == 3 and len(k3["methods"]["rl2"]["mean"]) == 3
-    assert "k=3" in (run_dir / "report.md").read_text()
+    assert "k=3" in (reevaluations / "iteration2_episodes3_seed0" / "report.md").read_text()
+    assert json.loads((run_dir / "results.json").read_text()) == results
 
 
 def test_evaluating_during_training_leaves_training_unchanged(tmp_path: Path) -> None:
@@ -185,6 +187,9 @@ def test_resume_continues_a_stopped_run(
     assert _cli(["train", "--resume", str(stopped), "trainer.iterations=3"]) == 2
     assert "has done 5 iterations, more than the 3 given" in capsys.readouterr().err
     assert _cli(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "nothing does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _cli(["train", "--resume", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="already holds a run"):
         run_experiment(load_config(CONFIG, overrides), stopped)

@@ -55,7 +55,9 @@ def _fails_once(
 
 
 @pytest.mark.slow  # Ray Tune, 4 tiny RL2 runs twice in parallel: ~60 s on 2 cores
-def test_grid_study_retries_a_failed_trial_resumes_and_reports(tmp_path: Path) -> None:
+def test_grid_study_retries_a_failed_trial_resumes_and_reports(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Tune's workers
@@ -79,6 +81,10 @@ def test_grid_study_retries_a_failed_trial_resumes_and_reports(tmp_path: Path) -
     report = (study_dir / "report.md").read_text()
     assert "| agent.hidden_size | mean | std | n | 95% CI |" in report
     assert (study_dir / "agent.return_last.png").stat().st_size > 1000
+    # Neither Ray's notice that token authentication is on nor Tune's TensorBoard hint.
+    out, err = capfd.readouterr()
+    assert "Token authentication" not in out + err
+    assert "To visualize your results with TensorBoard" not in out + err
 
     # Running the study again continues it: every trial is done, none runs again.
     stamps = {t: (study_dir / "trials" / t / "results.json").stat().st_mtime for t in trials}
@@ -105,6 +111,8 @@ def test_study_errors_name_the_field(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match=r"study.x: 'run.root' is not varied"):
         load_study(_study(tmp_path, x="run.root"))
+    with pytest.raises(ConfigError, match=r"study.x: 'run.seed' is the seed_field"):
+        load_study(_study(tmp_path, x="run.seed"))  # the report averages over it
     with pytest.raises(ConfigError, match=r"study.max_failures"):
         load_study(_study(tmp_path, max_failures=-1))
     study, _ = load_study(

@@ -11,14 +11,14 @@ its episodes come from this process or from Ray workers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 from metarl.agents.policy import Policy
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
-__all__ = ["Agent", "CollectFn", "TrainStep", "return_metrics"]
+__all__ = ["RETURN_METRICS", "Agent", "CollectFn", "TrainStep", "return_metrics"]
 
 # ``collect(policy, tasks, episodes_per_task) -> EpisodeBatch``: a sampler's collect.
 CollectFn = Callable[[Policy, Sequence[Task], int], EpisodeBatch]
@@ -32,9 +32,17 @@ class TrainStep(NamedTuple):
     metrics: dict[str, float]
 
 
+# What ``return_metrics`` gives (``{k}``: any episode number).
+RETURN_METRICS: dict[str, str] = {
+    "return_mean": "mean undiscounted return of the iteration's training episodes",
+    "return_k{k}": "mean undiscounted return of episode {k} of each trial (task) in the "
+    "iteration's training batch",
+}
+
+
 def return_metrics(batch: EpisodeBatch, prefix: str = "") -> dict[str, float]:
     """``{prefix}return_mean`` and ``{prefix}return_k{k}`` (mean return of the k-th
-    episode of each trial) of a batch."""
+    episode of each trial) of a batch (``RETURN_METRICS``)."""
     returns = batch.returns()
     metrics = {f"{prefix}return_mean": float(returns.mean())}
     for k in range(returns.shape[1]):
@@ -55,6 +63,10 @@ class Agent(ABC):
     # between two inner steps; 1 for agents that adapt from episode to episode (RL2,
     # PEARL) or not at all. Reports average the meta-test returns over these groups.
     adaptation_batch: int = 1
+    # What each metric of ``train_step`` holds: metric name (or a template such as
+    # ``return_k{k}``) -> description. The trainer writes them into the run folder's
+    # columns.md, beside metrics.csv.
+    metric_descriptions: ClassVar[Mapping[str, str]] = RETURN_METRICS
 
     @abstractmethod
     def policy(self) -> Policy:

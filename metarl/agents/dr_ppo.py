@@ -31,9 +31,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ from metarl.agents.networks import (
     torch_threads,
 )
 from metarl.agents.ppo import (
+    PPO_UPDATE_METRICS,
     clipped_surrogate_loss,
     compute_gae,
     explained_variance,
@@ -168,6 +169,12 @@ class PPOAgent(Agent):
             a ``Box`` (bounded on every axis or on none).
     """
 
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        **Agent.metric_descriptions,
+        **PPO_UPDATE_METRICS,
+        "episode_length": "mean length (steps) of the iteration's training episodes",
+    }
+
     def __init__(
         self,
         observation_space: spaces.Space[Any],
@@ -245,7 +252,8 @@ class PPOAgent(Agent):
         return v * math.sqrt(self.return_stats.var + 1e-8) + self.return_stats.mean
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """One PPO update (``epochs`` passes of minibatches) from ``batch``."""
+        """One PPO update (``epochs`` passes of minibatches) from ``batch``; its metrics
+        are in ``metric_descriptions``."""
         cfg = self.config
         episodes = batch.episodes
         obs_raw = np.concatenate([ep.observations for ep in episodes]).reshape(batch.num_steps, -1)

@@ -52,7 +52,7 @@ import numbers
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -502,6 +502,16 @@ class GradientMetaAgent(Agent):
 
     config: GradientMetaConfig
     config_class: type[GradientMetaConfig] = GradientMetaConfig
+    # ``train_step``'s metrics; subclasses add their ``outer_update``'s.
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        "return_mean": "mean undiscounted return of the post-update episodes (after the "
+        "last inner step)",
+        "return_step{j}": "mean undiscounted return of the episodes collected after {j} "
+        "inner steps (0: with the meta-parameters)",
+        "adaptation_gain": "return after the last inner step minus return before any "
+        "(return_step<last> - return_step0)",
+        "action_std": "mean standard deviation of the Gaussian policy (unit action box)",
+    }
 
     def __init__(
         self,
@@ -719,9 +729,8 @@ class GradientMetaAgent(Agent):
         """Collect pre-update episodes, take the inner steps, collect post-update
         episodes, and run the outer update.
 
-        Metrics: ``return_mean`` (post-update episodes), ``return_step{j}`` (mean
-        episode return after ``j`` inner steps), ``adaptation_gain`` (post minus
-        pre-update) and the outer update's metrics.
+        Metrics: ``metric_descriptions`` (the returns, the adaptation gain and the
+        outer update's metrics).
         """
         cfg = self.config
         stages = [cfg.episodes_per_task] * (cfg.num_inner_steps + 1)

@@ -23,8 +23,9 @@ until the surrogate improves within the KL bound (rllab's line search).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -86,6 +87,16 @@ class MAMLTRPOAgent(GradientMetaAgent):
 
     config: MAMLTRPOConfig
     config_class = MAMLTRPOConfig
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        **GradientMetaAgent.metric_descriptions,
+        "surrogate_before": "TRPO surrogate loss of the post-update episodes before the step",
+        "surrogate_after": "the surrogate loss after the accepted step (the line search's)",
+        "kl": "mean KL between the post-update policies before and after the step",
+        "backtracks": "line-search backtracking steps taken",
+        "step_accepted": "1 if the line search accepted a step (KL and loss constraints "
+        "met), else 0",
+        "grad_norm": "norm of the meta-gradient of the surrogate",
+    }
 
     def _objectives(
         self,
@@ -106,9 +117,7 @@ class MAMLTRPOAgent(GradientMetaAgent):
         return loss, kl
 
     def outer_update(self, steps: Sequence[TaskData], post: TaskData) -> dict[str, float]:
-        """One TRPO step on theta. Metrics: ``surrogate_before`` / ``surrogate_after``
-        (the loss), ``kl`` (accepted step), ``backtracks``, ``step_accepted`` (1 or 0),
-        ``grad_norm`` (of the meta-gradient)."""
+        """One TRPO step on theta; its metrics are in ``metric_descriptions``."""
         cfg = self.config
         sampling = self.sampling_log_probs(steps)
         theta = self.flat_params()

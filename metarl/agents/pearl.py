@@ -42,9 +42,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -299,6 +299,17 @@ class PEARLAgent(Agent):
         action_space: a bounded ``Box`` (the actor's tanh output is mapped onto it).
         config: hyperparameters (defaults and sources in ``PEARLConfig``).
     """
+
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        "return_mean": "mean undiscounted return of the episodes collected this iteration "
+        "(prior, posterior and extra-RL phases together)",
+        "qf_loss": "squared TD error of the two Q functions (mean over the gradient steps)",
+        "vf_loss": "squared error of the V function against min Q - log pi",
+        "policy_loss": "the actor's loss, log pi - min Q plus the mean and std regularizers",
+        "kl": "KL of the context posterior q(z | c) from the prior N(0, I), per task",
+        "z_mean_abs": "mean absolute value of the posterior means of z",
+        "z_var": "mean posterior variance of z",
+    }
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ import torch
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 __all__ = [
+    "PPO_UPDATE_METRICS",
     "SurrogateStats",
     "clipped_surrogate_loss",
     "compute_gae",
@@ -95,6 +96,18 @@ def normalize_advantages(
     var = masked_mean((advantages - mean) ** 2, mask)
     out = (advantages - mean) / (var.sqrt() + eps)
     return out if mask is None else out * mask.to(out.dtype)
+
+
+# The metrics of a PPO update (means over its minibatches unless said otherwise).
+PPO_UPDATE_METRICS: dict[str, str] = {
+    "policy_loss": "PPO's clipped surrogate loss (mean over the update's minibatches)",
+    "value_loss": "squared error of the value head (mean over the update's minibatches)",
+    "entropy": "entropy of the policy's action distribution (mean over minibatches)",
+    "approx_kl": "estimated KL(old || new policy), mean over the update's minibatches",
+    "clip_fraction": "share of steps whose probability ratio lies outside the clip range",
+    "explained_variance": "1 - Var(return - value) / Var(return) of the values collected",
+    "action_std": "mean standard deviation of the Gaussian policy (in the unit action box)",
+}
 
 
 class SurrogateStats(NamedTuple):

@@ -24,9 +24,9 @@ Two changes to MAML-TRPO (``metarl.agents.maml_trpo``), everything else shared
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -118,6 +118,17 @@ class ProMPAgent(GradientMetaAgent):
 
     config: ProMPConfig
     config_class = ProMPConfig
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        **GradientMetaAgent.metric_descriptions,
+        "loss": "the ProMP objective as a loss, at the update's first Adam step",
+        "clip_objective": "its clipped-likelihood-ratio term, at the first Adam step",
+        "clip_fraction": "share of post-update steps whose ratio lies outside the clip "
+        "range, after the update",
+        "outer_kl": "approximate KL of the post-update policies, before vs after the update",
+        "inner_kl": "KL between pre- and post-inner-step policies after the update, mean "
+        "over inner steps",
+        "kl_penalty": "the inner KL penalty coefficient eta, mean over inner steps",
+    }
 
     def __init__(
         self, observation_space: Any, action_space: Any, config: ProMPConfig | None = None
@@ -171,10 +182,8 @@ class ProMPAgent(GradientMetaAgent):
         return _Reference(list(steps), sampling, post, old_log_prob, old_dists)
 
     def outer_update(self, steps: Sequence[TaskData], post: TaskData) -> dict[str, float]:
-        """``num_steps`` Adam steps on the ProMP objective. Metrics: ``loss`` and
-        ``clip_objective`` (first step), ``clip_fraction``, ``outer_kl`` (approximate KL
-        of the post-update policies after the update), ``inner_kl`` (mean over inner
-        steps after the update) and ``kl_penalty`` (mean eta)."""
+        """``num_steps`` Adam steps on the ProMP objective; its metrics are in
+        ``metric_descriptions``."""
         cfg = self.config
         ref = self.reference(steps, post)
         first: dict[str, float] = {}

@@ -37,9 +37,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ from metarl.agents.networks import (
 )
 from metarl.agents.policy import PolicyInput, PolicyOutput
 from metarl.agents.ppo import (
+    PPO_UPDATE_METRICS,
     clipped_surrogate_loss,
     compute_gae,
     explained_variance,
@@ -367,6 +368,11 @@ class RL2Agent(Agent):
     adaptation is the base class's: one trial of the requested episodes per task.
     """
 
+    metric_descriptions: ClassVar[Mapping[str, str]] = {
+        **Agent.metric_descriptions,
+        **PPO_UPDATE_METRICS,
+    }
+
     def __init__(
         self,
         observation_space: spaces.Space[np.ndarray],
@@ -453,10 +459,8 @@ class RL2Agent(Agent):
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """PPO epochs over minibatches of whole trials; returns the update's metrics.
 
-        Metrics: ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``,
-        ``clip_fraction`` (means over the update's minibatches), ``explained_variance``
-        (of the collected values), ``action_std`` (unit box), ``mean_trial_return``
-        and ``return_episode_k`` for k = 1..K (means over the batch's trials).
+        Metrics: ``PPO_UPDATE_METRICS`` (the returns are ``train_step``'s
+        ``return_mean`` and ``return_k{k}``).
 
         Raises:
             ValueError: the batch's episodes lack the ``log_prob`` / ``value`` infos.
@@ -519,10 +523,6 @@ class RL2Agent(Agent):
         valid = data.mask
         metrics["explained_variance"] = explained_variance(data.old_values[valid], returns[valid])
         metrics["action_std"] = float(torch.exp(self.network.policy_head.log_std.detach()).mean())
-        trial_returns = batch.returns()
-        metrics["mean_trial_return"] = float(trial_returns.sum(1).mean())
-        for k, mean_k in enumerate(trial_returns.mean(0), start=1):
-            metrics[f"return_episode_{k}"] = float(mean_k)
         return metrics
 
     # -- checkpoints ------------------------------------------------------------------

@@ -81,6 +81,21 @@ def _register() -> None:
 
 _register()
 
+
+def task_env_ids() -> list[str]:
+    """The ids of every registered task family: ``TASK_ENVS``, then ``METAWORLD_ENVS``."""
+    return [*TASK_ENVS, *METAWORLD_ENVS]
+
+
+def task_counts(env_id: str) -> tuple[int, int] | None:
+    """The (train, test) task counts of a registered task family, or ``None``."""
+    if env_id in TASK_ENVS:
+        return TASK_ENVS[env_id][2], TASK_ENVS[env_id][3]
+    if env_id in METAWORLD_ENVS:
+        return METAWORLD_ENVS[env_id][1], METAWORLD_ENVS[env_id][2]
+    return None
+
+
 __all__ = [
     "METAWORLD_ENVS",
     "TASK_ENVS",
@@ -103,5 +118,7 @@ __all__ = [
     "sample_tasks",
     "set_task",
     "set_tasks",
+    "task_counts",
     "task_distribution",
+    "task_env_ids",
 ]
