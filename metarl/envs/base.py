@@ -1,19 +1,19 @@
 """The task-environment contract: ``sample_tasks``, ``set_task``, ``get_task``.
 
 ``TaskEnv`` is the mixin every metarl task environment (and every wrapper that
-makes an environment a task environment) inherits. It also exposes the task as a
-``task`` property, so that ``VectorEnv.set_attr("task", tasks)`` gives each
-sub-environment its own task through Gymnasium's wrappers, in both
-``SyncVectorEnv`` and ``AsyncVectorEnv``.
+makes an environment a task environment) inherits.
 
 The functions below reach the task API of an environment that ``gymnasium.make``
 (or any stack of wrappers) has wrapped: ``set_task(env, task)`` is the way to set
-a task on such an environment. Assigning ``env.task = task`` works on a task
-environment itself and on metarl's wrappers (``MultiTaskEnv``,
-``PhysicsRandomization``), but Gymnasium's wrappers (``TimeLimit``,
-``OrderEnforcing``, ...) do not pass an assignment down: it would only store the
-value on the wrapper. The functions here refuse an environment on which that
-happened, naming the wrapper, instead of running the old task.
+a task. ``TaskEnv`` also has a ``task`` property, the attribute through which
+``set_tasks`` gives each sub-environment of a Gymnasium vector env its own task
+(``set_attr("task", tasks)``, which Gymnasium's wrappers pass down). Assigning
+``env.task = ...`` directly is not the way to set a task: Gymnasium's wrappers
+(``TimeLimit``, ``OrderEnforcing``, ...) keep an assigned attribute themselves, so
+on a made environment the assignment changes nothing. The functions here
+(``set_task``, ``get_task``, ``sample_tasks``, ``set_tasks``, ``get_tasks``, and the
+samplers through them) refuse an environment on which that happened, naming the
+wrapper; an environment stepped without any of them runs its old task.
 
 ``set_tasks`` / ``get_tasks`` take Gymnasium's ``SyncVectorEnv`` and
 ``AsyncVectorEnv``, those wrapped by ``gymnasium.wrappers.vector`` wrappers, and
@@ -33,9 +33,8 @@ import numpy as np
 
 from metarl.tasks import Task, TaskDistribution
 
-# Gymnasium's vector envs whose sub-environments take tasks through set_attr/get_attr; a
-# gymnasium.vector.VectorWrapper over one, or a Stable-Baselines3 VecEnv, is accepted too.
-VectorTaskEnvs = gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv
+# Gymnasium's vector envs whose sub-environments take tasks through set_attr/get_attr.
+_GYMNASIUM_VECTOR_ENVS = (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)
 
 
 class TaskEnv:
@@ -72,11 +71,11 @@ class TaskEnv:
 
     @property
     def task(self) -> Task:
-        """The current task; assigning to it calls ``set_task``.
+        """The current task; assigning to it calls ``set_task`` on this object.
 
-        On this object only: Gymnasium's wrappers around it (those of
-        ``gymnasium.make``) do not pass an assignment down; use
-        ``metarl.envs.set_task(env, task)`` on a wrapped environment.
+        The attribute vector envs set (``set_attr("task", tasks)``). Gymnasium's
+        wrappers do not pass an assignment down: set a task with
+        ``metarl.envs.set_task(env, task)`` (module docstring).
         """
         return self.get_task()
 
@@ -135,13 +134,21 @@ def set_task(env: gym.Env[Any, Any], task: Task) -> None:
 
     Raises:
         TypeError: ``env`` is not a task environment.
-        ValueError: from the environment's ``set_task``, for a task outside its support.
+        ValueError: from the environment's ``set_task``, for a task outside its support;
+            or a Gymnasium wrapper of ``env`` holds an assigned ``task`` (the
+            assignment changed nothing; module docstring).
     """
     _task_method(env, "set_task")(task)
 
 
 def get_task(env: gym.Env[Any, Any]) -> Task:
-    """Return the task of ``env`` (possibly wrapped)."""
+    """Return the task of ``env`` (possibly wrapped).
+
+    Raises:
+        TypeError: ``env`` is not a task environment.
+        ValueError: a Gymnasium wrapper of ``env`` holds an assigned ``task`` (the
+            assignment changed nothing; module docstring).
+    """
     task: Task = _task_method(env, "get_task")()
     return task
 
@@ -149,13 +156,26 @@ def get_task(env: gym.Env[Any, Any]) -> Task:
 def sample_tasks(
     env: gym.Env[Any, Any], n: int, rng: np.random.Generator | None = None
 ) -> list[Task]:
-    """Return ``n`` tasks drawn from the task distribution of ``env`` (possibly wrapped)."""
+    """Return ``n`` tasks drawn from the task distribution of ``env`` (possibly wrapped).
+
+    Raises:
+        TypeError: ``env`` is not a task environment.
+        ValueError: a Gymnasium wrapper of ``env`` holds an assigned ``task`` (the
+            assignment changed nothing; module docstring).
+    """
     tasks: list[Task] = _task_method(env, "sample_tasks")(n, rng)
     return tasks
 
 
 def task_distribution(env: gym.Env[Any, Any]) -> TaskDistribution:
-    """Return the task distribution of ``env`` (possibly wrapped)."""
+    """Return the task distribution of ``env`` (possibly wrapped).
+
+    Raises:
+        TypeError: ``env`` is not a task environment.
+        ValueError: a Gymnasium wrapper of ``env`` holds an assigned ``task`` (the
+            assignment changed nothing; module docstring).
+    """
+    _check_no_shadowed_task(env)
     if not is_task_env(env):
         raise TypeError(f"{env} is not a task environment (it has no set_task)")
     dist: TaskDistribution = env.get_wrapper_attr("task_distribution")
@@ -171,8 +191,9 @@ def set_tasks(envs: Any, tasks: Sequence[Task]) -> None:
 
     Raises:
         TypeError: ``envs`` is none of these (the message says what to pass).
-        ValueError: ``len(tasks)`` differs from the number of sub-environments, or
-            a task is outside the support of its sub-environment.
+        ValueError: ``len(tasks)`` differs from the number of sub-environments, a
+            task is outside the support of its sub-environment, or a Gymnasium wrapper
+            of a ``SyncVectorEnv``'s sub-environment holds an assigned ``task``.
     """
     vec = _vector_task_envs(envs)
     if len(tasks) != vec.num_envs:
@@ -187,7 +208,7 @@ def set_tasks(envs: Any, tasks: Sequence[Task]) -> None:
             dist.validate(task)
         except ValueError as err:
             raise ValueError(f"tasks[{i}]: {err}") from None
-    if isinstance(vec, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+    if isinstance(vec, _GYMNASIUM_VECTOR_ENVS):
         for sub in getattr(vec, "envs", ()):  # a SyncVectorEnv's sub-envs are at hand
             _check_no_shadowed_task(sub)
         vec.set_attr("task", list(tasks))
@@ -207,9 +228,11 @@ def get_tasks(envs: Any) -> list[Task]:
 
     Raises:
         TypeError: ``envs`` is not a vector env of those kinds.
+        ValueError: a Gymnasium wrapper of a ``SyncVectorEnv``'s sub-environment holds
+            an assigned ``task``.
     """
     vec = _vector_task_envs(envs)
-    if isinstance(vec, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+    if isinstance(vec, _GYMNASIUM_VECTOR_ENVS):
         for sub in getattr(vec, "envs", ()):
             _check_no_shadowed_task(sub)
         return list(vec.get_attr("task"))
@@ -221,7 +244,7 @@ def _vector_task_envs(envs: Any) -> Any:
     (under any ``VectorWrapper``) or a Stable-Baselines3 ``VecEnv``."""
     if isinstance(envs, gym.vector.VectorWrapper):
         envs = envs.unwrapped
-    if isinstance(envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+    if isinstance(envs, _GYMNASIUM_VECTOR_ENVS):
         return envs
     # Stable-Baselines3 is only looked for where it is already imported: an object of
     # its classes cannot exist otherwise, and importing it here would slow every import.

@@ -59,7 +59,11 @@ RESAMPLE_MODES = ("reset", "steps", "once")
 _STREAM = 0x70687973
 
 
-Params = PhysicsSpace | Mapping[str, PhysicsParam | Mapping[str, Any]] | Sequence[PhysicsParam]
+Params = (
+    PhysicsSpace
+    | Mapping[str, PhysicsParam | Mapping[str, Any]]
+    | Sequence[PhysicsParam | Mapping[str, Any]]
+)
 
 
 def _bound_space(params: Params, model: Any) -> PhysicsSpace:
@@ -74,6 +78,8 @@ def _bound_space(params: Params, model: Any) -> PhysicsSpace:
         built = params_from_dicts({n: p for n, p in params.items() if isinstance(p, Mapping)})
         named: dict[str, Any] = {n: built.get(n, p) for n, p in params.items()}
         return PhysicsSpace(named, model)
+    if isinstance(params, Sequence) and not isinstance(params, str):
+        params = [PhysicsParam.from_dict(p) if isinstance(p, Mapping) else p for p in params]
     return PhysicsSpace(params, model)
 
 

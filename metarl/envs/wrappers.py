@@ -157,7 +157,13 @@ class MultiTaskEnv(TaskEnv, gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordCon
         return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # The distribution is the wrapped environment's own, which a copy rebuilds (a
+        # physics space moves to the rebuilt model): take it from there again.
         self.__dict__.update(state)
+        shared = self._source is self.task_distribution
+        self.task_distribution = task_distribution(self.env)
+        if shared:
+            self._source = self.task_distribution
 
     # ----------------------------------------------------------------- Gymnasium API
 

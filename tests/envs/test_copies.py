@@ -225,6 +225,24 @@ def _physics_wrapper(env: gym.Env[Any, Any]) -> PhysicsRandomization | None:
     return None
 
 
+def _assert_spaces_bound_to_its_model(env: gym.Env[Any, Any], where: str) -> None:
+    """Every physics space a layer holds (``task_distribution(env)`` too) is on the
+    model the env runs, so that ``apply`` / ``restore`` through it reach that model."""
+    model = getattr(env.unwrapped, "model", None)
+    layer: Any = env
+    while True:
+        space = getattr(layer, "task_distribution", None)
+        if isinstance(space, PhysicsSpace):
+            assert space.model is model, f"{where}: {type(layer).__name__}'s space"
+        if not isinstance(layer, gym.Wrapper):
+            break
+        layer = layer.env
+    if is_task_env(env):
+        space = task_distribution(env)
+        if isinstance(space, PhysicsSpace):
+            space.model_values(env.unwrapped.model)  # raises for a space on another model
+
+
 def _assert_runs_what_info_reports(env: gym.Env[Any, Any], build: str) -> None:
     """The model's physics equal what ``info["physics"]`` reports, rebuilt on a fresh env."""
     _, info = env.reset(seed=3)
@@ -257,6 +275,7 @@ def test_a_copy_runs_the_physics_it_reports(build: str, route: str) -> None:
         where = f"{build}, copied {moment} by {route}"
         clone = COPIES[route](original)
         _assert_same(_state(clone), _state(original), f"{where}: at the copy")
+        _assert_spaces_bound_to_its_model(clone, where)
         _assert_same(_rollout(clone, seed=3), _rollout(original, seed=3), f"{where}: seeded")
         _, info = original.reset()
         _, clone_info = clone.reset()

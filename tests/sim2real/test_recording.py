@@ -363,3 +363,22 @@ def test_an_env_that_cannot_be_rebuilt_is_saved_without_spec_and_said_so(
     (wrapper,) = EnvSpec.from_json(got["sim/listed-v0"]["spec"]).additional_wrappers
     assert wrapper.kwargs == {"tasks": [t.to_dict() for t in ran]}
     assert got["sim/listed-v0"]["replays"][0]["same_start"]
+
+
+@pytest.mark.parametrize("form", ["mapping", "sequence", "space"])
+def test_every_documented_form_of_physics_params_gives_a_spec(form: str) -> None:
+    from metarl.envs import PhysicsSpace
+    from metarl.sim2real.env_record import portable_spec
+
+    param = PhysicsParam.from_dict({**MASS, "dist": {"kind": "uniform", "low": 0.5, "high": 2.0}})
+    base = gym.make("InvertedPendulum-v5")
+    params: Any = {
+        "mapping": {"body_mass": param},
+        "sequence": [param],
+        "space": PhysicsSpace([param], base.unwrapped.model),
+    }[form]
+    env = PhysicsRandomization(base, params)
+    spec, why = portable_spec(env, env.observation_space, env.action_space)
+    assert spec is not None, why
+    rebuilt = gym.make(spec)
+    assert rebuilt.get_wrapper_attr("task_distribution").params == env.task_distribution.params
