@@ -79,8 +79,8 @@ def _bound_space(params: Params, model: Any) -> PhysicsSpace:
         named: dict[str, Any] = {n: built.get(n, p) for n, p in params.items()}
         return PhysicsSpace(named, model)
     if isinstance(params, Sequence) and not isinstance(params, str):
-        built = [PhysicsParam.from_dict(p) if isinstance(p, Mapping) else p for p in params]
-        return PhysicsSpace(built, model)
+        listed = [PhysicsParam.from_dict(p) if isinstance(p, Mapping) else p for p in params]
+        return PhysicsSpace(listed, model)
     return PhysicsSpace(params, model)
 
 
