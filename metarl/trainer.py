@@ -208,13 +208,19 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] |
 
     A file that does not load, or a ``checkpoints/latest`` naming a missing file, is
     reported as a warning (naming the file and torch's error) and the next older
-    checkpoint is used; the warning names the one used.
+    checkpoint is used; the warning names the one used. The folder is not changed.
 
     Raises:
         RunFolderError: checkpoint files exist but none loads (each named, with its error).
     """
+    found = _load_newest(run_dir)
+    return None if found is None else found[:2]
+
+
+def _load_newest(run_dir: str | Path) -> tuple[Path, dict[str, Any], list[Path]] | None:
+    """``load_latest_checkpoint``'s result and the newer files that did not load."""
     files, missing = _checkpoint_files(run_dir)
-    skipped = []
+    skipped, damaged = [], []
     if missing is not None:
         skipped.append(
             f"{Path(run_dir) / CHECKPOINT_DIR / LATEST} names {missing}, which is missing"
@@ -224,6 +230,7 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] |
             state = torch.load(path, map_location="cpu", weights_only=False)
         except _DAMAGED as err:
             skipped.append(f"{path} does not load ({type(err).__name__}: {err})")
+            damaged.append(path)
             continue
         if skipped:
             log.warning(
@@ -232,7 +239,7 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] |
                 path,
                 state.get("iteration", "?"),
             )
-        return path, state
+        return path, state, damaged
     if skipped:
         raise RunFolderError(f"{run_dir} holds no checkpoint that loads: " + "; ".join(skipped))
     return None
@@ -529,7 +536,11 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore the trainer, the agent and the samplers' call counters from ``path``."""
+        """Restore the trainer, the agent and the samplers' call counters from ``path``.
+
+        The run folder is left as it is (``resume`` also drops what was logged after
+        the checkpoint).
+        """
         self._restore(torch.load(path, map_location="cpu", weights_only=False), path)
 
     def _restore(self, state: dict[str, Any], path: str | Path) -> None:
@@ -549,8 +560,6 @@ class Trainer:
         self.evaluations = {
             int(i): AdaptationResult.from_dict(r) for i, r in state["evaluations"].items()
         }
-        self._truncate_logs()
-        self._truncate_tensorboard()
 
     def _truncate_logs(self) -> None:
         """Drop log rows written after the checkpoint (a run stopped between checkpoints)."""
@@ -589,14 +598,25 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``run_dir`` that loads (``load_latest_checkpoint``)
-        if there is one; return whether it did.
+        if there is one; return whether it did. The run folder's logs lose the rows and
+        TensorBoard events written after that checkpoint, and newer checkpoint files
+        that do not load are renamed ``<name>.damaged``.
 
         Raises:
             RunFolderError: checkpoint files exist but none loads.
         """
-        found = load_latest_checkpoint(self.run_dir)
+        found = _load_newest(self.run_dir)
         if found is None:
             return False
-        path, state = found
+        path, state, damaged = found
         self._restore(state, path)
+        # The run goes on from here: what was logged after the checkpoint is written
+        # again, and newer files that do not load are set aside (kept, renamed), so that
+        # they are neither loaded again nor kept by pruning in place of good ones.
+        self._truncate_logs()
+        self._truncate_tensorboard()
+        for bad in damaged:
+            aside = bad.with_name(bad.name + ".damaged")
+            os.replace(bad, aside)
+            log.warning("%s set aside as %s", bad, aside.name)
         return True

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from test_runner import CONFIG, ROOT
 from test_runner import TINY as RUNNER_TINY
 
@@ -180,8 +181,13 @@ def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(
 
     # train --resume: continues from iteration 1 and rewrites iteration 2, as the run
     # that was never damaged has it.
+    damaged = newest.read_bytes()
     assert _cli(["train", "--resume", str(run_dir)]) == 0
     assert f"{newest} does not load" in caplog.text
+    # The damaged file is kept, set aside; the resumed run wrote a good one in its place.
+    assert (run_dir / "checkpoints" / "iter_000002.pt.damaged").read_bytes() == damaged
+    assert f"set aside as {newest.name}.damaged" in caplog.text
+    assert torch.load(newest, weights_only=False)["iteration"] == 2
     with open(finished_run / "metrics.csv") as a, open(run_dir / "metrics.csv") as b:
         drop_time = [[c for i, c in enumerate(r) if i != 2] for r in csv.reader(a)]
         assert drop_time == [[c for i, c in enumerate(r) if i != 2] for r in csv.reader(b)]

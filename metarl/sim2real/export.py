@@ -27,6 +27,7 @@ import copy
 import io
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,8 +187,11 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
 
     Raises:
         TypeError: an agent that cannot be exported.
-        ExportMismatch: ONNX Runtime and the agent differ by more than ``tolerance``
-            (the file is removed, as after any failure of the export or the check).
+        ExportMismatch: ONNX Runtime and the agent differ by more than ``tolerance``.
+
+    The file is written and checked under a temporary name beside ``path`` and moved to
+    ``path`` only when the check passes: after any failure nothing is left of it, and a
+    file that was at ``path`` before is untouched.
     """
     import onnx
 
@@ -198,6 +202,7 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
     batch = torch.export.Dim("batch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    final, path = path, path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         # The exporter reports its progress and its own deprecations on stdout/warnings.
         quiet = contextlib.redirect_stdout(io.StringIO())
@@ -229,15 +234,15 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
             model.metadata_props.add(key=key, value=value)
         onnx.save(model, str(path))
         differences = check_export(agent, path)
+        if not max(differences.values()) <= tolerance:  # NaN fails too
+            raise ExportMismatch(
+                f"export_policy: ONNX Runtime and {type(agent).__name__} differ by "
+                f"{differences} (tolerance {tolerance}); nothing written"
+            )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if not max(differences.values()) <= tolerance:  # NaN fails too
-        path.unlink()
-        raise ExportMismatch(
-            f"export_policy: ONNX Runtime and {type(agent).__name__} differ by {differences} "
-            f"(tolerance {tolerance}); nothing written"
-        )
+    os.replace(path, final)
     return differences
 
 

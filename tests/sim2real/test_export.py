@@ -92,6 +92,19 @@ def test_a_disagreeing_export_is_removed(tmp_path: Path, monkeypatch: pytest.Mon
     assert list(tmp_path.iterdir()) == []  # neither bad.onnx nor a bad.onnx.data
 
 
+def test_a_failed_export_leaves_an_earlier_export_at_its_path_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "policy.onnx"
+    export_policy(PPOAgent(*spaces()), path)
+    good = path.read_bytes()
+    monkeypatch.setattr(export_module, "check_export", lambda agent, path: {"action": 0.5})
+    with pytest.raises(ExportMismatch, match="nothing written"):
+        export_policy(PPOAgent(*spaces()), path)
+    assert path.read_bytes() == good
+    assert list(tmp_path.iterdir()) == [path]
+
+
 def test_a_foreign_onnx_file_is_named(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
