@@ -65,10 +65,20 @@ def _known(args: argparse.Namespace, env_id: str) -> None:
         )
 
 
+def _make(args: argparse.Namespace, env_id: str) -> gym.Env[object, object]:
+    """``gym.make(env_id)``; an unknown id, or one whose optional extra is not installed
+    (Meta-World), is a usage error (2)."""
+    _known(args, env_id)
+    parser: argparse.ArgumentParser = args.parser
+    try:
+        return gym.make(env_id)
+    except ImportError as err:
+        parser.error(f"{env_id}: {err}")
+
+
 def _task_env(args: argparse.Namespace, env_id: str) -> gym.Env[object, object]:
     """``gym.make(env_id)``; an id that names no task environment is a usage error (2)."""
-    _known(args, env_id)
-    env = gym.make(env_id)
+    env = _make(args, env_id)
     try:
         task_distribution(env)
     except TypeError:
@@ -106,7 +116,7 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for env_id in args.env_ids:
         try:
-            check_task_env(gym.make(env_id), seed=args.seed)
+            check_task_env(_make(args, env_id), seed=args.seed)
         except TaskEnvCheckError as err:
             failed += 1
             print(f"FAIL {env_id}: {err}")

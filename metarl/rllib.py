@@ -64,12 +64,11 @@ from typing import Any, Protocol
 import gymnasium as gym
 
 from metarl.envs import (
-    METAWORLD_ENVS,
-    TASK_ENVS,
     PhysicsParam,
     PhysicsRandomization,
     get_task,
     is_task_env,
+    task_env_ids,
 )
 from metarl.envs.effects import apply_effects
 from metarl.envs.wrappers import MultiTaskEnv
@@ -198,13 +197,17 @@ def register_env_ids() -> list[str]:
     ``_make_as_gymnasium`` (one task). The registration is repeated at every later
     ``ray.init`` of this process, since Ray's registry keeps a name only for the Ray
     session it was flushed to. Called on its own when ``ray.tune.registry`` is imported
-    in a process that imported metarl (``metarl/__init__.py``). Returns the names.
+    in a driver process that imported metarl (``metarl/__init__.py``; Ray's worker
+    processes look the names up in what the driver registered). Returns the names.
+
+    Relies on ``ray._private.worker._post_init_hooks``, a private part of Ray that the
+    pinned Ray 2.60 has (``tests/test_rllib.py`` fails if it changes).
     """
     import ray._private.worker as ray_worker
     from ray.tune.registry import register_env
 
     names = []
-    for env_id in (*TASK_ENVS, *METAWORLD_ENVS):
+    for env_id in task_env_ids():
         register_env(env_id, functools.partial(_make_by_id, env_id))
         register_env(f"metarl:{env_id}", functools.partial(_make_as_gymnasium, env_id))
         names += [env_id, f"metarl:{env_id}"]
@@ -217,7 +220,15 @@ def register_env_ids() -> list[str]:
 
 
 def _reregister() -> None:
-    register_env_ids()
+    if not _in_ray_worker():
+        register_env_ids()
+
+
+def _in_ray_worker() -> bool:
+    """Whether this process is one of Ray's workers (an env runner, a task), not a driver."""
+    import ray
+
+    return bool(ray._private.worker.global_worker.mode == ray.WORKER_MODE)
 
 
 def _on_tune_registry_import(module: Any) -> None:
@@ -227,7 +238,8 @@ def _on_tune_registry_import(module: Any) -> None:
     does not need it instead of raising, since raising would fail the import of Ray Tune.
     """
     try:
-        register_env_ids()
+        if not _in_ray_worker():
+            register_env_ids()
     except Exception as err:  # reported, never raised into Ray's import
         warnings.warn(
             f"metarl could not register its env ids with Ray Tune's registry ({err!r}): "

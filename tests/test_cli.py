@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,14 @@ def test_ctrl_c_in_any_command_is_one_line_and_status_130(
         pytest.fail("Ctrl-C left metarl eval as a KeyboardInterrupt (a traceback)")
     assert code == 130
     assert capsys.readouterr().err.strip() == "stopped (Ctrl-C)"
+
+
+@pytest.mark.parametrize("command", ["tasks", "check"])
+def test_meta_world_without_its_extra_is_a_usage_error_with_the_install_line(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # as if not installed
+    assert _code([command, "metarl/MetaWorld-ML1-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "metarl/MetaWorld-ML1-v0: " in err and "metarl[metaworld]" in err
+    assert "Traceback" not in err

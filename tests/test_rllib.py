@@ -276,7 +276,7 @@ def test_rllib_by_gymnasium_spelling_trains_one_task_and_says_so(ray_session: No
     assert len(tasks) >= 5 and len(set(tasks)) == 1
 
 
-def test_gymnasium_spelling_with_a_task_trains_that_task_quietly() -> None:
+def test_gymnasium_spelling_with_a_task_builds_that_task_quietly() -> None:
     task = GoalTask(goal=(0.4, -0.9))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -322,3 +322,27 @@ def test_a_failed_registration_warns_instead_of_breaking_ray_tunes_import(
     monkeypatch.setattr(metarl.rllib, "register_env_ids", fail)
     with pytest.warns(RuntimeWarning, match=r"registry unavailable.*register_rllib_env\(\)"):
         metarl.rllib._on_tune_registry_import(None)
+
+
+def test_ray_workers_leave_the_registration_to_the_driver(
+    ray_session: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    import metarl.rllib as rllib
+
+    @ray.remote
+    def in_worker() -> bool:
+        return rllib._in_ray_worker()
+
+    assert ray.get(in_worker.remote()) and not rllib._in_ray_worker()
+    calls: list[int] = []
+    monkeypatch.setattr(rllib, "register_env_ids", lambda: calls.append(1))
+    monkeypatch.setattr(rllib, "_in_ray_worker", lambda: True)
+    rllib._on_tune_registry_import(None)
+    rllib._reregister()
+    assert calls == []
+    monkeypatch.setattr(rllib, "_in_ray_worker", lambda: False)
+    rllib._on_tune_registry_import(None)
+    rllib._reregister()
+    assert calls == [1, 1]
