@@ -361,7 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         "trial and retries; e.g. configs/studies/hopper_dr_width.yaml.",
     )
     p.add_argument("study", metavar="STUDY.yaml", help="the study file")
-    p.add_argument("--address", default=None, help="a Ray cluster (default: a local instance)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="address of a running Ray cluster (default: a new local Ray instance; "
+        "RAY_ADDRESS is not read)",
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local instance")
     p.set_defaults(func=_sweep)
 

@@ -10,7 +10,8 @@ An experiment config has one small section per concern::
     run:        output folder, name, the run's seed
 
 ``load_config(path, overrides)`` reads the YAML (``yaml.safe_load`` semantics, plus
-``1e-3`` read as a float as YAML 1.2 does), applies overrides ``key.sub=value``
+``1e-3`` read as a float as YAML 1.2 does, and a key given twice in one mapping
+refused with both lines), applies overrides ``key.sub=value``
 (the value read as YAML) and validates with pydantic in strict mode: nothing is
 coerced (``"5"`` is not an integer), unknown keys are errors, ranges are checked.
 Every failure raises one ``ConfigError`` whose lines name the field path

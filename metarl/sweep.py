@@ -38,7 +38,6 @@ field or value stops the study with the config error (naming the field).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 import json
@@ -46,9 +45,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -288,21 +288,6 @@ def run_trial(
     return trial_metrics(run_dir)
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the ``with`` block, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_study(
     study_file: str | Path,
     *,
@@ -372,7 +357,7 @@ def run_study(
             )
         # Tune's loggers are the two above, without its TensorBoard one, which prints a
         # hint to its files at every start: each trial's run folder has its own tb/.
-        with _environment(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
+        with mock.patch.dict(os.environ, {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}):
             grid = tuner.fit()
     finally:
         if owns_ray:

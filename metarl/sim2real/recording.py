@@ -36,12 +36,11 @@ the commands as sent (``info["command"]``, what the robot applied), for the fits
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -181,17 +180,9 @@ class Recorder(gym.Wrapper[Any, Any, Any, Any]):
         super().close()
 
 
-@contextlib.contextmanager
-def _datasets_path(root: Path) -> Iterator[None]:
-    before = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = before
+def _datasets_path(root: Path) -> Any:
+    """Minari's dataset folder set to ``root`` for a ``with`` block (then as it was)."""
+    return mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(root)})
 
 
 def save_dataset(

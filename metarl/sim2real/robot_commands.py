@@ -50,7 +50,7 @@ from metarl.sim2real.latency import estimate_delay, latency_stats
 from metarl.sim2real.rate import timing_stats
 from metarl.sim2real.recording import Recorder, save_dataset
 from metarl.sim2real.robot import RealRobotEnv, Robot
-from metarl.sim2real.safety import SafetyConfig
+from metarl.sim2real.safety import SafetyConfig, kind_counts
 from metarl.sim2real.targets import TargetConfig
 
 __all__ = ["load_robot_file", "run_deploy", "run_record", "run_serve"]
@@ -256,9 +256,7 @@ def _report(title: str, summary: dict[str, Any], extra: list[str]) -> str:
             f"- round trip: p50 {rtt['p50'] * 1e3:.3f} ms, p99 {rtt['p99'] * 1e3:.3f} ms, "
             f"max {rtt['max'] * 1e3:.3f} ms"
         )
-    kinds: dict[str, int] = {}
-    for i in summary["interventions"]:
-        kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
+    kinds = kind_counts([i["kind"] for i in summary["interventions"]])
     lines.append(f"- safety interventions: {kinds or 'none'}")
     episodes = summary["episodes"]
     phases: dict[str, int] = {}

@@ -133,9 +133,11 @@ class Intervention:
         }
 
 
-def kind_counts(events: Sequence[Intervention]) -> dict[str, int]:
-    """How many of ``events`` there are of each kind, in the order of ``KINDS``."""
-    counts = {kind: sum(e.kind == kind for e in events) for kind in KINDS}
+def kind_counts(events: Sequence[Intervention | str]) -> dict[str, int]:
+    """How many of ``events`` (interventions, or their kinds) there are of each kind, in
+    the order of ``KINDS``."""
+    kinds = [e if isinstance(e, str) else e.kind for e in events]
+    counts = {kind: kinds.count(kind) for kind in KINDS}
     return {kind: n for kind, n in counts.items() if n}
 
 
