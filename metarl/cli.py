@@ -21,7 +21,8 @@ metarl demo [--out DIR]              random vs scripted controllers on three fam
 Errors in a config, a run folder or an argument (an unknown environment, a negative
 count) print one message naming it and exit with status 2. Ctrl-C prints one line
 (for ``train``: the iteration it stopped at, the newest checkpoint and the command
-that resumes the run) and exits with status 130.
+that resumes the run) and exits with status 130, except for ``serve``, which Ctrl-C
+is the way to end: it closes its sessions and exits with status 0.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 
@@ -257,31 +260,39 @@ def _export(args: argparse.Namespace) -> int:
     _, agent, state = load_trained_agent(args.run_dir)
     try:
         differences = export.export_policy(agent, args.out)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # an agent it cannot export, OUT a folder
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except export.ExportMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"exported {type(agent).__name__} (iteration {state['iteration']}) to {args.out}")
     print(f"ONNX Runtime vs PyTorch, largest difference: {differences}")
     return 0
 
 
-def _count(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+_count = _at_least(0)
+_positive = _at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-dir",
         default=None,
-        help="run folder for a new run: absent or empty, never one holding another run's "
-        "files (default: <run.root>/<run.name>-<timestamp>)",
+        help="run folder for a new run: one that holds no run's files (a new folder, or "
+        "one without config.yaml, metrics.csv, checkpoints, ...; default: "
+        "<run.root>/<run.name>-<timestamp>)",
     )
     p.set_defaults(func=_train)
 
@@ -451,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(the sets a config's env.task_seed selects).",
     )
     p.add_argument("env_id", metavar="ENV_ID", help="a task environment (see metarl envs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the task sets (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the task sets (default: 0)")
     p.add_argument(
         "--train",
         type=_count,
@@ -479,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "env_ids", nargs="+", metavar="ENV_ID", help="task environments (see metarl envs)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the checks (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the checks (default: 0)")
     p.set_defaults(func=_check)
 
     p = command(
@@ -492,19 +504,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--tasks", type=_positive, default=4, help="tasks per family (default: 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the tasks (default: 0)")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the tasks (default: 0)")
     p.set_defaults(func=_demo)
     return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is at each message, not as it was
+    when the handler was made (``main`` may run several times in one process, each
+    time with its own stderr, as under a test's capture)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def _log_progress() -> None:
     """Show the runner's progress messages (``metarl.*`` loggers at INFO) on stderr."""
     logger = logging.getLogger("metarl")
     logger.setLevel(logging.INFO)
-    if not any(getattr(h, "_metarl_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._metarl_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 

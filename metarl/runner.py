@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -395,9 +396,11 @@ def _stopped_message(config: ExperimentConfig, run_dir: Path) -> str:
     saved = checkpoint.relative_to(run_dir)
     if done == config.trainer.iterations and not (run_dir / RESULTS_FILE).exists():
         where = f"in the final meta-test, after iteration {done} of {done}"
+    # The command as the user typed it (.venv/bin/metarl), where the command line runs.
+    program = sys.argv[0] if Path(sys.argv[0]).name == "metarl" else "metarl"
     return (
         f"stopped (Ctrl-C) {where}; newest checkpoint: {saved}; resume with: "
-        f"metarl train --resume {shlex.quote(str(run_dir))}"
+        f"{shlex.quote(program)} train --resume {shlex.quote(str(run_dir))}"
     )
 
 
@@ -525,7 +528,9 @@ def load_trained_agent(
     config = load_run_config(run_dir, overrides=overrides)
     found = load_latest_checkpoint(run_dir)
     if found is None:
-        raise RunFolderError(f"{run_dir} holds no checkpoint ({CHECKPOINT_DIR}/ is empty)")
+        folder = Path(run_dir) / CHECKPOINT_DIR
+        where = "is empty" if folder.is_dir() else "does not exist"
+        raise RunFolderError(f"{run_dir} holds no checkpoint ({CHECKPOINT_DIR}/ {where})")
     _, state = found
     agent = build_agent(config)
     agent.load_state_dict(state["agent"])
@@ -794,6 +799,7 @@ def _final_evaluation(
         eval_time=eval_time,
         trained=trained,
         run_dir=os.path.relpath(run_dir, out_dir),
+        run_has_report=(Path(run_dir) / REPORT_FILE).is_file(),
     )
     r = _randomization(config, schedule)
     if r is not None:
@@ -944,6 +950,24 @@ def _success_lines(
     return lines
 
 
+def _baselines_line(config: ExperimentConfig) -> str:
+    """The report's line on the baselines: which, and how the trained ones were trained."""
+    names = config.evaluation.baselines
+    line = f"- Baselines: {', '.join(LABELS[b] for b in names) or 'none'}"
+    trained = [LABELS[b] for b in names if b in ("multitask", "oracle")]
+    if not trained:
+        return line + "."
+    bt = config.evaluation.baseline_training
+    budget = (
+        " with the agent's env-step budget" if bt.steps is None else f" for {bt.steps:,} env steps"
+    )
+    action = "with the mean action" if bt.deterministic else "sampling actions"
+    return (
+        f"{line}; {' and '.join(trained)} trained with Stable-Baselines3 "
+        f"{bt.algorithm.upper()} on the same training tasks{budget}, evaluated {action}."
+    )
+
+
 def _report(
     config: ExperimentConfig,
     methods: Mapping[str, _Method],
@@ -954,9 +978,12 @@ def _report(
     eval_time: float,
     trained: Mapping[str, float],
     run_dir: str = ".",
+    run_has_report: bool = True,
 ) -> str:
     """The report; ``trained``: label -> wall time of the baselines trained in this call;
-    ``run_dir``: the run folder relative to the report's (a re-evaluation's is ``../..``)."""
+    ``run_dir``: the run folder relative to the report's (a re-evaluation's is ``../..``);
+    ``run_has_report``: whether that folder has a report of its own (a run that stopped
+    before its end has none)."""
     agent_name = config.agent.name
     main = methods[agent_name]
     K = config.evaluation.episodes
@@ -970,7 +997,6 @@ def _report(
         else f"local, {s.num_envs} envs"
     )
     hyper = ", ".join(f"{k}={v}" for k, v in config.agent.hyperparameters().items())
-    bt = config.evaluation.baseline_training
     lines = [
         f"# {main.label} on {config.env.id}",
         "",
@@ -981,8 +1007,13 @@ def _report(
             else [
                 "",
                 f"A re-evaluation (`metarl eval`) of the run in [{run_dir}]({run_dir}/): its "
-                f"checkpoint of iteration {iteration}, K = {K} episodes per task; the run's own "
-                f"results and report are in [{run_dir}/{REPORT_FILE}]({run_dir}/{REPORT_FILE}).",
+                f"checkpoint of iteration {iteration}, K = {K} episodes per task; "
+                + (
+                    f"the run's own results and report are in "
+                    f"[{run_dir}/{REPORT_FILE}]({run_dir}/{REPORT_FILE})."
+                    if run_has_report
+                    else "the run has no report of its own (it stopped before its end)."
+                ),
             ]
         ),
         "",
@@ -996,19 +1027,15 @@ def _report(
         f"- Meta-training: {iteration} of {config.trainer.iterations} iterations, "
         f"{_fmt_steps(main.train_env_steps)} env steps, {_fmt_time(main.train_wall_time)} "
         f"of collection and updates; sampler: {sampler}.",
-        f"- Baselines: {', '.join(LABELS[b] for b in config.evaluation.baselines) or 'none'}; "
-        f"multi-task and oracle trained with Stable-Baselines3 {bt.algorithm.upper()} on the "
-        "same training tasks"
+        _baselines_line(config),
+        f"- Meta-test: K = {K} consecutive episode{'s' if K != 1 else ''} on each of the "
+        f"{config.env.n_test} test tasks, every method on the same tasks and reset seeds "
+        f"({_fmt_time(eval_time)}"
         + (
-            " with the agent's env-step budget"
-            if bt.steps is None
-            else f" for {bt.steps:,} env steps"
-        )
-        + f", evaluated {'with the mean action' if bt.deterministic else 'sampling actions'}.",
-        f"- Meta-test: K = {K} consecutive episodes on each of the {config.env.n_test} test "
-        f"tasks, every method on the same tasks and reset seeds ({_fmt_time(eval_time)}"
-        + "".join(
-            f", of which {_fmt_time(t)} training the {n} baseline" for n, t in trained.items()
+            ", of which "
+            + " and ".join(f"{_fmt_time(t)} training the {n} baseline" for n, t in trained.items())
+            if trained
+            else ""
         )
         + ").",
         f"- Seeds: run {config.run.seed}, tasks {config.env.task_seed}, sampler "
@@ -1018,8 +1045,9 @@ def _report(
         "## Return of episode k (mean ± std over test tasks)",
         "",
         "Every method meets the same start states on each (task, k), so the differences "
-        "between methods are paired; a trend over k that all of them share, random included, "
-        "comes from those start states, not from adaptation."
+        "between methods are paired; a trend over k that all of them share"
+        + (", random included," if "random" in methods else "")
+        + " comes from those start states, not from adaptation."
         + (
             f" A column `k=a-b` is the mean return of episodes a..b, the {main.result.stage_size} "
             f"episodes that {main.label} runs between two adaptation steps."

@@ -290,6 +290,11 @@ def columns_doc(metric_columns: Sequence[str], agent: Agent) -> str:
         f"## {EVAL_FILE}: one row per meta-test (every `eval_every` iterations and at the "
         "end) and episode k",
         "",
+        "Each meta-test here starts its episodes where the previous one's random stream "
+        "ended, so two rows differ in start states as well as in the policy. The final "
+        "meta-test of `report.md` and `results.json` runs on start states that every "
+        "method (the baselines too) shares, and so differs from the last row here.",
+        "",
         "| column | what it holds |",
         "| --- | --- |",
         *(

@@ -162,3 +162,12 @@ def test_meta_world_without_its_extra_is_a_usage_error_with_the_install_line(
     err = capsys.readouterr().err
     assert "metarl/MetaWorld-ML1-v0: " in err and "metarl[metaworld]" in err
     assert "Traceback" not in err
+
+
+def test_negative_counts_and_seeds_are_named_with_their_bound(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _code(["eval", "runs/x", "--episodes", "-2"]) == 2
+    assert "argument --episodes: expected an integer >= 1, got -2" in capsys.readouterr().err
+    assert _code(["tasks", "metarl/PointRobot-v0", "--seed", "-1", "--train", "2"]) == 2
+    assert "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err

@@ -392,8 +392,37 @@ def test_eval_writes_beside_the_run_named_by_its_settings(
     assert "its checkpoint of iteration 2" in report
     assert "baseline training included" not in report and "(0 s" not in report
     assert "[metrics.csv](../../metrics.csv)" in report
+    # Only random as a baseline: nothing said of training multi-task or oracle baselines.
+    assert "- Baselines: random.\n" in report and "Stable-Baselines3" not in report
+    assert "the run's own results and report are in [../../report.md]" in report
     # The same settings again give the same numbers in the same folder.
     assert _cli(["eval", str(run_dir), "--episodes", "5"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["methods"]["rl2"]["returns"] == results["methods"]["rl2"]["returns"]
     assert sorted(p.name for p in (run_dir / "reevaluations").iterdir()) == [out.name]
+
+
+def test_a_reevaluation_of_a_stopped_run_says_it_has_no_report_of_its_own(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run_dir = _copy(finished_run, tmp_path / "run")
+    for name in ("report.md", "results.json", "adaptation.png"):
+        (run_dir / name).unlink()  # as a run stopped before its final meta-test
+    assert _cli(["eval", str(run_dir)]) == 0
+    report = next((run_dir / "reevaluations").glob("*/report.md")).read_text()
+    assert "the run has no report of its own (it stopped before its end)" in report
+
+
+def test_export_and_eval_name_what_is_wrong_with_their_paths(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    assert _cli(["export", str(finished_run), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder; give the file to write" in err and "Traceback" not in err
+    assert list(folder.iterdir()) == []
+    run_dir = _copy(finished_run, tmp_path / "run")
+    shutil.rmtree(run_dir / "checkpoints")
+    assert _cli(["eval", str(run_dir)]) == 2
+    assert "holds no checkpoint (checkpoints/ does not exist)" in capsys.readouterr().err

@@ -262,15 +262,17 @@ def _vector_task_envs(envs: Any) -> Any:
 def _check_no_shadowed_task(env: gym.Env[Any, Any]) -> None:
     """Refuse a stack in which ``env.task = ...`` landed on a wrapper that is not a task env.
 
-    Gymnasium's wrappers keep an assigned attribute themselves; the task env below
+    Such wrappers (Gymnasium's, and metarl's that are not task envs: ``TaskInObservation``,
+    the effects, ``Recorder``) keep an assigned attribute themselves; the task env below
     never saw the assignment, and vector envs' ``set_attr("task")`` would stop at it.
     """
     layer: Any = env
     while isinstance(layer, gym.Wrapper):
         if "task" in vars(layer) and not isinstance(layer, TaskEnv):
             raise ValueError(
-                f"env.task was assigned on {type(layer).__name__}, a Gymnasium wrapper that "
-                "keeps the value itself: the environment's task did not change. Set tasks "
+                f"env.task was assigned on {type(layer).__name__}, a wrapper that is not a "
+                "task environment and keeps the value itself: the environment's task did not "
+                "change. Set tasks "
                 "with metarl.envs.set_task(env, task) (or env.unwrapped.set_task(task)); "
                 f"remove the stray attribute with `del env.task` on that {type(layer).__name__}"
             )

@@ -187,6 +187,7 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
 
     Raises:
         TypeError: an agent that cannot be exported.
+        ValueError: ``path`` is a folder.
         ExportMismatch: ONNX Runtime and the agent differ by more than ``tolerance``.
 
     The file is written and checked under a temporary name beside ``path`` and moved to
@@ -201,6 +202,11 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
     args = tuple(torch.from_numpy(feeds[name]) for name in inputs)
     batch = torch.export.Dim("batch")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"export_policy: {path} is a folder; give the file to write "
+            f"(e.g. {path / 'policy.onnx'})"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     final, path = path, path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:

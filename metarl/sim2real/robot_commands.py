@@ -394,9 +394,9 @@ def run_deploy(path: str | Path) -> Path:
 
 
 def run_serve(path: str | Path, ready: Any = None, stop: Any = None) -> None:
-    """``metarl serve FILE``: serve a simulated robot until interrupted or until the
-    ``stop`` event (``threading.Event``) is set; ``ready`` is called with the server
-    once it listens.
+    """``metarl serve FILE``: serve a simulated robot until interrupted (Ctrl-C, the way a
+    server ends: it closes its sessions and returns normally) or until the ``stop`` event
+    (``threading.Event``) is set; ``ready`` is called with the server once it listens.
 
     Raises:
         ConfigError: an invalid file, no token, a target the env refuses, or an address
@@ -435,5 +435,6 @@ def run_serve(path: str | Path, ready: Any = None, stop: Any = None) -> None:
         try:
             while stop is None or not stop.is_set():
                 time.sleep(0.1)
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt:  # how a server is meant to end: status 0
+            print("stopping (Ctrl-C): closing the sessions", flush=True)
+    print("stopped", flush=True)
