@@ -40,6 +40,7 @@ def ray_instance() -> Iterator[None]:
     if ray.is_initialized():  # pragma: no cover - another module left one running
         ray.shutdown()
     ray.init(
+        address="local",  # a private instance, whatever else runs on the machine
         num_cpus=2,
         include_dashboard=False,
         logging_level=logging.WARNING,

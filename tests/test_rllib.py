@@ -31,7 +31,12 @@ from metarl.rllib import (
 from metarl.sim2real.schedules import LinearWidening
 from metarl.tasks import GoalTask
 
-RAY_INIT = {"num_cpus": 2, "include_dashboard": False, "logging_level": logging.WARNING}
+RAY_INIT = {
+    "address": "local",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "logging_level": logging.WARNING,
+}
 
 
 @pytest.fixture(scope="module")

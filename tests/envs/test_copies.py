@@ -332,7 +332,7 @@ def ray_instance() -> Iterator[Any]:
 
     if ray.is_initialized():  # pragma: no cover - another module left one running
         ray.shutdown()
-    ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
     # The remote function below travels by value: the workers do not import test files.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray
