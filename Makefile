@@ -20,7 +20,8 @@ install: $(STAMP)
 
 # Meta-trains RL2 on the point robot with the Ray sampler (2 workers), evaluates adaptation
 # on the held-out goals against the random, multi-task and oracle baselines, and prints
-# where the report and the plot are (3 to 6 minutes on 2 cores).
+# where the report and the plot are (about 2 minutes on 2 idle cores once installed; the
+# first run installs first, about a minute and a half more).
 demo: install
 	$(VENV)/bin/metarl train configs/rl2_point_robot.yaml
 
