@@ -180,7 +180,7 @@ AGENTS: dict[str, AgentEntry] = {
         "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
     ),
     "ppo": AgentEntry(
-        "metarl.agents.dr_ppo:PPOConfig", "metarl.agents.dr_ppo:PPOAgent", "PPO (DR)"
+        "metarl.agents.ppo:PPOConfig", "metarl.agents.ppo:PPOAgent", "PPO (DR)"
     ),
 }
 

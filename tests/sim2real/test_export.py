@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.agents.dr_ppo import PPOAgent
+from metarl.agents.ppo import PPOAgent
 from metarl.agents.rl2 import RL2Agent
 from metarl.sim2real import export as export_module
 from metarl.sim2real.export import ExportMismatch, export_policy
