@@ -97,6 +97,7 @@ class MAMLTRPOAgent(GradientMetaAgent):
         "met), else 0",
         "grad_norm": "norm of the meta-gradient of the surrogate",
     }
+    renamed_metrics: ClassVar[Mapping[str, str]] = {"kl": "outer_kl"}
 
     def _objectives(
         self,

@@ -310,6 +310,7 @@ class PEARLAgent(Agent):
         "z_mean_abs": "mean absolute value of the posterior means of z",
         "z_var": "mean posterior variance of z",
     }
+    renamed_metrics: ClassVar[Mapping[str, str]] = {"kl": "posterior_kl"}
 
     def __init__(
         self,

@@ -2,8 +2,9 @@
 without meta-learning, inside the meta-training loop.
 
 A Markov Gaussian MLP policy and a separate MLP value function, trained with PPO
-(Schulman et al. 2017) on episodes of tasks drawn from the training set at every
-iteration; the policy never sees the task. With a ``*Params`` environment (or
+(Schulman et al. 2017; the update is ``ppo_update``'s, shared with RL2) on episodes
+of tasks drawn from the training set at every iteration; the policy never sees the
+task. With a ``*Params`` environment (or
 ``PhysicsRandomization``) this is domain randomization (Tobin et al. 2017; Peng et
 al. 2018): the agent that randomization-width studies (``metarl sweep``) and the
 sim-to-real schedules train. Unlike the Stable-Baselines3 multi-task baseline
@@ -257,7 +258,7 @@ class PPOAgent(Agent):
             MarkovStep(network.mean, scaling.center, scaling.half_range),
             inputs=("observation",),
             outputs=("action",),
-            obs_dim=network.mean[0].in_features,
+            obs_dim=int(self.obs_stats.mean.shape[0]),
             action_dim=scaling.dim,
             state_dim=0,
             scaling=scaling,

@@ -13,13 +13,13 @@ import torch
 from gymnasium import spaces
 from torch.func import functional_call
 
-from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
 from metarl.agents.gradient_meta import (
     GradientMetaAgent,
     TaskData,
     mean_over_tasks,
     process_episodes,
 )
+from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
 from metarl.agents.maml_trpo import MAMLTRPOAgent, MAMLTRPOConfig
 from metarl.agents.mlp_policy import GaussianMLPPolicy
 from metarl.agents.networks import gaussian_kl
@@ -351,7 +351,9 @@ def test_meta_policy_uses_each_trials_parameter_set(
         k: v.detach() + 0.5 * torch.randn(3, *v.shape, generator=gen)
         for k, v in agent.params().items()
     }
-    policy = GaussianMLPPolicy(agent.network, sets, agent.scaling, (2,), assignment=np.array([2, 0, 1]))
+    policy = GaussianMLPPolicy(
+        agent.network, sets, agent.scaling, (2,), assignment=np.array([2, 0, 1])
+    )
     obs = np.random.default_rng(0).normal(size=(4, 2))
     trials = np.array([0, 1, 2, 0])
     out = policy.act(policy_input(obs, trials), None, [np.random.default_rng(i) for i in range(4)])

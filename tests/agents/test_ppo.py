@@ -12,8 +12,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from metarl.agents.ppo import PPOAgent, PPOConfig
 from metarl.agents.policy import PolicyInput
+from metarl.agents.ppo import PPOAgent, PPOConfig
 from metarl.envs import task_distribution
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.evaluation import evaluate_adaptation

@@ -1,17 +1,28 @@
-"""Tests of the shared PPO pieces: GAE against hand-computed numbers, the losses."""
+"""Tests of the shared PPO pieces: GAE against hand-computed numbers, the losses, the
+update loop and the return standardization."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 
 from metarl.agents.ppo_update import (
+    PPO_UPDATE_METRICS,
+    MinibatchEvaluation,
+    PPOBatch,
     clipped_surrogate_loss,
     compute_gae,
     explained_variance,
     masked_mean,
     normalize_advantages,
+    ppo_batch,
+    ppo_update,
+    return_scale,
+    standardize_returns,
     value_loss,
 )
 
@@ -101,3 +112,95 @@ def test_explained_variance() -> None:
     assert explained_variance(target, target) == 1.0
     assert explained_variance(np.full(4, 2.5), target) == pytest.approx(0.0)
     assert np.isnan(explained_variance(target, np.ones(4)))
+
+
+# ----------------------------------------------------------------------------- the update
+
+
+class _Settings(NamedTuple):
+    epochs: int = 2
+    clip_range: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    max_grad_norm: float = 0.5
+
+
+def _toy(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor, torch.Tensor]:
+    """A linear model whose outputs are per-step log-probabilities and values for a batch
+    of 6 trials of 5 steps."""
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.linspace(-0.5, 0.5, 6).reshape(2, 3))
+        model.bias.zero_()
+    features = torch.from_numpy(np.random.default_rng(seed).normal(size=(6, 5, 3)))
+    return model, features.float(), torch.full((6, 5), 0.3)
+
+
+def _evaluate(
+    model: torch.nn.Linear, features: torch.Tensor, calls: list[int]
+) -> Callable[[torch.Tensor], MinibatchEvaluation]:
+    def evaluate(idx: torch.Tensor) -> MinibatchEvaluation:
+        calls.append(len(idx))
+        out = model(features[idx])
+        return MinibatchEvaluation(out[..., 0], out[..., 0] * 0 + 1.0, out[..., 1])
+
+    return evaluate
+
+
+def _batch(mask: np.ndarray, fill: float) -> PPOBatch:
+    rng = np.random.default_rng(1)
+    old = torch.from_numpy(np.where(mask, 0.1, fill)).float()
+    advantages = np.where(mask, rng.normal(size=mask.shape), fill)
+    targets = np.where(mask, rng.normal(size=mask.shape), fill)
+    return ppo_batch(old, advantages, targets, normalize=True, mask=mask)
+
+
+def test_ppo_update_steps_once_per_minibatch_and_reports_the_means() -> None:
+    model, features, _ = _toy()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    calls: list[int] = []
+    metrics = ppo_update(
+        _evaluate(model, features, calls),
+        _batch(np.ones((6, 5), bool), 0.0),
+        _Settings(),
+        optimizer,
+        torch.Generator().manual_seed(0),
+        lambda order: order.tensor_split(3),
+    )
+    assert calls == [2] * 6  # 2 epochs x 3 minibatches of 2 trials
+    assert all(state["step"] == 6 for state in optimizer.state.values())
+    assert set(metrics) == set(PPO_UPDATE_METRICS) - {"explained_variance", "action_std"}
+    assert metrics["entropy"] == pytest.approx(1.0)
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_ppo_update_ignores_what_the_mask_pads() -> None:
+    mask = np.ones((6, 5), bool)
+    mask[::2, 3:] = False  # shorter trials
+    results = []
+    for fill in (0.0, 1e3):
+        model, features, _ = _toy()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        metrics = ppo_update(
+            _evaluate(model, features, []),
+            _batch(mask, fill),
+            _Settings(),
+            optimizer,
+            torch.Generator().manual_seed(0),
+            lambda order: order.tensor_split(2),
+        )
+        results.append((metrics, model.weight.detach().clone()))
+    assert results[0][0] == results[1][0]
+    assert torch.equal(results[0][1], results[1][1])
+
+
+def test_standardize_returns_updates_the_running_statistics_from_the_valid_entries() -> None:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+    stats = RunningMeanStd(shape=())
+    returns = np.array([[1.0, 3.0, 0.0], [5.0, 7.0, 9.0]])
+    valid = np.array([[True, True, False], [True, True, True]])
+    standardized, loc, scale = standardize_returns(stats, returns, valid)
+    assert loc == pytest.approx(5.0, rel=1e-3) and scale == pytest.approx(np.sqrt(8.0), rel=1e-3)
+    np.testing.assert_allclose(standardized, (returns - loc) / scale)
+    assert return_scale(stats) == (loc, scale)
