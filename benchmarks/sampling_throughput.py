@@ -2,7 +2,7 @@
 
 The meta-batch: ``--tasks`` HalfCheetahVel tasks x ``--episodes`` episodes x 200 steps
 (default 20 x 10 x 200 = 40,000 env steps), actions from a 2 x 64 tanh MLP Gaussian
-policy (``MetaPolicy`` over ``GaussianMLP``, inference on one thread). Collected by:
+policy (``GaussianMLPPolicy`` over a ``GaussianHead``, inference on one thread). Collected by:
 
 - ``local``: ``LocalSampler`` with ``--envs-per-worker`` sub-envs, in this process;
 - ``ray-1`` / ``ray-2``: ``RaySampler`` with 1 and 2 workers of ``--envs-per-worker``
@@ -59,8 +59,8 @@ from gymnasium.vector import AutoresetMode
 from machine import machine_line
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.agents.maml import GaussianMLP, MetaPolicy
-from metarl.agents.networks import ActionScaling
+from metarl.agents.mlp_policy import GaussianMLPPolicy
+from metarl.agents.networks import ActionScaling, GaussianHead
 from metarl.agents.policy import PolicyInput
 from metarl.envs import set_tasks, task_distribution
 from metarl.envs.wrappers import MultiTaskEnv
@@ -73,15 +73,13 @@ HIDDEN = [64, 64]
 RLLIB_ENV = "metarl_sampling_throughput_multitask"
 
 
-def make_policy(env: gym.Env[Any, Any]) -> MetaPolicy:
+def make_policy(env: gym.Env[Any, Any]) -> GaussianMLPPolicy:
     """The 2 x 64 tanh Gaussian MLP policy every sampler here runs."""
     obs_dim = int(np.prod(env.observation_space.shape))
     act_shape = tuple(env.action_space.shape or ())
-    net = GaussianMLP(
-        obs_dim, int(np.prod(act_shape)), HIDDEN, torch.nn.Tanh, 1.0, torch.Generator()
-    )
+    net = GaussianHead(obs_dim, int(np.prod(act_shape)), torch.Generator(), HIDDEN, 1.0)
     params = {k: v.detach().unsqueeze(0) for k, v in net.named_parameters()}
-    return MetaPolicy(net, params, ActionScaling(env.action_space), act_shape)
+    return GaussianMLPPolicy(net, params, ActionScaling(env.action_space), act_shape)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -118,7 +116,7 @@ class SamplerMethod(Method):
         self,
         name: str,
         sampler: LocalSampler | RaySampler,
-        policy: MetaPolicy,
+        policy: GaussianMLPPolicy,
         tasks: list[Task],
         episodes: int,
     ):
@@ -141,7 +139,7 @@ class SamplerMethod(Method):
 class AsyncVectorLoop(Method):
     """The plain loop: ``AsyncVectorEnv`` of one process per task, the policy here."""
 
-    def __init__(self, policy: MetaPolicy, tasks: list[Task], episodes: int, seed: int):
+    def __init__(self, policy: GaussianMLPPolicy, tasks: list[Task], episodes: int, seed: int):
         self.name, self.policy, self.tasks, self.episodes = "async-vector", policy, tasks, episodes
         n = len(tasks)
         self.envs = gym.vector.AsyncVectorEnv(
@@ -253,7 +251,7 @@ class _TimedEnv(gym.Wrapper[Any, Any, Any, Any]):
 class _TimedPolicy:
     """The policy, with the time of its ``act`` calls added to a clock."""
 
-    def __init__(self, policy: MetaPolicy, clock: _Clock):
+    def __init__(self, policy: GaussianMLPPolicy, clock: _Clock):
         self.policy = policy
         self.act = clock.wrap(policy.act)
 
@@ -262,7 +260,7 @@ class _TimedPolicy:
 
 
 def breakdown(
-    policy: MetaPolicy, tasks: list[Task], episodes: int, envs: int, seed: int
+    policy: GaussianMLPPolicy, tasks: list[Task], episodes: int, envs: int, seed: int
 ) -> dict[str, float]:
     """Seconds of one local collect, split into sub-env steps, the vector env around
     them, the policy, and the rest (the sampler's loop and recording)."""

@@ -179,9 +179,7 @@ AGENTS: dict[str, AgentEntry] = {
     "pearl": AgentEntry(
         "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
     ),
-    "ppo": AgentEntry(
-        "metarl.agents.dr_ppo:PPOConfig", "metarl.agents.dr_ppo:PPOAgent", "PPO (DR)"
-    ),
+    "ppo": AgentEntry("metarl.agents.ppo:PPOConfig", "metarl.agents.ppo:PPOAgent", "PPO (DR)"),
 }
 
 

@@ -100,6 +100,16 @@ def _append_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
         csv.writer(f).writerows(rows)
 
 
+def _rename_columns(path: Path, columns: list[str]) -> None:
+    """Replace the header of the CSV ``path`` by ``columns`` (as many), keeping its rows."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([columns, *rows[1:]])
+    os.replace(tmp, path)
+
+
 # What a trainer writes into its run folder.
 TRAINER_FILES = (METRICS_FILE, EVAL_FILE, COLUMNS_FILE, EVAL_DIR, TB_DIR, CHECKPOINT_DIR)
 
@@ -495,6 +505,10 @@ class Trainer:
             if path.exists():
                 with open(path, newline="") as f:
                     self._metric_keys = next(csv.reader(f))
+                renamed = [self.agent.renamed_metrics.get(k, k) for k in self._metric_keys]
+                if renamed != self._metric_keys and set(renamed) == set(row):
+                    _rename_columns(path, renamed)
+                    self._metric_keys = renamed
             else:
                 self._metric_keys = list(row)
                 with open(path, "w", newline="") as f:

@@ -294,8 +294,8 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         load_config(path)  # parsed; only the unknown section is refused
 
     # The other files: a study, a sysid file, a robot file.
-    from metarl.sim2real.commands import load_sysid
     from metarl.sim2real.robot_commands import load_robot_file
+    from metarl.sim2real.sysid_command import load_sysid
     from metarl.sweep import load_study
 
     for load, section in (

@@ -239,7 +239,7 @@ def test_exports_pass_onnx_checker_and_run_in_onnxruntime(tmp_path: Path, agent_
     import onnx
     import onnxruntime
 
-    from metarl.agents.dr_ppo import PPOAgent
+    from metarl.agents.ppo import PPOAgent
     from metarl.agents.rl2 import RL2Agent
     from metarl.sim2real.export import export_policy
 

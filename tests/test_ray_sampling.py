@@ -276,8 +276,8 @@ def test_rows_know_their_trial_and_per_task_policies_match_local() -> None:
     """``PolicyInput.trials`` is the trial's index in the whole collect call on every
     worker, so a policy with one parameter set per task (MAML's adapted policies) acts
     with each task's own parameters, bit-equal to LocalSampler."""
-    from metarl.agents.maml import MetaPolicy
     from metarl.agents.maml_trpo import MAMLTRPOAgent, MAMLTRPOConfig
+    from metarl.agents.mlp_policy import GaussianMLPPolicy
 
     env: Any = gym.make(POINT)
     agent = MAMLTRPOAgent(
@@ -290,7 +290,7 @@ def test_rows_know_their_trial_and_per_task_policies_match_local() -> None:
         k: v.detach() + torch.randn(len(tasks), *v.shape, generator=gen)
         for k, v in agent.params().items()
     }
-    meta = MetaPolicy(agent.network, per_task, agent.scaling, (2,), np.arange(len(tasks)))
+    meta = GaussianMLPPolicy(agent.network, per_task, agent.scaling, (2,), np.arange(len(tasks)))
     echo = TrialEchoPolicy(2)
     with LocalSampler(POINT, num_envs=2, seed=3) as local:
         expected = [local.collect(p, tasks, 2) for p in (echo, meta)]
@@ -300,7 +300,9 @@ def test_rows_know_their_trial_and_per_task_policies_match_local() -> None:
     for ep in got[0]:
         np.testing.assert_array_equal(ep.agent_infos["trial"], ep.trial)
     # Each task's parameters: a policy with the sets permuted acts differently.
-    permuted = MetaPolicy(agent.network, per_task, agent.scaling, (2,), np.arange(5)[::-1].copy())
+    permuted = GaussianMLPPolicy(
+        agent.network, per_task, agent.scaling, (2,), np.arange(5)[::-1].copy()
+    )
     with LocalSampler(POINT, num_envs=2, seed=3) as local:
         local.calls = 1
         other = local.collect(permuted, tasks, 2)

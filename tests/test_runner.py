@@ -257,7 +257,7 @@ def test_gradient_agents_run_resume_and_report_by_stage(name: str, tmp_path: Pat
     assert "return_step1" in (full / "metrics.csv").read_text().splitlines()[0]
 
     # Stop a run in its 2nd outer update, after the checkpoint of iteration 1; resume.
-    from metarl.agents.maml import GradientMetaAgent
+    from metarl.agents.gradient_meta import GradientMetaAgent
 
     agent_cls = type(build_agent(load_config(config, overrides)))
     update = agent_cls.outer_update

@@ -127,6 +127,25 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     assert _metrics(tmp_path / "stopped") == _metrics(tmp_path / "full")
 
 
+def test_a_resumed_run_gets_the_agents_current_metric_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run folder whose metrics.csv holds a metric under a name the agent has renamed
+    (``renamed_metrics``) resumes into one file under the new name, its rows kept."""
+    _train(tmp_path / "full", 6)
+    _train(tmp_path / "old", 4)
+    path = tmp_path / "old" / "metrics.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0] = ["step_length" if k == "step_norm" else k for k in rows[0]]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    monkeypatch.setattr(_ToyAgent, "renamed_metrics", {"step_length": "step_norm"}, raising=False)
+    _train(tmp_path / "old", 6, resume=True)
+    assert _metrics(tmp_path / "old") == _metrics(tmp_path / "full")
+    assert "`step_norm`" in (tmp_path / "old" / "columns.md").read_text()
+
+
 def test_eval_csv_gains_the_success_rate_column_on_resume(tmp_path: Path) -> None:
     """A run whose eval.csv was written without the success_rate column (before it
     existed) is resumed into one file with the full header, its old rows kept."""

@@ -67,6 +67,9 @@ class Agent(ABC):
     # ``return_k{k}``) -> description. The trainer writes them into the run folder's
     # columns.md, beside metrics.csv.
     metric_descriptions: ClassVar[Mapping[str, str]] = RETURN_METRICS
+    # Metric names that run folders of earlier versions of the agent hold -> the name
+    # now; the trainer renames those columns of metrics.csv when it resumes such a run.
+    renamed_metrics: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def policy(self) -> Policy:

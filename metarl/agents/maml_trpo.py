@@ -2,7 +2,7 @@
 Deep Networks", Section 3.2 and 5.3): a policy initialization from which one
 vanilla policy-gradient step adapts to a new task, meta-trained with TRPO.
 
-The inner step and the data pipeline are ``metarl.agents.maml``'s. The outer
+The inner step and the data pipeline are ``metarl.agents.gradient_meta``'s. The outer
 update is TRPO (Schulman et al. 2015) on the post-update episodes: the surrogate
 
     L(theta) = -mean_tasks mean_steps [pi_theta'_i(a|s) / pi_old'_i(a|s) * A]
@@ -29,17 +29,16 @@ from typing import ClassVar
 
 import torch
 
-from metarl.agents.maml import (
+from metarl.agents.config_checks import check_positive_int, check_real
+from metarl.agents.gradient_meta import (
     GradientMetaAgent,
     GradientMetaConfig,
     Params,
     TaskData,
-    check_positive_int,
-    check_real,
-    gaussian_kl,
     masked_ratio,
     mean_over_tasks,
 )
+from metarl.agents.networks import gaussian_kl
 from metarl.agents.trpo import backtracking_line_search, conjugate_gradient
 
 __all__ = ["MAMLTRPOAgent", "MAMLTRPOConfig"]
@@ -91,12 +90,14 @@ class MAMLTRPOAgent(GradientMetaAgent):
         **GradientMetaAgent.metric_descriptions,
         "surrogate_before": "TRPO surrogate loss of the post-update episodes before the step",
         "surrogate_after": "the surrogate loss after the accepted step (the line search's)",
-        "kl": "mean KL between the post-update policies before and after the step",
+        "outer_kl": "mean KL (exact, of the Gaussians) of the post-update policies, before "
+        "vs after the step",
         "backtracks": "line-search backtracking steps taken",
         "step_accepted": "1 if the line search accepted a step (KL and loss constraints "
         "met), else 0",
         "grad_norm": "norm of the meta-gradient of the surrogate",
     }
+    renamed_metrics: ClassVar[Mapping[str, str]] = {"kl": "outer_kl"}
 
     def _objectives(
         self,
@@ -164,7 +165,7 @@ class MAMLTRPOAgent(GradientMetaAgent):
         return {
             "surrogate_before": float(loss.detach()),
             "surrogate_after": result.loss,
-            "kl": result.kl,
+            "outer_kl": result.kl,
             "backtracks": float(result.backtracks),
             "step_accepted": float(result.accepted),
             "grad_norm": float(g.norm()),

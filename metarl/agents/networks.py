@@ -1,4 +1,5 @@
-"""Network pieces shared by the torch agents: MLPs, a GRU core, a Gaussian head, conversions.
+"""Network pieces shared by the torch agents: MLPs, a GRU core, a Gaussian head (the
+Gaussian MLP policy), Gaussian densities, activations, conversions.
 
 Every module here is built on torch's ``meta`` device and then initialized from an
 explicit ``torch.Generator``, so constructing a network neither reads nor advances
@@ -10,9 +11,12 @@ gain 1 on value outputs.
 
 The Gaussian head has a state-independent learned log standard deviation, as
 garage's ``GaussianGRUPolicy`` (``learn_std=True``, ``std_share_network=False``)
-and CleanRL's continuous PPO. ``ActionScaling`` maps a bounded ``Box`` to the
-unit box the head works in; ``torch_threads`` pins torch's intra-op thread count
-for inference that must be bitwise reproducible across processes.
+and CleanRL's continuous PPO. On observations, with hidden layers, it is the
+Gaussian MLP policy of MAML-TRPO, ProMP and PPO; on GRU features, RL2's head.
+``ACTIVATIONS`` names the hidden activations a config may choose. ``ActionScaling``
+maps a bounded ``Box`` to the unit box the head works in; ``torch_threads`` pins
+torch's intra-op thread count for inference that must be bitwise reproducible
+across processes.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from gymnasium import spaces
 from torch import nn
 
 __all__ = [
+    "ACTIVATIONS",
     "ActionScaling",
     "GRUCore",
     "GaussianHead",
     "gaussian_entropy",
+    "gaussian_kl",
     "gaussian_log_prob",
     "init_linear",
     "mlp",
@@ -41,6 +47,8 @@ __all__ = [
 ]
 
 HIDDEN_GAIN = math.sqrt(2.0)
+# The hidden activations a config names (``activation: tanh``).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -185,6 +193,16 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
     return (log_std + 0.5 * math.log(2.0 * math.pi * math.e)).sum(-1)
 
 
+def gaussian_kl(
+    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
+) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over the last axis."""
+    var_p = torch.exp(2 * log_std_p)
+    var_q = torch.exp(2 * log_std_q)
+    per_dim = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
+    return per_dim.sum(-1)
+
+
 class GaussianHead(nn.Module):
     """Features -> mean of a diagonal Gaussian, with a state-independent learned log-std.
 
@@ -195,6 +213,13 @@ class GaussianHead(nn.Module):
         hidden_sizes: hidden layers between the features and the mean (none: linear).
         init_std: the initial standard deviation (in the head's units).
         mean_gain: orthogonal gain of the mean layer (0.01: near-zero initial means).
+        activation: the hidden layers' activation.
+
+    Parameters: ``mean.<i>.weight`` / ``mean.<i>.bias`` (the ``nn.Sequential`` of
+    ``mlp``) and ``log_std``. On observations (``in_dim`` the observation size) this is
+    the Gaussian MLP policy of ProMP's ``MetaGaussianMLPPolicy``, with the package's
+    initialization instead of ProMP's Xavier-uniform: the first actions are then
+    zero-mean noise of ``init_std``.
     """
 
     def __init__(
@@ -205,17 +230,25 @@ class GaussianHead(nn.Module):
         hidden_sizes: Sequence[int] = (),
         init_std: float = 1.0,
         mean_gain: float = 0.01,
+        activation: type[nn.Module] = nn.Tanh,
     ):
         super().__init__()
         if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std!r}")
-        self.mean = mlp(in_dim, hidden_sizes, action_dim, generator, output_gain=mean_gain)
+        self.mean = mlp(
+            in_dim, hidden_sizes, action_dim, generator, activation, output_gain=mean_gain
+        )
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean ``(..., action_dim)`` and the log-std broadcast to the same shape."""
         mean = self.mean(features)
         return mean, self.log_std.expand_as(mean)
+
+    def action_std(self) -> float:
+        """The mean standard deviation over the action dimensions (the ``action_std``
+        metric)."""
+        return float(torch.exp(self.log_std.detach()).mean())
 
 
 # ----------------------------------------------------------------------------- action scaling

@@ -306,10 +306,11 @@ class PEARLAgent(Agent):
         "qf_loss": "squared TD error of the two Q functions (mean over the gradient steps)",
         "vf_loss": "squared error of the V function against min Q - log pi",
         "policy_loss": "the actor's loss, log pi - min Q plus the mean and std regularizers",
-        "kl": "KL of the context posterior q(z | c) from the prior N(0, I), per task",
+        "posterior_kl": "KL of the context posterior q(z | c) from the prior N(0, I), per task",
         "z_mean_abs": "mean absolute value of the posterior means of z",
         "z_var": "mean posterior variance of z",
     }
+    renamed_metrics: ClassVar[Mapping[str, str]] = {"kl": "posterior_kl"}
 
     def __init__(
         self,
@@ -651,7 +652,7 @@ class PEARLAgent(Agent):
             "qf_loss": float(qf_loss.detach()),
             "vf_loss": float(vf_loss.detach()),
             "policy_loss": float(policy_loss.detach()),
-            "kl": float(kl.detach()) / len(tasks),
+            "posterior_kl": float(kl.detach()) / len(tasks),
             "z_mean_abs": float(mean.detach().abs().mean()),
             "z_var": float(var.detach().mean()),
         }

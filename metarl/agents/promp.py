@@ -3,7 +3,7 @@ meta-gradient assigns credit to the pre-update (exploration) policy correctly an
 with low variance, optimized with a PPO-style proximal objective.
 
 Two changes to MAML-TRPO (``metarl.agents.maml_trpo``), everything else shared
-(``metarl.agents.maml``):
+(``metarl.agents.gradient_meta``):
 
 - the inner step uses the low-variance curvature (LVC) surrogate
   ``-mean(pi_theta(a|s) / pi_theta_o(a|s) * A)`` over the pre-update episodes
@@ -30,17 +30,16 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from metarl.agents.maml import (
+from metarl.agents.config_checks import check_positive_int, check_real
+from metarl.agents.gradient_meta import (
     GradientMetaAgent,
     GradientMetaConfig,
     Params,
     TaskData,
-    check_positive_int,
-    check_real,
-    gaussian_kl,
     masked_ratio,
     mean_over_tasks,
 )
+from metarl.agents.networks import gaussian_kl
 
 __all__ = ["ProMPAgent", "ProMPConfig"]
 

@@ -48,6 +48,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
 from metarl.agents.base import Agent
+from metarl.agents.control_step import ControlStep
 from metarl.agents.networks import (
     ActionScaling,
     GaussianHead,
@@ -60,20 +61,20 @@ from metarl.agents.networks import (
     torch_threads,
 )
 from metarl.agents.policy import PolicyInput, PolicyOutput
-from metarl.agents.ppo import (
+from metarl.agents.ppo_update import (
     PPO_UPDATE_METRICS,
-    clipped_surrogate_loss,
+    MinibatchEvaluation,
     compute_gae,
     explained_variance,
     load_running_stats,
-    masked_mean,
-    normalize_advantages,
+    ppo_batch,
+    ppo_update,
     running_stats_state,
-    value_loss,
+    standardize_returns,
 )
 from metarl.episodes import EpisodeBatch
 
-__all__ = ["RL2Agent", "RL2Config", "RL2Policy", "trial_gae"]
+__all__ = ["RL2Agent", "RL2Config", "RL2Policy", "RL2Step", "trial_gae"]
 
 
 @dataclass(frozen=True)
@@ -301,9 +302,7 @@ class RL2Policy(nn.Module):
 
     # -- training ---------------------------------------------------------------------
 
-    def evaluate(
-        self, features: torch.Tensor, unit_actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(self, features: torch.Tensor, unit_actions: torch.Tensor) -> MinibatchEvaluation:
         """Run whole trials ``(B, T, input)`` from the zero state.
 
         Returns the log-probabilities of ``unit_actions`` ``(B, T, action_dim)``, the
@@ -313,13 +312,53 @@ class RL2Policy(nn.Module):
         h, _ = self.core(features)
         mean, log_std = self.policy_head(h)
         values = self.value_head(h).squeeze(-1)
-        return gaussian_log_prob(mean, log_std, unit_actions), gaussian_entropy(log_std), values
+        return MinibatchEvaluation(
+            gaussian_log_prob(mean, log_std, unit_actions), gaussian_entropy(log_std), values
+        )
 
     def set_value_normalization(self, loc: float, scale: float) -> None:
         """Set the mean and standard deviation of returns that the value head's output
         is scaled back by: ``value = head * scale + loc``."""
         self.value_loc.fill_(loc)
         self.value_scale.fill_(scale)
+
+
+class RL2Step(nn.Module):
+    """RL2's deterministic control step, for export: ``(observation, prev_action,
+    prev_reward, episode_start, state) -> (action, state_out)``, the mean action, with
+    actions in the action space's units (``metarl.agents.control_step``). The input is
+    built as ``RL2Policy.input_features`` builds it."""
+
+    action_center: torch.Tensor
+    action_half: torch.Tensor
+
+    def __init__(self, policy: RL2Policy):
+        super().__init__()
+        self.core = copy.deepcopy(policy.core)
+        self.head = copy.deepcopy(policy.policy_head)
+        scaling = policy.scaling
+        self.register_buffer("action_center", torch.from_numpy(scaling.center))
+        self.register_buffer("action_half", torch.from_numpy(scaling.half_range))
+        self.bounded = scaling.bounded
+        self.reward_gain = 0.0 if policy.ablate_prev_reward else 1.0
+
+    def forward(
+        self,
+        observation: torch.Tensor,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        episode_start: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action ``(batch, action_dim)`` and the new state ``(batch, hidden_size)``;
+        ``prev_reward`` and ``episode_start`` are ``(batch, 1)``."""
+        unit = (prev_action - self.action_center) / self.action_half
+        if self.bounded:
+            unit = torch.clamp(unit, -1.0, 1.0)
+        x = torch.cat([observation, unit, prev_reward * self.reward_gain, episode_start], -1)
+        h = self.core.step(x, state)
+        mean, _ = self.head(h)
+        return self.action_center + self.action_half * mean, h
 
 
 class _Trials(NamedTuple):
@@ -401,6 +440,23 @@ class RL2Agent(Agent):
         snapshot.requires_grad_(False)
         return snapshot.eval()
 
+    def control_step(self) -> ControlStep:
+        """The GRU step with the mean action, for export (``metarl.agents.control_step``):
+        the state goes in and out, so an exported agent adapts within a trial."""
+        policy = self.policy()
+        return ControlStep(
+            RL2Step(policy),
+            inputs=("observation", "prev_action", "prev_reward", "episode_start", "state"),
+            outputs=("action", "state_out"),
+            obs_dim=policy.obs_dim,
+            action_dim=policy.action_dim,
+            state_dim=policy.hidden_size,
+            scaling=policy.scaling,
+            policy=policy,
+            observation_mean=np.zeros(policy.obs_dim),
+            observation_std=np.ones(policy.obs_dim),
+        )
+
     # -- update -----------------------------------------------------------------------
 
     def _trials(self, batch: EpisodeBatch) -> _Trials:
@@ -480,49 +536,29 @@ class RL2Agent(Agent):
         )
         features = torch.from_numpy(data.features)
         unit_actions = torch.from_numpy(data.unit_actions)
-        old_log_probs = torch.from_numpy(data.old_log_probs)
-        mask = torch.from_numpy(data.mask)
-        adv = torch.from_numpy(advantages.astype(np.float32))
         targets = returns
         if cfg.normalize_values:
-            self.return_stats.update(targets[data.mask])
-            loc, scale = float(self.return_stats.mean), math.sqrt(self.return_stats.var + 1e-8)
+            targets, loc, scale = standardize_returns(self.return_stats, returns, data.mask)
             self.network.set_value_normalization(loc, scale)
-            targets = (targets - loc) / scale
-        ret = torch.from_numpy(targets.astype(np.float32))
-        adv = normalize_advantages(adv, mask) if cfg.normalize_advantages else adv * mask
-
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0}
-        sums["clip_fraction"] = 0.0
-        count = 0
         num_trials = len(features)
-        for _ in range(cfg.epochs):
-            order = torch.randperm(num_trials, generator=self.generator)
-            for idx in order.tensor_split(min(cfg.num_minibatches, num_trials)):
-                m = mask[idx]
-                log_prob, entropy, values = self.network.evaluate(features[idx], unit_actions[idx])
-                pg_loss, stats = clipped_surrogate_loss(
-                    log_prob, old_log_probs[idx], adv[idx], cfg.clip_range, m
-                )
-                v_loss = value_loss(values, ret[idx], m)
-                ent = masked_mean(entropy, m)
-                loss = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * ent
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.network.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                sums["policy_loss"] += pg_loss.item()
-                sums["value_loss"] += v_loss.item()
-                sums["entropy"] += ent.item()
-                sums["approx_kl"] += stats.approx_kl
-                sums["clip_fraction"] += stats.clip_fraction
-                count += 1
+        metrics = ppo_update(
+            lambda idx: self.network.evaluate(features[idx], unit_actions[idx]),
+            ppo_batch(
+                torch.from_numpy(data.old_log_probs),
+                advantages,
+                targets,
+                cfg.normalize_advantages,
+                data.mask,
+            ),
+            cfg,
+            self.optimizer,
+            self.generator,
+            lambda order: order.tensor_split(min(cfg.num_minibatches, num_trials)),
+        )
         self.iterations += 1
-
-        metrics = {k: v / count for k, v in sums.items()}
         valid = data.mask
         metrics["explained_variance"] = explained_variance(data.old_values[valid], returns[valid])
-        metrics["action_std"] = float(torch.exp(self.network.policy_head.log_std.detach()).mean())
+        metrics["action_std"] = self.network.policy_head.action_std()
         return metrics
 
     # -- checkpoints ------------------------------------------------------------------

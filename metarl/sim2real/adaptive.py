@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl.agents.maml import check_positive_int
+from metarl.agents.config_checks import check_positive_int
 from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Beta, Fixed, Uniform
 from metarl.sim2real.schedules import RandomizationSchedule

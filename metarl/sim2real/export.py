@@ -1,13 +1,15 @@
 """Exporting a trained policy to ONNX, checked against PyTorch.
 
-``export_policy(agent, path)`` writes the agent's deterministic control step as one
-ONNX graph (the interface of ``metarl.sim2real.onnx_policy``), with PyTorch's
+``export_policy(agent, path)`` writes the agent's deterministic control step (its
+``control_step()``, ``metarl.agents.control_step``) as one ONNX graph (the
+interface of ``metarl.sim2real.onnx_policy``), with PyTorch's
 exporter (``torch.onnx.export``, the ``torch.export``-based one), then runs the file
 with ONNX Runtime and the agent's own policy (its ``act``, the noise set to zero) on
 the same random inputs and compares: a difference above ``tolerance`` raises, so no
 export that disagrees with the agent is left behind (nor one whose export or check
 failed). The file is self-contained (the weights inline, no ``.onnx.data`` beside it)
-and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads. Supported agents:
+and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads. The agents with a
+control step:
 
 - ``PPOAgent`` (``agent: ppo``): a Markov policy; the graph takes the observation
   (its running standardization is folded into the first layer, as in training) and
@@ -17,13 +19,12 @@ and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads. Supported agents:
   state, so the agent adapts online in a deployment as in simulation.
 
 Others (MAML's gradient-step adaptation, PEARL's posterior over contexts) need
-PyTorch at run time and raise ``TypeError``.
+PyTorch at run time and raise ``TypeError`` naming the registered agents that have one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import logging
@@ -35,11 +36,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from metarl.agents.dr_ppo import PPOAgent
+from metarl.agents.control_step import ControlStep, ExportableAgent
 from metarl.agents.policy import PolicyInput
-from metarl.agents.rl2 import RL2Agent, RL2Policy
+from metarl.config import AGENTS
 
 __all__ = ["ExportMismatch", "check_export", "export_policy"]
 
@@ -51,83 +51,33 @@ class ExportMismatch(RuntimeError):
     """ONNX Runtime and the agent's policy disagree on the check's inputs."""
 
 
-class _MarkovStep(nn.Module):
-    action_center: torch.Tensor
-    action_half: torch.Tensor
+def _control_step(agent: Any) -> ControlStep:
+    """The agent's ``control_step()``.
 
-    def __init__(self, mean: nn.Module, center: np.ndarray, half: np.ndarray):
-        super().__init__()
-        self.mean = mean
-        self.register_buffer("action_center", torch.from_numpy(np.asarray(center, np.float32)))
-        self.register_buffer("action_half", torch.from_numpy(np.asarray(half, np.float32)))
-
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.action_center + self.action_half * self.mean(observation)
-
-
-class _RL2Step(nn.Module):
-    action_center: torch.Tensor
-    action_half: torch.Tensor
-
-    def __init__(self, policy: RL2Policy):
-        super().__init__()
-        self.core = copy.deepcopy(policy.core)
-        self.head = copy.deepcopy(policy.policy_head)
-        scaling = policy.scaling
-        self.register_buffer("action_center", torch.from_numpy(scaling.center))
-        self.register_buffer("action_half", torch.from_numpy(scaling.half_range))
-        self.bounded = scaling.bounded
-        self.reward_gain = 0.0 if policy.ablate_prev_reward else 1.0
-
-    def forward(
-        self,
-        observation: torch.Tensor,
-        prev_action: torch.Tensor,
-        prev_reward: torch.Tensor,
-        episode_start: torch.Tensor,
-        state: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        unit = (prev_action - self.action_center) / self.action_half
-        if self.bounded:
-            unit = torch.clamp(unit, -1.0, 1.0)
-        x = torch.cat([observation, unit, prev_reward * self.reward_gain, episode_start], -1)
-        h = self.core.step(x, state)
-        mean, _ = self.head(h)
-        return self.action_center + self.action_half * mean, h
-
-
-def _step_module(agent: Any) -> tuple[nn.Module, tuple[str, ...], tuple[str, ...], int, int]:
-    """The step module, its input and output names, the state size, the action size."""
-    if isinstance(agent, PPOAgent):
-        policy = agent._policy(deterministic=True)
-        network = copy.deepcopy(agent.network)
-        network.load_state_dict({k: v[0] for k, v in policy.params.items()})
-        scaling = agent.scaling
-        module = _MarkovStep(network.mean, scaling.center, scaling.half_range)
-        return module, ("observation",), ("action",), 0, scaling.dim
-    if isinstance(agent, RL2Agent):
-        rl2 = agent.policy()
-        names = ("observation", "prev_action", "prev_reward", "episode_start", "state")
-        return _RL2Step(rl2), names, ("action", "state_out"), rl2.hidden_size, rl2.action_dim
+    Raises:
+        TypeError: the agent has none; the message names the registered agents that do.
+    """
+    if isinstance(agent, ExportableAgent):
+        return agent.control_step()
+    exportable = sorted(
+        (entry.agent_class().__name__, name)
+        for name, entry in AGENTS.items()
+        if hasattr(entry.agent_class(), "control_step")
+    )
+    names = ", ".join(f"{cls} (agent: {name})" for cls, name in exportable)
     raise TypeError(
-        f"export_policy: {type(agent).__name__} cannot run without PyTorch; exportable: "
-        "PPOAgent (agent: ppo), RL2Agent"
+        f"export_policy: {type(agent).__name__} cannot run without PyTorch; exportable: {names}"
     )
 
 
 def _sample_feeds(
-    agent: Any, n: int, seed: int, state_dim: int, action_dim: int
+    step: ControlStep, n: int, seed: int, state_dim: int, action_dim: int
 ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    policy = agent.policy()
-    obs_dim = int(getattr(policy, "obs_dim", 0)) or agent.network.mean[0].in_features
-    scaling = agent.scaling if isinstance(agent, PPOAgent) else policy.scaling
-    if isinstance(agent, PPOAgent):  # observations where the policy has seen them
-        mean, std = agent._obs_scale()
-    else:
-        mean, std = np.zeros(obs_dim), np.ones(obs_dim)
+    scaling = step.scaling
+    mean, std = step.observation_mean, step.observation_std
     return {
-        "observation": (mean + std * rng.normal(0.0, 1.0, (n, obs_dim))).astype(np.float32),
+        "observation": (mean + std * rng.normal(0.0, 1.0, (n, step.obs_dim))).astype(np.float32),
         "prev_action": (
             scaling.center + scaling.half_range * rng.uniform(-1.2, 1.2, (n, action_dim))
         ).astype(np.float32),
@@ -144,13 +94,11 @@ class _NoNoise:
         return np.zeros(size)
 
 
-def _agent_step(agent: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _agent_step(step: ControlStep, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The agent's own policy (``act``, no noise) on ``feeds``."""
     n = len(feeds["observation"])
-    policy: Any = (
-        agent._policy(deterministic=True) if isinstance(agent, PPOAgent) else agent.policy()
-    )
-    state = None if isinstance(agent, PPOAgent) else feeds["state"]
+    policy = step.policy
+    state = feeds["state"] if step.state_dim else None
     inputs = PolicyInput(
         feeds["observation"],
         feeds["prev_action"],
@@ -175,9 +123,10 @@ def check_export(
     from metarl.sim2real.onnx_policy import OnnxPolicy
 
     runner = OnnxPolicy(path)
-    feeds = _sample_feeds(agent, samples, seed, runner.state_dim, runner.action_dim)
+    step = _control_step(agent)
+    feeds = _sample_feeds(step, samples, seed, runner.state_dim, runner.action_dim)
     onnx_out = runner.step(feeds)
-    torch_out = _agent_step(agent, feeds)
+    torch_out = _agent_step(step, feeds)
     return {k: float(np.abs(onnx_out[k] - torch_out[k]).max()) for k in torch_out}
 
 
@@ -196,10 +145,10 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
     """
     import onnx
 
-    module, inputs, outputs, state_dim, action_dim = _step_module(agent)
-    module.eval()
-    feeds = _sample_feeds(agent, 2, 0, state_dim, action_dim)
-    args = tuple(torch.from_numpy(feeds[name]) for name in inputs)
+    step = _control_step(agent)
+    module = step.module.eval()
+    feeds = _sample_feeds(step, 2, 0, step.state_dim, step.action_dim)
+    args = tuple(torch.from_numpy(feeds[name]) for name in step.inputs)
     batch = torch.export.Dim("batch")
     path = Path(path)
     if path.is_dir():
@@ -220,19 +169,19 @@ def export_policy(agent: Any, path: str | Path, tolerance: float = 1e-4) -> dict
                 str(path),
                 dynamo=True,
                 external_data=False,  # the weights inline: one self-contained file
-                input_names=list(inputs),
-                output_names=list(outputs),
-                dynamic_shapes=tuple({0: batch} for _ in inputs),
+                input_names=list(step.inputs),
+                output_names=list(step.outputs),
+                dynamic_shapes=tuple({0: batch} for _ in step.inputs),
                 verbose=False,
             )
         model = onnx.load(str(path))
-        scaling = agent.scaling if isinstance(agent, PPOAgent) else agent.policy().scaling
+        scaling = step.scaling
         low = scaling.center - scaling.half_range
         high = scaling.center + scaling.half_range
         for key, value in {
             "metarl.agent": type(agent).__name__,
-            "metarl.state_dim": str(state_dim),
-            "metarl.action_dim": str(action_dim),
+            "metarl.state_dim": str(step.state_dim),
+            "metarl.action_dim": str(step.action_dim),
             "metarl.obs_dim": str(feeds["observation"].shape[1]),
             "metarl.action_low": json.dumps([float(x) for x in low]),
             "metarl.action_high": json.dumps([float(x) for x in high]),

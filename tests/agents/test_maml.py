@@ -13,16 +13,16 @@ import torch
 from gymnasium import spaces
 from torch.func import functional_call
 
-from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
-from metarl.agents.maml import (
+from metarl.agents.gradient_meta import (
     GradientMetaAgent,
-    MetaPolicy,
     TaskData,
-    gaussian_kl,
     mean_over_tasks,
     process_episodes,
 )
+from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
 from metarl.agents.maml_trpo import MAMLTRPOAgent, MAMLTRPOConfig
+from metarl.agents.mlp_policy import GaussianMLPPolicy
+from metarl.agents.networks import gaussian_kl
 from metarl.agents.policy import PolicyInput
 from metarl.agents.promp import ProMPAgent, ProMPConfig
 from metarl.agents.trpo import backtracking_line_search, conjugate_gradient
@@ -351,7 +351,9 @@ def test_meta_policy_uses_each_trials_parameter_set(
         k: v.detach() + 0.5 * torch.randn(3, *v.shape, generator=gen)
         for k, v in agent.params().items()
     }
-    policy = MetaPolicy(agent.network, sets, agent.scaling, (2,), assignment=np.array([2, 0, 1]))
+    policy = GaussianMLPPolicy(
+        agent.network, sets, agent.scaling, (2,), assignment=np.array([2, 0, 1])
+    )
     obs = np.random.default_rng(0).normal(size=(4, 2))
     trials = np.array([0, 1, 2, 0])
     out = policy.act(policy_input(obs, trials), None, [np.random.default_rng(i) for i in range(4)])
@@ -428,11 +430,11 @@ def test_adapt_takes_an_inner_step_after_each_batch() -> None:
     """Meta-test: K = 5 with 2 episodes per step gives stages of 2, 2 and 1 episodes,
     with theta, theta' and theta'' (a second step beyond the trained one)."""
     agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(adapt_episodes=2, hidden_sizes=(16,)))
-    seen: list[tuple[MetaPolicy, int]] = []
+    seen: list[tuple[GaussianMLPPolicy, int]] = []
     stage_batches: list[EpisodeBatch] = []
     with LocalSampler(POINT, num_envs=2, seed=0) as sampler:
 
-        def collect(policy: MetaPolicy, tasks: Any, k: int) -> EpisodeBatch:
+        def collect(policy: GaussianMLPPolicy, tasks: Any, k: int) -> EpisodeBatch:
             seen.append((policy, k))
             stage_batches.append(sampler.collect(policy, tasks, k))
             return stage_batches[-1]
@@ -519,7 +521,7 @@ def test_trpo_step_respects_the_trust_region_and_rejects_useless_steps() -> None
     before = agent.flat_params()
     metrics = agent.outer_update([pre], post)
     assert metrics["step_accepted"] == 1.0
-    assert metrics["kl"] <= 0.01 and metrics["surrogate_after"] < metrics["surrogate_before"]
+    assert metrics["outer_kl"] <= 0.01 and metrics["surrogate_after"] < metrics["surrogate_before"]
     assert not torch.equal(before, agent.flat_params())
     # Zero advantages: no direction improves the surrogate, theta stays.
     flat = post._replace(advantages=torch.zeros_like(post.advantages))

@@ -101,7 +101,7 @@ def test_gradient_step_trains_the_encoder_through_q_only() -> None:
         agent.prepare(sampler.collect, tasks)
     before = {k: [p.detach().clone() for p in m.parameters()] for k, m in agent._modules().items()}
     metrics = agent.gradient_step(tasks[:3])
-    assert set(metrics) >= {"qf_loss", "vf_loss", "policy_loss", "kl"}
+    assert set(metrics) >= {"qf_loss", "vf_loss", "policy_loss", "posterior_kl"}
     # The V and actor losses run after the encoder's step and its gradients are cleared:
     # with z detached for them, none reaches the encoder.
     assert all(p.grad is None for p in agent.encoder.parameters())
@@ -235,7 +235,7 @@ def test_task_variable_baselines_fix_z() -> None:
         np.testing.assert_array_equal(seen[-1], expected)
         before = [p.detach().clone() for p in agent.encoder.parameters()]
         metrics = agent.gradient_step(tasks[:3])
-        assert metrics["kl"] == 0.0
+        assert metrics["posterior_kl"] == 0.0
         for a, b in zip(agent.encoder.parameters(), before, strict=True):
             assert torch.equal(a, b)
     agent, tasks = make(task_variable="oracle", latent_size=3)

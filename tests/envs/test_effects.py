@@ -254,7 +254,7 @@ def test_samplers_record_what_the_effects_did() -> None:
     as ``effects.<name>.<field>`` (as a target's recordings), through the vector env."""
     import functools
 
-    from metarl.agents.dr_ppo import PPOAgent
+    from metarl.agents.ppo import PPOAgent
     from metarl.envs import task_distribution
     from metarl.sampling import LocalSampler
 

@@ -196,7 +196,7 @@ def test_the_trainer_draws_from_records_in_and_updates_a_schedule(tmp_path: Any)
 
     import gymnasium as gym
 
-    from metarl.agents.dr_ppo import PPOAgent, PPOConfig
+    from metarl.agents.ppo import PPOAgent, PPOConfig
     from metarl.envs import PhysicsRandomization
     from metarl.sampling import LocalSampler
     from metarl.trainer import Trainer, TrainerConfig
@@ -281,7 +281,7 @@ def test_more_bad_arguments_are_named(make: Callable[[], Any], message: str) -> 
 def test_resuming_a_schedule_from_a_checkpoint_without_one_is_refused(tmp_path: Any) -> None:
     import gymnasium as gym
 
-    from metarl.agents.dr_ppo import PPOAgent
+    from metarl.agents.ppo import PPOAgent
     from metarl.sampling import LocalSampler
     from metarl.trainer import Trainer, TrainerConfig
 

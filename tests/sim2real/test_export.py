@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.agents.dr_ppo import PPOAgent
+from metarl.agents.ppo import PPOAgent
 from metarl.agents.rl2 import RL2Agent
 from metarl.sim2real import export as export_module
 from metarl.sim2real.export import ExportMismatch, export_policy
@@ -83,6 +83,48 @@ def test_agents_that_need_torch_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="exportable: PPOAgent .* RL2Agent"):
         export_policy(MAMLTRPOAgent(*spaces()), tmp_path / "maml.onnx")
+
+
+def test_export_takes_any_agent_with_a_control_step(tmp_path: Path) -> None:
+    """The export knows no agent class: an agent outside the registry that offers
+    ``control_step()`` (a Markov Gaussian MLP here) is exported and checked."""
+    import copy
+
+    import torch
+
+    from metarl.agents.control_step import ControlStep, MarkovStep
+    from metarl.agents.mlp_policy import GaussianMLPPolicy
+    from metarl.agents.networks import ActionScaling, GaussianHead
+
+    observation_space, action_space = spaces()
+
+    class MarkovAgent:
+        def __init__(self) -> None:
+            generator = torch.Generator().manual_seed(0)
+            self.network = GaussianHead(4, 1, generator, (8,), mean_gain=1.0)
+            self.scaling = ActionScaling(action_space)
+
+        def control_step(self) -> ControlStep:
+            params = {k: v.detach().unsqueeze(0) for k, v in self.network.named_parameters()}
+            scaling = self.scaling
+            return ControlStep(
+                MarkovStep(copy.deepcopy(self.network.mean), scaling.center, scaling.half_range),
+                inputs=("observation",),
+                outputs=("action",),
+                obs_dim=4,
+                action_dim=1,
+                state_dim=0,
+                scaling=scaling,
+                policy=GaussianMLPPolicy(self.network, params, scaling, (1,), deterministic=True),
+                observation_mean=np.zeros(4),
+                observation_std=np.ones(4),
+            )
+
+    differences = export_policy(MarkovAgent(), tmp_path / "markov.onnx")
+    assert differences["action"] < 1e-5
+    policy = OnnxPolicy(tmp_path / "markov.onnx")
+    assert policy.agent == "MarkovAgent"
+    policy.check_spaces(observation_space, action_space)
 
 
 def test_a_disagreeing_export_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

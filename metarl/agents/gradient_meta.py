@@ -14,10 +14,10 @@ What lives here:
 
 - ``GradientMetaConfig``: the fields both algorithms have (each algorithm's
   config extends it);
-- ``GaussianMLP``: the network, used functionally (``torch.func.functional_call``)
-  so that one set of modules serves theta and every theta'_i;
-- ``MetaPolicy``: the ``Policy`` the samplers run, holding one parameter set per
-  task and choosing each row's by ``PolicyInput.trials``;
+- ``GradientMetaAgent.network``: the Gaussian MLP (``networks.GaussianHead`` on
+  observations), used functionally (``torch.func.functional_call``) so that one set
+  of modules serves theta and every theta'_i; the samplers run it as a
+  ``mlp_policy.GaussianMLPPolicy`` holding one parameter set per task;
 - ``TaskData`` / ``process_episodes``: a batch turned into per-task padded tensors
   with advantages from a linear feature baseline fitted per task (Duan et al.
   2016), as MAML does;
@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import numbers
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,32 +55,23 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from metarl.agents.base import Agent, CollectFn, TrainStep, return_metrics
+from metarl.agents.config_checks import check_mlp_fields, check_positive_int, check_real
 from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
-from metarl.agents.networks import (
-    ActionScaling,
-    gaussian_log_prob,
-    mlp,
-)
-from metarl.agents.policy import PolicyInput, PolicyOutput
-from metarl.agents.ppo import compute_gae
+from metarl.agents.mlp_policy import GaussianMLPPolicy
+from metarl.agents.networks import ACTIVATIONS, ActionScaling, GaussianHead, gaussian_log_prob
+from metarl.agents.ppo_update import compute_gae
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
 __all__ = [
     "INNER_OBJECTIVES",
-    "GaussianMLP",
     "GradientMetaAgent",
     "GradientMetaConfig",
-    "MetaPolicy",
     "Params",
     "TaskData",
-    "check_positive_int",
-    "check_real",
-    "gaussian_kl",
     "masked_ratio",
     "mean_over_tasks",
     "process_episodes",
@@ -90,7 +79,6 @@ __all__ = [
 
 Params = dict[str, torch.Tensor]
 INNER_OBJECTIVES = ("log_likelihood", "lvc")
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 @dataclass(frozen=True)
@@ -178,227 +166,6 @@ class GradientMetaConfig:
         for key in ("first_order", "normalize_advantages", "ablate_inner_lr"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
-
-
-def check_mlp_fields(config: Any) -> None:
-    """Check the ``seed``, ``hidden_sizes`` and ``activation`` fields of a frozen config
-    dataclass of an MLP agent (``ValueError`` naming the field); store
-    ``hidden_sizes`` as a tuple."""
-    name = type(config).__name__
-    seed = config.seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"{name}.seed must be a non-negative integer, got {seed!r}")
-    sizes = config.hidden_sizes
-    if not isinstance(sizes, tuple | list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
-    ):
-        raise ValueError(f"{name}.hidden_sizes must be positive integers, got {sizes!r}")
-    object.__setattr__(config, "hidden_sizes", tuple(sizes))
-    if config.activation not in ACTIVATIONS:
-        raise ValueError(
-            f"{name}.activation must be one of {list(ACTIVATIONS)}, got {config.activation!r}"
-        )
-
-
-def check_positive_int(cls: str, key: str, value: Any) -> None:
-    """Raise ``ValueError`` naming ``cls.key`` unless ``value`` is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{cls}.{key} must be a positive integer, got {value!r}")
-
-
-def check_real(cls: str, key: str, value: Any, positive: bool = False) -> float:
-    """``value`` as a float; raises unless it is a finite real (and positive if asked)."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not ok or (positive and not value > 0):
-        kind = "a positive number" if positive else "a finite number"
-        raise ValueError(f"{cls}.{key} must be {kind}, got {value!r}")
-    return float(value)
-
-
-# ----------------------------------------------------------------------------- network
-
-
-class GaussianMLP(nn.Module):
-    """Observation -> mean of a diagonal Gaussian over unit-box actions, plus a learned
-    state-independent log-std (``log_std``), as ProMP's ``MetaGaussianMLPPolicy``.
-
-    Initialization is the package's (``metarl.agents.networks``: orthogonal, gain
-    sqrt(2) on hidden layers, 0.01 on the mean layer, zero biases), not ProMP's
-    Xavier-uniform: the first actions are then zero-mean noise of ``init_std``.
-    """
-
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden_sizes: Sequence[int],
-        activation: type[nn.Module],
-        init_std: float,
-        generator: torch.Generator,
-    ):
-        super().__init__()
-        self.mean = mlp(
-            obs_dim, hidden_sizes, action_dim, generator, activation=activation, output_gain=0.01
-        )
-        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean ``(..., action_dim)`` and the log-std broadcast to its shape."""
-        mean = self.mean(obs)
-        return mean, self.log_std.expand_as(mean)
-
-
-def gaussian_kl(
-    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
-) -> torch.Tensor:
-    """KL(p || q) of diagonal Gaussians, summed over the last axis."""
-    var_p = torch.exp(2 * log_std_p)
-    var_q = torch.exp(2 * log_std_q)
-    per_dim = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
-    return per_dim.sum(-1)
-
-
-# ----------------------------------------------------------------------------- policy
-
-_NUMPY_ACTIVATIONS: dict[type[nn.Module], str] = {nn.Tanh: "tanh", nn.ReLU: "relu"}
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class MetaPolicy:
-    """The ``Policy`` of a gradient-based meta-learner: one parameter set per task.
-
-    Args:
-        network: the architecture (its own parameter values are not used).
-        params: parameter sets stacked on a leading axis ``(P, ...)``.
-        scaling: the action space's scaling to the unit box.
-        assignment: ``assignment[trial]`` is the parameter set of a collect call's
-            trial ``trial`` (``PolicyInput.trials``); ``None``: set 0 for every trial.
-        deterministic: act with the mean (no noise drawn), for evaluation.
-
-    ``act`` samples ``mean + std * noise`` in the unit box with row ``i``'s noise from
-    ``rngs[i]``, maps it to the action space (unclipped) and returns the
-    ``log_prob`` of the stored action. Inference runs on one thread without gradients.
-    """
-
-    def __init__(
-        self,
-        network: GaussianMLP,
-        params: Mapping[str, torch.Tensor],
-        scaling: ActionScaling,
-        action_shape: tuple[int, ...],
-        assignment: np.ndarray | None = None,
-        deterministic: bool = False,
-    ):
-        self.network = network
-        self.deterministic = deterministic
-        self.params = {k: v.detach().clone() for k, v in params.items()}
-        self.scaling = scaling
-        self.action_shape = action_shape
-        self.assignment = None if assignment is None else np.asarray(assignment, dtype=np.int64)
-        sets = {len(v) for v in self.params.values()}
-        if len(sets) != 1:
-            raise ValueError(f"MetaPolicy params must share their leading axis, got sizes {sets}")
-        self.num_sets = sets.pop()
-        self._numpy: list[tuple[str, np.ndarray | None, np.ndarray | None]] | None = None
-        self._log_std: Any = None
-
-    def initial_state(self, n: int) -> None:
-        """Stateless: ``None``."""
-        return None
-
-    def _layers(self) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
-        """The network as numpy arrays: ``(kind, weights, biases)``; weights ``(P, out, in)``
-        with biases ``(P, out)``, or, with one parameter set, ``(in, out)`` (transposed,
-        contiguous) with biases ``(out,)``. Also caches the log-stds (``_log_std``)."""
-        if self._numpy is None:
-            single = self.num_sets == 1
-            layers: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
-            for i, layer in enumerate(self.network.mean):
-                if isinstance(layer, nn.Linear):
-                    w = self.params[f"mean.{i}.weight"].numpy()
-                    b = self.params[f"mean.{i}.bias"].numpy()
-                    if single:
-                        w, b = np.ascontiguousarray(w[0].T), b[0]
-                    layers.append(("linear", w, b))
-                elif type(layer) in _NUMPY_ACTIVATIONS:
-                    layers.append((_NUMPY_ACTIVATIONS[type(layer)], None, None))
-                else:
-                    raise TypeError(f"MetaPolicy cannot run a {type(layer).__name__} layer")
-            log_std = self.params["log_std"].numpy()
-            self._log_std = log_std[0] if single else log_std
-            self._numpy = layers
-        return self._numpy
-
-    def _distribution(self, sets: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean ``(n, action_dim)`` and log-std (``(action_dim,)`` with one parameter set,
-        else ``(n, action_dim)``) of each row's Gaussian, float32.
-
-        In numpy: for the small MLPs of these agents and a few dozen rows, torch's fixed
-        per-call overhead dominated a policy call, which samplers make at every step
-        (``benchmarks/sampling_throughput.py`` measures the sampler with this policy).
-        Same float32 arithmetic; results agree with the torch network to float32
-        rounding (the agents recompute log-probs in torch and tolerate it).
-        """
-        h = obs
-        single = self.num_sets == 1
-        for kind, w, b in self._layers():
-            if kind == "linear":
-                assert w is not None and b is not None
-                if single:
-                    h = h @ w + b
-                else:
-                    h = np.matmul(w[sets], h[:, :, None])[:, :, 0] + b[sets]
-            elif kind == "tanh":
-                h = np.tanh(h)
-            else:
-                h = np.maximum(h, np.float32(0.0))
-        return h, self._log_std if single else self._log_std[sets]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Views of the params, rebuilt on use.
-        return {**self.__dict__, "_numpy": None, "_log_std": None}
-
-    def act(
-        self, inputs: PolicyInput, state: Any, rngs: Sequence[np.random.Generator]
-    ) -> PolicyOutput:
-        """One action per row from the row's parameter set.
-
-        Raises:
-            ValueError: ``len(rngs)`` differs from the number of rows, or a trial has no
-                parameter set.
-        """
-        n = len(inputs.observations)
-        if len(rngs) != n:
-            raise ValueError(f"act got {len(rngs)} generators for {n} rows")
-        trials = np.asarray(inputs.trials, dtype=np.int64)
-        if self.assignment is None:
-            sets = np.zeros(n, dtype=np.int64)
-        else:
-            if trials.min(initial=0) < 0 or trials.max(initial=0) >= len(self.assignment):
-                bad = int(trials.min()) if trials.min(initial=0) < 0 else int(trials.max())
-                raise ValueError(
-                    f"MetaPolicy has parameter sets for trials 0..{len(self.assignment) - 1}, "
-                    f"got trial {bad}"
-                )
-            sets = self.assignment[trials]
-        obs = np.asarray(inputs.observations, dtype=np.float32).reshape(n, -1)
-        mean, log_std = self._distribution(sets, obs)
-        if self.deterministic:
-            unit = mean
-        else:
-            noise = np.empty((n, self.scaling.dim))
-            for row, rng in zip(noise, rngs, strict=True):
-                rng.standard_normal(out=row)
-            unit = mean + np.exp(log_std) * noise.astype(np.float32)
-        actions = self.scaling.to_env(unit)
-        stored = self.scaling.to_unit(actions)
-        z = (stored - mean) * np.exp(-log_std)
-        log_prob = (-0.5 * z * z - log_std - np.float32(_HALF_LOG_2PI)).sum(-1)
-        return PolicyOutput(
-            actions=actions.reshape(n, *self.action_shape),
-            state=None,
-            infos={"log_prob": log_prob.astype(np.float32, copy=False)},
-        )
 
 
 # ----------------------------------------------------------------------------- data
@@ -536,13 +303,13 @@ class GradientMetaAgent(Agent):
         self.episodes_per_trial = config.episodes_per_task
         self.tasks_per_iteration = config.meta_batch_size
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.network = GaussianMLP(
+        self.network = GaussianHead(
             self.obs_dim,
             self.scaling.dim,
-            config.hidden_sizes,
-            ACTIVATIONS[config.activation],
-            config.init_std,
             self.generator,
+            config.hidden_sizes,
+            config.init_std,
+            activation=ACTIVATIONS[config.activation],
         )
         self.iterations = 0
 
@@ -678,14 +445,14 @@ class GradientMetaAgent(Agent):
 
     # -- collection -------------------------------------------------------------------
 
-    def _policy_for(self, params: Params, batched: bool, num_tasks: int) -> MetaPolicy:
+    def _policy_for(self, params: Params, batched: bool, num_tasks: int) -> GaussianMLPPolicy:
         if batched:
             stacked, assignment = params, np.arange(num_tasks)
         else:
             stacked, assignment = {k: v.unsqueeze(0) for k, v in params.items()}, None
-        return MetaPolicy(self.network, stacked, self.scaling, self.action_shape, assignment)
+        return GaussianMLPPolicy(self.network, stacked, self.scaling, self.action_shape, assignment)
 
-    def policy(self) -> MetaPolicy:
+    def policy(self) -> GaussianMLPPolicy:
         """The pre-update policy theta (a detached copy, safe to ship)."""
         return self._policy_for(self.params(), False, 1)
 
@@ -743,7 +510,7 @@ class GradientMetaAgent(Agent):
             metrics[f"return_step{len(batches) - 1}"] - metrics["return_step0"]
         )
         metrics.update(self.outer_update(datas[:-1], datas[-1]))
-        metrics["action_std"] = float(torch.exp(self.network.log_std.detach()).mean())
+        metrics["action_std"] = self.network.action_std()
         self.iterations += 1
         return TrainStep(sum(b.num_steps for b in batches), metrics)
 

@@ -1,0 +1,73 @@
+"""The layers (envs <- agents <- core <- sim2real): no module imports from a layer above
+its own, and sim2real reaches the agents only through their shared modules."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import metarl
+import metarl.agents
+from metarl.agents.base import Agent
+
+PACKAGE = Path(metarl.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``metarl`` module a file imports, at any depth of its code."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "metarl"}
+
+
+def _algorithm_modules() -> set[str]:
+    """The agents' modules that define an ``Agent`` subclass (an algorithm), as opposed
+    to the shared pieces (networks, policies, the PPO update, buffers)."""
+    out = set()
+    for info in pkgutil.iter_modules(metarl.agents.__path__, "metarl.agents."):
+        module = importlib.import_module(info.name)
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ == info.name and issubclass(obj, Agent) and obj is not Agent:
+                out.add(info.name)
+    return out
+
+
+def test_sim2real_imports_no_algorithm_module() -> None:
+    algorithms = _algorithm_modules()
+    assert "metarl.agents.rl2" in algorithms and len(algorithms) >= 6  # the scan sees them
+    bad = {
+        f"{path.name} imports {name}"
+        for path in sorted((PACKAGE / "sim2real").glob("*.py"))
+        for name in _imports(path)
+        if name in algorithms
+    }
+    assert not bad, sorted(bad)
+
+
+def test_envs_and_agents_import_nothing_from_a_layer_above() -> None:
+    bottom = {"metarl.tasks", "metarl.episodes"}
+    allowed = {
+        "envs": ("metarl.envs",),
+        "agents": ("metarl.envs", "metarl.agents"),
+    }
+    bad = []
+    for layer, prefixes in allowed.items():
+        for path in sorted((PACKAGE / layer).glob("*.py")):
+            for name in _imports(path):
+                ok = name in bottom or any(n in bottom for n in _parents(name))
+                if not ok and not name.startswith(prefixes):
+                    bad.append(f"{layer}/{path.name} imports {name}")
+    assert not bad, bad
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
