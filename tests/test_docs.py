@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,7 +166,7 @@ def _docstrings(path: Path) -> Iterator[tuple[str, str]]:
                 yield f"{_rel(path)}:{getattr(node, 'name', '<module>')}", doc
         body = getattr(node, "body", None)
         if isinstance(body, list):
-            for first, second in zip(body, body[1:], strict=False):
+            for first, second in itertools.pairwise(body):
                 if (
                     isinstance(first, ast.Assign | ast.AnnAssign)
                     and isinstance(second, ast.Expr)
@@ -195,7 +196,9 @@ MEASUREMENT = re.compile(
 
 
 @pytest.mark.parametrize(
-    ("name", "pattern"), [("stale", STALE), ("measurement", MEASUREMENT)], ids=["stale", "measurement"]
+    ("name", "pattern"),
+    [("stale", STALE), ("measurement", MEASUREMENT)],
+    ids=["stale", "measurement"],
 )
 def test_package_docstrings_hold_no_stale_prose_or_measurements(
     name: str, pattern: re.Pattern[str]
