@@ -1,5 +1,5 @@
 """Meta-test adaptation of agents against the random, multi-task and oracle baselines
-(BENCHMARKS.md P3), from experiment configs.
+(docs/benchmarks.md#p3), from experiment configs.
 
 Runs each config once per training seed through ``metarl.runner.run_experiment``
 (meta-training, the baselines trained on the agent's env-step budget, the
@@ -42,7 +42,7 @@ from metarl.config import load_config
 from metarl.evaluation import AdaptationResult
 from metarl.runner import run_experiment
 
-# Published meta-training budgets (TASKS.md, "Published budgets").
+# Published meta-training budgets (docs/tasks.md#published-budgets).
 PUBLISHED = {
     "rl2": "1e7-1e8 env steps (RL2; garage, ProMP examples)",
     "maml_trpo": "1.6e8-3.2e8 env steps (MAML / ProMP defaults: 500-1000 iterations)",
@@ -167,7 +167,7 @@ def table(path: Path, results: list[dict[str, Any]]) -> list[str]:
     steps = int(np.mean([r["methods"][agent]["train_env_steps"] for r in results]))
     lines.append(
         f"Meta-training budget: {steps:,} env steps ({label}); published: "
-        f"{PUBLISHED.get(agent, 'see TASKS.md')}."
+        f"{PUBLISHED.get(agent, 'see [tasks.md](../docs/tasks.md#published-budgets)')}."
         + (
             f" Wall time per seed (training, baselines unless shared, evaluation): {total:.0f} s."
             if np.isfinite(total)
@@ -185,7 +185,7 @@ def markdown(results: dict[Path, list[dict[str, Any]]], argv: list[str]) -> str:
     import torch
 
     lines = [
-        "## Meta-test adaptation against the baselines (BENCHMARKS.md P3)",
+        "## Meta-test adaptation against the baselines ([P3](../docs/benchmarks.md#p3))",
         "",
         f"- command: `python benchmarks/adaptation.py {' '.join(argv)}`".rstrip(),
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",

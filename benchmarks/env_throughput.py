@@ -4,8 +4,8 @@ For each MuJoCo family of ``metarl.envs.TASK_ENVS`` this measures, in one proces
 and on the same pre-generated random actions:
 
 - the task environment's steps/s,
-- the plain Gymnasium v5 environment of the same robot (the target: the task env
-  should keep >= 0.9x of it),
+- the plain Gymnasium v5 environment of the same robot (the goal of
+  docs/benchmarks.md#p1: the task env keeps >= 0.95x of it),
 - the bare physics bound: ``mujoco.mj_step(model, data, nstep=frame_skip)`` on
   the same model, i.e. the ``mj_step`` rate divided by ``frame_skip``.
 

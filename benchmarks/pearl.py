@@ -1,4 +1,4 @@
-"""PEARL against multi-task SAC and an oracle SAC of the same budget (BENCHMARKS.md P3),
+"""PEARL against multi-task SAC and an oracle SAC of the same budget (docs/benchmarks.md#p3),
 with learning curves, wall time and peak memory.
 
 For each config and training seed, three runs of ``metarl train`` on the same tasks
@@ -409,7 +409,7 @@ def markdown(out: Path, argv: list[str], plot_dir: Path) -> str:
     import torch
 
     lines = [
-        "## PEARL against multi-task and oracle SAC (BENCHMARKS.md P3)",
+        "## PEARL against multi-task and oracle SAC ([P3](../docs/benchmarks.md#p3))",
         "",
         f"- command: `python benchmarks/pearl.py {' '.join(argv)}`".rstrip(),
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",

@@ -1,8 +1,9 @@
-"""RL2 on the point robot against the random, multi-task and oracle baselines (BENCHMARKS.md P3).
+"""RL2 on the point robot against the random, multi-task and oracle baselines (P3).
 
-The command quoted in RESULTS.md for RL2: ``benchmarks/adaptation.py`` on
-``configs/rl2_point_robot.yaml`` (one run per training seed, the same train/test
-tasks, a Markdown table of the return of each meta-test episode).
+The protocol is docs/benchmarks.md#p3. The command quoted in RESULTS.md for RL2:
+``benchmarks/adaptation.py`` on ``configs/rl2_point_robot.yaml`` (one run per training
+seed, the same train/test tasks, a Markdown table of the return of each meta-test
+episode).
 
 Usage::
 

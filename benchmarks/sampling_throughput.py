@@ -1,4 +1,4 @@
-"""Sampling throughput of one meta-batch (BENCHMARKS.md, P2), side by side in one run.
+"""Sampling throughput of one meta-batch (docs/benchmarks.md#p2), side by side in one run.
 
 The meta-batch: ``--tasks`` HalfCheetahVel tasks x ``--episodes`` episodes x 200 steps
 (default 20 x 10 x 200 = 40,000 env steps), actions from a 2 x 64 tanh MLP Gaussian
@@ -397,7 +397,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"torch {torch.__version__}, gymnasium {gym.__version__}"
     )
     lines = [
-        "## Sampling throughput (P2)",
+        "## Sampling throughput ([P2](../docs/benchmarks.md#p2))",
         "",
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",

@@ -1,4 +1,4 @@
-"""Sim-to-sim benchmark of learned simulators and transfer (BENCHMARKS.md, P4).
+"""Sim-to-sim benchmark of learned simulators and transfer (docs/benchmarks.md#p4).
 
 Two targets, "real" systems with hidden physics and effects the simulator leaves out
 (an action delay of one control step and Gaussian observation noise of std 0.002;
@@ -475,7 +475,7 @@ def report(args: argparse.Namespace) -> str:
     out = Path(args.out)
     command = " ".join(["python benchmarks/sim2sim.py", *sys.argv[1:]])
     lines = [
-        "## Sim-to-sim: learned simulators and transfer (P4)",
+        "## Sim-to-sim: learned simulators and transfer ([P4](../docs/benchmarks.md#p4))",
         "",
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",

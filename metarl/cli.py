@@ -16,7 +16,7 @@ metarl deploy DEPLOY.yaml            an exported policy run on a robot, recorded
 metarl envs                          the registered task environments and their task sets
 metarl tasks ENV_ID [--seed S]       reproducible train/test task sets as JSON lines
 metarl check ENV_ID [ENV_ID ...]     run the task-environment checker
-metarl demo [--out DIR]              random vs scripted controllers on three families
+metarl demo [--out DIR]              a quick look at three task families (no training)
 
 Errors in a config, a run folder or an argument (an unknown environment, a negative
 count) print one message naming it and exit with status 2. Ctrl-C prints one line
@@ -496,11 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "demo",
-        "random vs scripted controllers on three families",
-        "Run a random and a scripted controller on tasks of three families (point robot, "
-        "half-cheetah velocity, hopper physics) and write their returns as a table "
-        "(returns.csv) and a plot (returns.png). No training: `make demo` meta-trains "
-        "(metarl train configs/rl2_point_robot.yaml).",
+        "a quick look at three task families: random vs scripted controllers, no training",
+        "A quick look at three task families: run a random and a scripted controller on "
+        "tasks of the point robot, HalfCheetahVel and HopperParams and write their returns "
+        "as a table (returns.csv) and a plot (returns.png). Nothing is trained; `make demo` "
+        "is the one that meta-trains (metarl train configs/rl2_point_robot.yaml).",
     )
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--tasks", type=_positive, default=4, help="tasks per family (default: 4)")

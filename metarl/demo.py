@@ -1,11 +1,12 @@
-"""The demo behind ``make demo``: task families, a random policy and scripted controllers.
+"""A quick look at three task families: a random policy against scripted controllers.
 
-It draws a few training tasks from three families (the point robot, HalfCheetahVel
-and HopperParams), rolls a random policy and a simple scripted controller on each
-task, prints a table of returns per task and writes a bar plot (PNG) and the
-returns (CSV) to the output folder. The scripted controllers read the task or the
-robot's state directly; they show what each task asks for, not what an agent learns.
-(``make demo`` meta-trains instead: ``metarl train configs/rl2_point_robot.yaml``.)
+``metarl demo`` (or ``python -m metarl.demo``) draws a few training tasks from the
+point robot, HalfCheetahVel and HopperParams, rolls a random policy and a simple
+scripted controller on each task, prints a table of returns per task and writes the
+returns (``returns.csv``) and a bar plot (``returns.png``) to the output folder. Nothing
+is trained: the scripted controllers read the task or the robot's state directly, so
+they show what each task asks for, not what an agent learns. ``make demo`` is the
+other demo: it meta-trains RL2 (``metarl train configs/rl2_point_robot.yaml``).
 """
 
 from __future__ import annotations

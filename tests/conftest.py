@@ -1,9 +1,10 @@
 """Suite-wide test settings: the tests that start Ray run one after another.
 
-`make test` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``).
+`make test` runs the suite on pytest-xdist workers, one per CPU by default
+(``-n auto --dist loadgroup``; the Makefile's ``PYTEST_WORKERS`` changes the count).
 Each test that starts a Ray instance (local or a two-node cluster), Ray Tune or RLlib
 is put in one xdist group, so that one worker runs them all in turn: two Ray instances
-at once would compete for the two cores that each one's workers reserve.
+at once would compete for the cores that each one's workers reserve.
 """
 
 from __future__ import annotations

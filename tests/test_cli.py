@@ -57,6 +57,19 @@ def test_demo_writes_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
             assert float(row["scripted"]) > float(row["random"]) + 2.0, row
 
 
+def test_demo_says_it_is_the_quick_look_at_the_families_not_make_demo(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from metarl import demo
+
+    assert demo.__doc__ is not None
+    first = demo.__doc__.splitlines()[0]
+    assert "quick look" in first and "make demo" not in first
+    assert _code(["demo", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "A quick look at three task families" in out and "Nothing is trained" in out
+
+
 def _code(args: list[str]) -> int:
     with pytest.raises(SystemExit) as info:
         main(args)

@@ -2,8 +2,8 @@
 
 Importing this package registers the ``metarl/`` environments with Gymnasium,
 so that ``gymnasium.make("metarl/HalfCheetahVel-v0")`` works after
-``import metarl``. Each entry below gives the horizon of TASKS.md as
-``max_episode_steps`` (a truncation, not a termination).
+``import metarl``. Each entry below gives the family's horizon (``docs/tasks.md``)
+as ``max_episode_steps`` (a truncation, not a termination).
 """
 
 from __future__ import annotations

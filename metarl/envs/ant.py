@@ -3,7 +3,7 @@
 ``AntDirEnv`` (``metarl/AntDir-v0``) and ``AntGoalEnv`` (``metarl/AntGoal-v0``)
 subclass Gymnasium's v5 ``AntEnv``: its model, frame skip, reset noise,
 observation layout (with contact forces) and contact-force clipping are kept,
-and its reward and termination are replaced by those ``shared/TASKS.md``
+and its reward and termination are replaced by those ``docs/tasks.md``
 defines for each family. The two share one step (``_AntTaskEnv``) and differ in
 the task term and in the defaults of the cost weights, survive bonus and
 termination.

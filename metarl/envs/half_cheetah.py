@@ -3,7 +3,7 @@
 ``HalfCheetahVelEnv`` (``metarl/HalfCheetahVel-v0``) and ``HalfCheetahDirEnv``
 (``metarl/HalfCheetahDir-v0``) subclass Gymnasium's v5 ``HalfCheetahEnv``: its
 model, frame skip, reset noise and observation layout are kept, and its reward
-is replaced by the one ``shared/TASKS.md`` defines for each family. The two
+is replaced by the one ``docs/tasks.md`` defines for each family. The two
 share one step (``_HalfCheetahTaskEnv``) and differ only in the forward term.
 """
 

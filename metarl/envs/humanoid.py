@@ -3,7 +3,7 @@
 ``HumanoidDirEnv`` (``metarl/HumanoidDir-v0``) subclasses Gymnasium's v5
 ``HumanoidEnv``: its model, frame skip, reset noise, observation layout and
 contact-cost cap are kept, and its forward term, survive bonus and
-termination are replaced by those ``shared/TASKS.md`` defines.
+termination are replaced by those ``docs/tasks.md`` defines.
 """
 
 from __future__ import annotations

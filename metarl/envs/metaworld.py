@@ -4,14 +4,14 @@
 whose tasks are ``MetaWorldTask``\\ s from ``MetaWorldTasks``: the task list that
 Meta-World's own benchmark classes (``metaworld.ML1``, ``ML10``, ``ML25``,
 ``ML45``) generate for one split and one seed. ``metarl.envs`` registers
-``metarl/MetaWorld-ML1-v0``, ``metarl/MetaWorld-ML10-v0`` and
-``metarl/MetaWorld-ML45-v0`` with this module's environment as entry point.
+``metarl/MetaWorld-ML1-v0``, ``metarl/MetaWorld-ML10-v0``, ``metarl/MetaWorld-ML25-v0``
+and ``metarl/MetaWorld-ML45-v0`` with this module's environment as entry point.
 
 Meta-World is the optional extra ``metarl[metaworld]`` (``metaworld==3.1.1``).
-This module does not import it at import time (importing ``metaworld`` takes
-about a second and loads all fifty environment classes): it is imported when a
-``MetaWorldTasks`` or an environment is built, and a missing install then raises
-``ImportError`` with the ``pip install`` line.
+This module does not import it at import time (importing ``metaworld`` loads all
+fifty environment classes): it is imported when a ``MetaWorldTasks`` or an
+environment is built, and a missing install then raises ``ImportError`` with the
+``pip install`` line.
 
 A task is stored as (benchmark, env_name, split, index, seed), not as
 Meta-World's pickled task data. Meta-World draws the goal variations of a
@@ -148,8 +148,8 @@ _BENCHMARK_LOCK = threading.Lock()  # Meta-World seeds numpy's global generator 
 def _metaworld_benchmark(benchmark: str, env_name: str | None, seed: int) -> Any:
     """Meta-World's benchmark object (its task lists), built once per process and cached.
 
-    Building it runs Meta-World's task generation: about 2.5 s for ML1, 18 s for
-    ML10 and 57 s for ML45 on one 2-core CPU machine (both splits at once).
+    Building it runs Meta-World's task generation for both splits at once (how long
+    that takes: ``benchmarks/RESULTS.md``, "Figures quoted from development").
     """
     key = (benchmark, env_name, seed)
     with _BENCHMARK_LOCK:
@@ -439,7 +439,7 @@ class MetaWorldTaskEnv(TaskEnv, gym.Env[np.ndarray, np.ndarray], EzPickle):
 
     The rendering arguments go to each Meta-World environment. Building the
     environment generates the benchmark's goals with Meta-World once per
-    process (about 2.5 s for ML1, 18 s for ML10, 57 s for ML45 on a 2-core CPU).
+    process (``_metaworld_benchmark``).
 
     ## Source
     Yu et al., "Meta-World: A Benchmark and Evaluation for Multi-Task and Meta

@@ -44,9 +44,8 @@ class MujocoTaskEnv(TaskEnv):
 
         The range is read from the model on every call, so a randomized control
         range counts. Kept lean (``np.minimum``/``np.maximum`` rather than
-        ``np.clip`` and masks) because it runs every step: with ``np.clip`` and
-        ``np.where`` HalfCheetahVel ran at 0.86x the Gymnasium env in
-        ``benchmarks/env_throughput.py``, with this version at about 1.0x.
+        ``np.clip`` and masks) because it runs every step (the measurement behind
+        this choice: ``benchmarks/RESULTS.md``, "Figures quoted from development").
         """
         model = self.model
         ctrlrange = model.actuator_ctrlrange

@@ -4,7 +4,7 @@
 (``metarl/Walker2dParams-v0``) subclass Gymnasium's v5 ``HopperEnv`` and
 ``Walker2dEnv`` (model, frame skip, observations, reward, healthy checks) and
 make each task a ``PhysicsTask`` of the ``PhysicsSpace`` that
-``rand_params_space`` defines, the one ``shared/TASKS.md`` gives: per element
+``rand_params_space`` defines, the one ``docs/tasks.md`` gives: per element
 multipliers of body mass, body inertia and geom friction drawn from
 ``1.5 ** U(-3, 3)``, and of dof damping from ``1.3 ** U(-3, 3)``.
 """
@@ -45,7 +45,7 @@ def rand_params_space(
     - ``geom_friction``: every geom (the floor too), sliding, torsional and
       rolling, ``1.5 ** U(-l, l)``
 
-    with ``l = log_scale_limit`` (3 in TASKS.md and rand_param_envs; 0: every
+    with ``l = log_scale_limit`` (3 in ``docs/tasks.md`` and rand_param_envs; 0: every
     multiplier is 1, the nominal model). ``params``: the subset of these four to
     randomize (a domain-randomization study's knob; the others keep their defaults).
 
@@ -92,7 +92,7 @@ class _RandParamsEnv(MujocoTaskEnv, MujocoEnv):
     ``set_task`` writes the multipliers into the model at once, relative to the
     defaults cached when the environment was built; ``restore_defaults`` brings
     the defaults back bit for bit. The control cost is computed on the applied
-    action (the action clipped to the control range), TASKS.md's convention; for
+    action (the action clipped to the control range), ``docs/tasks.md``'s convention; for
     actions inside the action space this is Gymnasium's value.
     """
 
@@ -153,7 +153,7 @@ class _RandParamsEnv(MujocoTaskEnv, MujocoEnv):
         x_velocity = (x_after - x_before) / self.dt
         healthy = bool(self.is_healthy)
         reward_forward = self._forward_reward_weight * x_velocity
-        # TASKS.md's `x_velocity + 1 - 1e-3 ||a||^2`: the bonus on every step, the one that
+        # docs/tasks.md's `x_velocity + 1 - 1e-3 ||a||^2`: the bonus on every step, the one that
         # ends the episode included (rand_param_envs, like the Ant and Humanoid families here).
         reward_survive = self._healthy_reward
         reward_ctrl = -self.control_cost(action)
@@ -194,7 +194,7 @@ class HopperParamsEnv(_RandParamsEnv, HopperEnv):
     - ``reward_forward = x_velocity``, ``x_velocity = (x_after - x_before) / dt`` of
       the root slider ``qpos[0]``, ``dt = frame_skip * opt.timestep = 0.008`` s
     - ``reward_survive = 1`` on every step, the one that ends the episode included
-      (TASKS.md and rand_param_envs; Gymnasium v5 gives 0 on that step)
+      (rand_param_envs and ``docs/tasks.md``; Gymnasium v5 gives 0 on that step)
     - ``reward_ctrl = -1e-3 * ||a||^2`` of the applied action
 
     ``info`` holds the three terms, ``x_position``, ``x_velocity`` and

@@ -2,7 +2,7 @@
 
 ``PointRobotEnv`` (``metarl/PointRobot-v0``) and ``PointRobotSparseEnv``
 (``metarl/PointRobotSparse-v0``) as defined in PEARL's reference code
-(``point_robot.py``), with the task distributions of ``shared/TASKS.md``.
+(``point_robot.py``), with the task distributions of ``docs/tasks.md``.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ class PointRobotSparseEnv(PointRobotEnv):
 
     ## Task distribution
     ``GoalTask(goal)`` with ``goal = (cos a, sin a)``, ``a ~ U[0, pi]``;
-    80 train / 20 test tasks. (PEARL's code spaces the angles evenly; TASKS.md
-    draws them uniformly.)
+    80 train / 20 test tasks. (PEARL's code spaces the angles evenly; metarl
+    draws them uniformly, ``docs/tasks.md``.)
 
     ## Episode end
     Never terminates; truncated after 20 steps.

@@ -1,6 +1,6 @@
 """The MuJoCo locomotion task families: registration, spaces, rewards, terminations, tasks.
 
-The reward tests recompute each family's reward from ``shared/TASKS.md`` out of
+The reward tests recompute each family's reward from ``docs/tasks.md`` out of
 the simulator state read before and after a step (``data.qpos``, ``data.xpos``,
 ``data.xipos``, ``data.cfrc_ext``, ``model.body_mass``), without calling the
 environment's code, and compare it with the reward and the ``info`` terms.

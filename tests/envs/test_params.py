@@ -122,7 +122,7 @@ def test_reward_is_gymnasium_v5_formula_recomputed_from_state(
         ctrl = -1e-3 * float(np.sum(applied**2))
         assert info["x_velocity"] == pytest.approx(x_velocity)
         assert info["reward_forward"] == pytest.approx(x_velocity)
-        assert info["reward_survive"] == 1.0  # TASKS.md: +1 on every step
+        assert info["reward_survive"] == 1.0  # docs/tasks.md: +1 on every step
         assert info["reward_ctrl"] == pytest.approx(ctrl)
         assert reward == pytest.approx(x_velocity + 1.0 + ctrl)
         assert terminated == (not healthy)
@@ -149,7 +149,7 @@ def test_rollout_equals_gymnasium_v5_with_the_same_physics(
         ref, ref_reward, ref_terminated, ref_truncated, _ = plain.step(action)
         np.testing.assert_array_equal(obs, ref.astype(np.float32))
         # Gymnasium sums the squared float32 action in float32; metarl in float64. On the
-        # terminating step Gymnasium pays no survive bonus; TASKS.md (and metarl) does.
+        # terminating step Gymnasium pays no survive bonus; docs/tasks.md (and metarl) does.
         bonus_gap = 1.0 if terminated else 0.0
         assert reward == pytest.approx(ref_reward + bonus_gap, rel=1e-7, abs=1e-7)
         assert (terminated, truncated) == (ref_terminated, ref_truncated)

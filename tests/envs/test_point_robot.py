@@ -1,4 +1,4 @@
-"""Point robots: dynamics, dense and sparse rewards recomputed from TASKS.md."""
+"""Point robots: dynamics, dense and sparse rewards recomputed from docs/tasks.md."""
 
 from __future__ import annotations
 
