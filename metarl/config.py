@@ -496,7 +496,7 @@ class BaselineTraining(BaseModel):
 
     steps: int | None = Field(default=None, ge=1)
     """Env steps each trained baseline trains for (default: the agent's env steps, the
-    same budget as BENCHMARKS.md P3 asks)."""
+    same budget as docs/benchmarks.md#baselines asks)."""
     algorithm: Literal["ppo", "sac"] = "ppo"
     """Stable-Baselines3 algorithm."""
     algo_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -556,8 +556,8 @@ class EvaluationConfig(BaseModel):
     model_config = _STRICT
 
     episodes: int = Field(default=3, ge=1)
-    """K, consecutive episodes per test task (BENCHMARKS.md P3: K >= 3, 2 for PEARL).
-    Default 3; for Meta-World envs 13, Meta-World's own protocol
+    """K, consecutive episodes per test task (docs/benchmarks.md#the-meta-test: K >= 3,
+    2 for PEARL). Default 3; for Meta-World envs 13, Meta-World's own protocol
     (``metalearning_evaluation`` in ``metaworld/evaluation.py``): 10 adaptation episodes,
     then 3 scored ones, whose success rate the report gives as Meta-World's score (for
     MAML, ``agent.adapt_episodes: 10`` puts its one inner step where Meta-World's is)."""

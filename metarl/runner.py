@@ -826,7 +826,8 @@ def _randomization(config: ExperimentConfig, schedule: Any) -> dict[str, Any] | 
 
 
 def oracle_gap_closed(agent: AdaptationResult, methods: Mapping[str, Any]) -> float | None:
-    """BENCHMARKS.md P3: (agent after adapting - multi-task) / (oracle - multi-task).
+    """(agent after adapting - multi-task) / (oracle - multi-task), as
+    docs/benchmarks.md#oracle-gap-closed defines it.
 
     "After adapting" is the agent's last stage: its episode K, or the mean of its last
     ``stage_size`` episodes (MAML: the episodes after the last inner step). The
@@ -1039,8 +1040,8 @@ def _report(
         )
         + ").",
         f"- Seeds: run {config.run.seed}, tasks {config.env.task_seed}, sampler "
-        f"{config.sampler.seed}, trainer {config.trainer.seed}. One seed: BENCHMARKS.md P3 asks "
-        "for >= 3 for a published number.",
+        f"{config.sampler.seed}, trainer {config.trainer.seed}. One seed: "
+        "docs/benchmarks.md#seeds asks for >= 3 for a published number.",
         "",
         "## Return of episode k (mean ± std over test tasks)",
         "",
@@ -1090,7 +1091,8 @@ def _report(
     else:
         lines.append(
             f"**{gap:.2f}** = ({main.label} {final} - multi-task) / (oracle - multi-task), "
-            "BENCHMARKS.md P3; the baselines do not adapt, so each counts as its mean over "
+            "docs/benchmarks.md#oracle-gap-closed; the baselines do not adapt, so each counts "
+            "as its mean over "
             f"the {K} episodes. 1 means the agent matches the oracle after {K} episodes; 0 "
             "means it does no better than the multi-task policy."
         )

@@ -1,6 +1,7 @@
 """Baselines every meta-RL result is compared with: random, multi-task and oracle policies.
 
-BENCHMARKS.md (P3) puts three rows next to every meta-RL agent, on the same
+The benchmark protocol (docs/benchmarks.md#baselines) puts three rows next to every
+meta-RL agent, on the same
 budget and the same held-out tasks:
 
 - ``RandomAgent``: uniform random actions;
@@ -387,8 +388,8 @@ def train_multitask(
         deterministic: the returned agent acts with the policy's mean.
         torch_threads: torch's intra-op threads during training, restored afterwards
             (``None``: leave torch's setting). One by default: for SB3's small MLPs
-            more threads only contend, measured 15x slower with 2 threads than with
-            1 on a loaded 2-core machine.
+            more threads only contend (benchmarks/RESULTS.md, "Figures quoted from
+            development").
 
     Raises:
         ValueError: unknown ``algo``, non-positive ``total_steps`` or ``n_envs``,

@@ -18,8 +18,7 @@ Choices (where the sources leave room):
   a policy (TRPO with a baseline) and garage's RL2PPO uses a linear feature baseline,
   which cannot see the trial's history; a recurrent critic can. Sharing the core
   halves the cost of an update, which on a CPU is dominated by the GRU's step-by-step
-  backward pass (measured on the point robot: 0.54 s instead of 0.82 s of CPU per
-  iteration of 40 trials, with the same learning curve within seed noise). The
+  backward pass (benchmarks/RESULTS.md, "Figures quoted from development"). The
   value loss cannot swamp the shared features because its targets are standardized
   (``RL2Config.normalize_values``).
 - An episode that ends by termination inside a trial does not end the trial: the
@@ -126,8 +125,8 @@ class RL2Config:
     num_minibatches: int = 1
     """Minibatches per epoch, each of whole trials (back-propagation runs through
     every full trial). ProMP: 1. An update's cost on a CPU grows with the number of
-    minibatches, hardly with their size (the GRU steps through time one step at a
-    time: 22 ms per minibatch of 2 trials, 24 ms of 20)."""
+    minibatches, hardly with their size: the GRU steps through time one step at a
+    time (benchmarks/RESULTS.md, "Figures quoted from development")."""
 
     value_coef: float = 0.5
     """Weight of the value loss (on standardized returns). PPO: 0.5."""
