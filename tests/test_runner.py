@@ -12,17 +12,12 @@ import pytest
 import yaml
 
 from metarl.agents.rl2 import RL2Agent
+from metarl.build import build_agent, build_sampler, eval_sampler, task_sets
 from metarl.cli import main
 from metarl.config import ConfigError, load_config
 from metarl.evaluation import AdaptationResult
-from metarl.runner import (
-    RunFolderError,
-    build_agent,
-    build_sampler,
-    eval_sampler,
-    run_experiment,
-    task_sets,
-)
+from metarl.runner import run_experiment
+from metarl.schema import RunFolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
@@ -299,7 +294,7 @@ def test_test_sets_are_evaluated_reported_and_do_not_depend_on_the_training_widt
     """The shipped domain-randomization config: the agent is evaluated on its own test
     tasks and on the nominal and shifted sets, which stay the same for every training
     width (what makes a width study's columns comparable)."""
-    from metarl.runner import test_set_tasks
+    from metarl.build import test_set_tasks
     from metarl.sweep import trial_metrics
 
     narrow = load_config(DR_CONFIG, [*DR_TINY, "env.kwargs.log_scale_limit=0.5"])
