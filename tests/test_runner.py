@@ -218,6 +218,10 @@ def test_ray_sampler_is_a_config_switch(tmp_path: Path) -> None:
     assert local["returns"] == ray_run["returns"] and local["tasks"] == ray_run["tasks"]
     assert results[1]["oracle_gap_closed"] is None
     assert "Ray, 1 workers x 2 envs" in (tmp_path / "ray" / "report.md").read_text()
+    # workers.json: the Ray worker's process, node and peak memory; none for a local run.
+    workers = json.loads((tmp_path / "ray" / "workers.json").read_text())
+    assert len(workers) == 1 and set(workers[0]) == {"pid", "node_id", "peak_rss_bytes"}
+    assert not (tmp_path / "local" / "workers.json").exists()
 
 
 @pytest.mark.parametrize("name", ["maml_trpo", "promp"])
