@@ -133,7 +133,7 @@ def checkpoint_path(run_dir: Path, iteration: int | None = None) -> Path:
     Raises:
         FileNotFoundError: no such checkpoint.
     """
-    from metarl.trainer import CHECKPOINT_DIR, latest_checkpoint
+    from metarl.checkpoints import CHECKPOINT_DIR, latest_checkpoint
 
     if iteration is None:
         path = latest_checkpoint(run_dir)
@@ -165,7 +165,8 @@ def load_pearl(
     import torch
 
     from metarl.agents.pearl import PEARLAgent
-    from metarl.runner import build_agent, load_run_config
+    from metarl.build import build_agent
+    from metarl.run_folder import load_run_config
 
     config = load_run_config(run_dir)
     checkpoint = checkpoint_path(run_dir, iteration)
@@ -194,8 +195,8 @@ def reevaluate(
     the posterior after them (``num_exp_traj_eval``). Two calls with the same repeat
     (``load_pearl``) draw the same z and episodes until their ``prior_episodes``
     differ."""
+    from metarl.build import eval_sampler, task_sets
     from metarl.evaluation import evaluate_adaptation
-    from metarl.runner import eval_sampler, task_sets
 
     config, agent, seed = load_pearl(run_dir, repeat, iteration)
     agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=prior_episodes)

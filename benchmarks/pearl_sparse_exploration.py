@@ -91,7 +91,7 @@ def prior_endpoints(run_dir: Path, iteration: int | None, draws: int) -> np.ndar
     """Where the prior-z policy goes: the angle (degrees) of the final position of
     ``draws`` episodes per test task, each with a fresh z from the prior and the
     meta-test's actions (the run's ``eval_deterministic``)."""
-    from metarl.runner import eval_sampler, task_sets
+    from metarl.build import eval_sampler, task_sets
 
     config, agent, seed = load_pearl(run_dir, 0, iteration)
     agent.config = dataclasses.replace(agent.config, num_exp_traj_eval=draws)

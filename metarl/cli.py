@@ -146,7 +146,7 @@ def _split_config_arg(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 def _print_outcome(run_dir: Path, folder: str = "run folder") -> None:
     from metarl.evaluation import AdaptationResult
-    from metarl.runner import PLOT_FILE, REPORT_FILE, RESULTS_FILE
+    from metarl.run_folder import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 
     results = json.loads((run_dir / RESULTS_FILE).read_text())
     k = results["episodes"]
@@ -187,7 +187,8 @@ def _print_outcome(run_dir: Path, folder: str = "run folder") -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from metarl.config import load_config
-    from metarl.runner import load_run_config, run_experiment
+    from metarl.run_folder import load_run_config
+    from metarl.runner import run_experiment
 
     config_path, overrides = _split_config_arg(args)
     if args.resume is not None:

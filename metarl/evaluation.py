@@ -180,7 +180,7 @@ def evaluate_adaptation(
             seed=seed,
             # An agent that observes more than the task env gives (the oracle baseline
             # sees the task) names the wrappers its environments need.
-            wrappers=getattr(agent, "env_wrappers", ()),
+            wrappers=agent.env_wrappers,
         )
         if isinstance(env, str)
         else env
@@ -190,7 +190,7 @@ def evaluate_adaptation(
     finally:
         if own:
             sampler.close()
-    stage = min(int(getattr(agent, "adaptation_batch", 1)), K)
+    stage = min(int(agent.adaptation_batch), K)
     return AdaptationResult(
         tuple(batch.tasks), batch.returns(), batch.num_steps, stage, batch.successes()
     )

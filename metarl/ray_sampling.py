@@ -70,19 +70,20 @@ import numbers
 import os
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import ray
 import ray.exceptions
 
 from metarl.agents.policy import Policy
+from metarl.envs.base import EnvWrapper
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import (
     VECTORIZATION_MODES,
     Sampler,
+    WorkerInfo,
     _check_request,
     make_vector_env,
     run_trials,
@@ -93,7 +94,6 @@ __all__ = [
     "CollectTiming",
     "RaySampler",
     "WorkerFailedError",
-    "WorkerInfo",
     "init_local_ray",
     "split_trials",
 ]
@@ -128,14 +128,6 @@ def init_local_ray(**kwargs: Any) -> None:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, **kwargs)
     finally:
         notice.setLevel(level)
-
-
-class WorkerInfo(NamedTuple):
-    """A worker's process, its Ray node and its peak resident memory (``ru_maxrss``)."""
-
-    pid: int
-    node_id: str
-    peak_rss_bytes: int
 
 
 class CollectTiming(NamedTuple):
@@ -174,7 +166,7 @@ class _Worker:
         num_envs: int,
         vectorization: str,
         env_kwargs: dict[str, Any] | None,
-        wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]],
+        wrappers: Sequence[EnvWrapper],
     ):
         self.envs: Any = None
         self.error: BaseException | None = None
@@ -332,7 +324,7 @@ class RaySampler(Sampler):
         seed: int = 0,
         vectorization: str = "sync",
         env_kwargs: dict[str, Any] | None = None,
-        wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
+        wrappers: Sequence[EnvWrapper] = (),
         address: str | None = None,
         cpus_per_worker: float = 1.0,
         placement: str = "pack",

@@ -27,8 +27,8 @@ Semantics, stated once here:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -36,16 +36,43 @@ from gymnasium.vector import AutoresetMode
 
 from metarl.agents.policy import Policy, PolicyInput
 from metarl.envs import set_tasks
+from metarl.envs.base import EnvWrapper
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.tasks import Task
 
-__all__ = ["LocalSampler", "Sampler", "make_vector_env", "run_trials", "trial_seed"]
+__all__ = [
+    "LocalSampler",
+    "Sampler",
+    "WorkerInfo",
+    "make_vector_env",
+    "run_trials",
+    "trial_seed",
+]
 
 VECTORIZATION_MODES = ("sync", "async")
 
 
+class WorkerInfo(NamedTuple):
+    """A worker's process, its Ray node and its peak resident memory (``ru_maxrss``)."""
+
+    pid: int
+    node_id: str
+    peak_rss_bytes: int
+
+
 class Sampler(ABC):
-    """Collects ``episodes_per_task`` consecutive episodes (one trial) on each task."""
+    """Collects ``episodes_per_task`` consecutive episodes (one trial) on each task.
+
+    Besides ``collect`` and ``close``, the trainer and the runner use ``calls`` (saved
+    in checkpoints and restored on resume) and ``worker_info`` (recorded in the run
+    folder).
+    """
+
+    calls: int = 0
+    """How many ``collect`` calls the sampler has served: the call index ``c`` of the
+    next call's trial seeds (``trial_seed``). The trainer saves it in checkpoints and
+    sets it when it resumes a run, so that the resumed run collects the episodes an
+    uninterrupted one would; an implementation counts every ``collect`` call."""
 
     @abstractmethod
     def collect(
@@ -61,6 +88,12 @@ class Sampler(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release environments and workers."""
+
+    def worker_info(self) -> list[WorkerInfo]:
+        """Each worker process that collects for this sampler: its process, node and
+        peak memory (the runner writes them to the run folder's ``workers.json``).
+        Empty for a sampler that collects in this process (the default)."""
+        return []
 
     def __enter__(self) -> Sampler:
         return self
@@ -79,7 +112,7 @@ def make_vector_env(
     num_envs: int,
     vectorization: str = "sync",
     env_kwargs: dict[str, Any] | None = None,
-    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
+    wrappers: Sequence[EnvWrapper] = (),
 ) -> gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv:
     """A vector env of ``num_envs`` copies of ``env_id`` in ``SAME_STEP`` autoreset mode.
 
@@ -383,7 +416,7 @@ class LocalSampler(Sampler):
         seed: int = 0,
         vectorization: str = "sync",
         env_kwargs: dict[str, Any] | None = None,
-        wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
+        wrappers: Sequence[EnvWrapper] = (),
     ):
         self.env_id = env_id
         self.seed = int(seed)

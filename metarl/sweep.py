@@ -275,7 +275,8 @@ def run_trial(
     A folder left by an attempt that failed before its first checkpoint is moved
     aside (``<run_dir>.failed-<n>``, kept) and the trial starts afresh.
     """
-    from metarl.runner import latest_checkpoint, run_experiment
+    from metarl.checkpoints import latest_checkpoint
+    from metarl.runner import run_experiment
 
     config = load_config(experiment, trial_overrides(study, point))
     resume = latest_checkpoint(run_dir) is not None

@@ -49,9 +49,6 @@ class _ScriptedAgent(Agent):
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         return EpisodeBatch.chain([collect(_Straight(s), tasks, 1) for s in self.steps[:episodes]])
 
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        raise NotImplementedError
-
     def state_dict(self) -> dict[str, Any]:
         return {}
 

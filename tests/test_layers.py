@@ -29,13 +29,17 @@ def _imports(path: Path) -> set[str]:
 
 
 def _algorithm_modules() -> set[str]:
-    """The agents' modules that define an ``Agent`` subclass (an algorithm), as opposed
-    to the shared pieces (networks, policies, the PPO update, buffers)."""
+    """The agents' modules that define a concrete ``Agent`` (an algorithm), as opposed
+    to the shared pieces (the contracts, networks, policies, the PPO update, buffers)."""
     out = set()
     for info in pkgutil.iter_modules(metarl.agents.__path__, "metarl.agents."):
         module = importlib.import_module(info.name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if obj.__module__ == info.name and issubclass(obj, Agent) and obj is not Agent:
+            if (
+                obj.__module__ == info.name
+                and issubclass(obj, Agent)
+                and not inspect.isabstract(obj)
+            ):
                 out.add(info.name)
     return out
 
@@ -71,3 +75,47 @@ def test_envs_and_agents_import_nothing_from_a_layer_above() -> None:
 def _parents(name: str) -> list[str]:
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+# Names under which the core holds an agent or a sampler.
+_CONTRACT_HOLDERS = {"agent", "sampler", "eval_sampler", "evaluator", "method", "baseline"}
+
+
+def _probes(source: str, where: str) -> list[str]:
+    """``getattr``/``hasattr`` calls in ``source`` on an agent or a sampler (a name, or
+    an attribute of ``self``, in ``_CONTRACT_HOLDERS``)."""
+    found = []
+    for node in ast.walk(ast.parse(source, where)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and node.args
+        ):
+            continue
+        target = node.args[0]
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name in _CONTRACT_HOLDERS:
+            found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_core_reaches_agents_and_samplers_through_their_contracts() -> None:
+    """What the trainer, the runner and the meta-test use of an agent or a sampler is
+    declared on ``Agent`` / ``Sampler``: nothing probes for undeclared attributes."""
+    paths = sorted([*PACKAGE.glob("*.py"), *(PACKAGE / "sim2real").glob("*.py")])
+    found = [
+        probe
+        for path in paths
+        for probe in _probes(path.read_text(), str(path.relative_to(PACKAGE.parent)))
+    ]
+    assert not found, found
+
+
+def test_the_probe_scan_sees_probes() -> None:
+    source = (
+        'calls = getattr(self.sampler, "calls", None)\n'
+        'wrappers = getattr(agent, "env_wrappers", ())\n'
+        'ok = getattr(config, "seed")\n'
+    )
+    assert len(_probes(source, "example.py")) == 2

@@ -16,7 +16,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from metarl.config import load_config
-from metarl.runner import WORKERS_FILE, run_experiment
+from metarl.run_folder import WORKERS_FILE
+from metarl.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot.yaml")

@@ -27,7 +27,7 @@ import metarl  # noqa: F401  (registers the environments)
 from metarl.agents.policy import PolicyInput, PolicyOutput
 from metarl.episodes import EpisodeBatch
 from metarl.ray_sampling import RaySampler, WorkerFailedError, split_trials
-from metarl.sampling import LocalSampler
+from metarl.sampling import LocalSampler, Sampler, WorkerInfo
 from metarl.tasks import GoalTask, Task
 
 POINT = "metarl/PointRobot-v0"
@@ -238,6 +238,30 @@ def test_point_robot_same_batches_as_local_and_errors_inside_workers() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         sampler.collect(policies[0], tasks, 1)
     assert ray.is_initialized()  # the sampler did not start Ray, so it leaves it running
+
+
+def test_the_sampler_contract_counts_calls_and_names_workers() -> None:
+    """What the trainer and the runner use of a sampler is declared on ``Sampler``:
+    ``calls`` (the trial seeds' call index, saved in checkpoints) and ``worker_info``
+    (the run folder's ``workers.json``): one entry per Ray worker, none locally."""
+    policy = make_policy("random", POINT)
+    tasks = sample_tasks(POINT, 2)
+    with (
+        LocalSampler(POINT, num_envs=2, seed=3) as local,
+        RaySampler(POINT, num_workers=1, envs_per_worker=2, seed=3) as ray_sampler,
+    ):
+        for sampler in (local, ray_sampler):
+            assert isinstance(sampler, Sampler) and sampler.calls == 0
+            sampler.calls = 4  # as a resumed trainer sets it
+            first = sampler.collect(policy, tasks, 1)
+            assert sampler.calls == 5
+        assert local.worker_info() == []
+        workers = ray_sampler.worker_info()
+        assert [type(w) for w in workers] == [WorkerInfo]
+        assert [w.pid for w in workers] == ray_sampler.worker_pids() != [os.getpid()]
+        assert workers[0].peak_rss_bytes > 0
+        local.calls = 4
+        _assert_same_batches([local.collect(policy, tasks, 1)], [first])
 
 
 def test_half_cheetah_same_batches_as_local() -> None:

@@ -12,17 +12,12 @@ import pytest
 import yaml
 
 from metarl.agents.rl2 import RL2Agent
+from metarl.build import build_agent, build_sampler, eval_sampler, task_sets
 from metarl.cli import main
 from metarl.config import ConfigError, load_config
 from metarl.evaluation import AdaptationResult
-from metarl.runner import (
-    RunFolderError,
-    build_agent,
-    build_sampler,
-    eval_sampler,
-    run_experiment,
-    task_sets,
-)
+from metarl.runner import run_experiment
+from metarl.schema import RunFolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "rl2_point_robot_local.yaml")
@@ -223,6 +218,10 @@ def test_ray_sampler_is_a_config_switch(tmp_path: Path) -> None:
     assert local["returns"] == ray_run["returns"] and local["tasks"] == ray_run["tasks"]
     assert results[1]["oracle_gap_closed"] is None
     assert "Ray, 1 workers x 2 envs" in (tmp_path / "ray" / "report.md").read_text()
+    # workers.json: the Ray worker's process, node and peak memory; none for a local run.
+    workers = json.loads((tmp_path / "ray" / "workers.json").read_text())
+    assert len(workers) == 1 and set(workers[0]) == {"pid", "node_id", "peak_rss_bytes"}
+    assert not (tmp_path / "local" / "workers.json").exists()
 
 
 @pytest.mark.parametrize("name", ["maml_trpo", "promp"])
@@ -299,7 +298,7 @@ def test_test_sets_are_evaluated_reported_and_do_not_depend_on_the_training_widt
     """The shipped domain-randomization config: the agent is evaluated on its own test
     tasks and on the nominal and shifted sets, which stay the same for every training
     width (what makes a width study's columns comparable)."""
-    from metarl.runner import test_set_tasks
+    from metarl.build import test_set_tasks
     from metarl.sweep import trial_metrics
 
     narrow = load_config(DR_CONFIG, [*DR_TINY, "env.kwargs.log_scale_limit=0.5"])

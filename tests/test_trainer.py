@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.agents.base import Agent
+from metarl.agents.base import BatchAgent, CollectFn, TrainStep, TrainStepAgent
+from metarl.agents.baselines import RandomAgent
 from metarl.agents.policy import Policy, PolicyInput, PolicyOutput
+from metarl.checkpoints import latest_checkpoint
 from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
 from metarl.sampling import LocalSampler
 from metarl.tasks import GoalTask, UniformBoxGoals
-from metarl.trainer import EVAL_COLUMNS, Trainer, TrainerConfig, latest_checkpoint
+from metarl.trainer import Trainer, TrainerConfig
+from metarl.training_log import EVAL_COLUMNS
 
 ENV = "metarl/PointRobot-v0"
 
@@ -39,7 +42,7 @@ class _StepPolicy:
         return PolicyOutput(actions, inputs.prev_rewards.astype(np.float64), {"noise": noise})
 
 
-class _ToyAgent(Agent):
+class _ToyAgent(BatchAgent):
     """Learns a constant displacement by following the better half of its episodes."""
 
     episodes_per_trial = 2
@@ -176,6 +179,68 @@ def test_evaluate_adaptation_protocol(tmp_path: Path) -> None:
     assert (tmp_path / "curve.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="K .* must be a positive integer"):
         evaluate_adaptation(agent, ENV, tasks, 0)
+
+
+def test_the_trainer_refuses_an_agent_of_neither_kind(tmp_path: Path) -> None:
+    """The trainer runs a ``BatchAgent`` or a ``TrainStepAgent``; a baseline is neither."""
+    train, test = _tasks()
+    with (
+        LocalSampler(ENV, num_envs=2, seed=1) as sampler,
+        pytest.raises(TypeError, match="needs a BatchAgent .* or a TrainStepAgent .* RandomAgent"),
+    ):
+        Trainer(RandomAgent.for_env(ENV), sampler, train, test, tmp_path)
+
+
+class _TwoCollections(TrainStepAgent):
+    """Drives its own iteration: collects twice per iteration (one episode per task
+    each time) and updates nothing."""
+
+    tasks_per_iteration = 2
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def policy(self) -> Policy:
+        return _StepPolicy(np.zeros(2))
+
+    def train_step(self, collect: CollectFn, tasks: Sequence[Any]) -> TrainStep:
+        self.steps += 1
+        batches = [collect(self.policy(), tasks, 1) for _ in range(2)]
+        return TrainStep(sum(b.num_steps for b in batches), {"collections": 2.0})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+
+
+def test_the_trainer_runs_each_kind_of_agent_its_way(tmp_path: Path) -> None:
+    """A ``BatchAgent``: one trial of ``episodes_per_trial`` episodes per task, then
+    ``update`` (metrics: the batch's returns and the update's); a ``TrainStepAgent``:
+    its own ``train_step``, whose env steps and metrics the trainer logs as they are."""
+    train, test = _tasks()
+    config = TrainerConfig(iterations=2, eval_every=0, checkpoint_every=0, progress=False)
+    with LocalSampler(ENV, num_envs=2, seed=1) as sampler:
+        Trainer(_ToyAgent(), sampler, train, test, tmp_path / "batch", config).train()
+        agent = _TwoCollections()
+        Trainer(agent, sampler, train, test, tmp_path / "step", config).train()
+    batch = _metrics(tmp_path / "batch")
+    # 3 tasks x 2 episodes x 20 steps, then the toy agent's update.
+    assert [int(r["env_steps"]) for r in batch] == [120, 240]
+    assert list(batch[0]) == [
+        "iteration",
+        "env_steps",
+        "return_mean",
+        "return_k1",
+        "return_k2",
+        "step_norm",
+        "updates",
+    ]
+    step = _metrics(tmp_path / "step")
+    # 2 collections x 2 tasks x 1 episode x 20 steps.
+    assert [int(r["env_steps"]) for r in step] == [80, 160]
+    assert list(step[0]) == ["iteration", "env_steps", "collections"] and agent.steps == 2
 
 
 def test_bad_trainer_config() -> None:

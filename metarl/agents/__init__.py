@@ -1,7 +1,8 @@
 """metarl.agents: the learners (torch), one module per algorithm on shared pieces.
 
 Contracts: ``policy`` (what a sampler runs; no torch), ``base`` (what the trainer and
-the meta-test need from an agent), ``control_step`` (what an agent offers for export).
+the meta-test need from an agent: ``Agent``, and the learner kinds ``BatchAgent`` and
+``TrainStepAgent``), ``control_step`` (what an agent offers for export).
 
 Shared pieces: ``networks`` (MLPs, the GRU core, the Gaussian head that is also the
 Gaussian MLP policy, Gaussian densities, activations, action scaling),
@@ -15,6 +16,6 @@ of the config dataclasses).
 Algorithms (the names configs use in ``agent.name``): ``rl2`` (``rl2``), ``ppo``
 (``ppo``: PPO over the task distribution), ``gradient_meta`` (what MAML-TRPO and ProMP
 share) with ``maml_trpo`` (``maml_trpo``) and ``promp`` (``promp``), ``pearl``
-(``pearl``), ``baselines`` (random, and the Stable-Baselines3 multi-task and oracle
-baselines).
+(``pearl``; its encoder and policy in ``pearl_networks``), ``baselines`` (random, and
+the Stable-Baselines3 multi-task and oracle baselines).
 """

@@ -1,11 +1,19 @@
-"""The agent contract: what the trainer and the meta-test protocol need from a learner.
+"""The agent contracts: what the trainer and the meta-test protocol need from a learner.
 
-An agent offers a policy to collect with, an update from a batch of episodes,
-one meta-training iteration on given tasks (``train_step``: by default one
-collection and one update; MAML collects before and after its inner steps), and
-adaptation to new tasks from episodes it collects itself (``adapt``). It never
-sees a sampler: it gets a ``collect`` function, so that no agent knows whether
-its episodes come from this process or from Ray workers.
+``Agent`` is what the meta-test protocol and the run folder use: a policy to collect
+with, adaptation to new tasks from episodes it collects itself (``adapt``), and its
+checkpoint state. A learner is one of two kinds, and the trainer runs each its way:
+
+- ``BatchAgent`` learns from one batch per iteration: the trainer collects one trial
+  of ``episodes_per_trial`` episodes on each task with ``policy()`` and hands the
+  batch to ``update`` (RL2, PPO).
+- ``TrainStepAgent`` drives its own iteration, ``train_step(collect, tasks)``: it
+  collects as often as it needs (MAML-TRPO and ProMP before and after their inner
+  steps, PEARL in its prior and posterior phases) and updates.
+
+An agent of neither kind (the baselines, which Stable-Baselines3 trains) is evaluated
+only. No agent sees a sampler: each gets a ``collect`` function, so that no agent
+knows whether its episodes come from this process or from Ray workers.
 """
 
 from __future__ import annotations
@@ -15,10 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from metarl.agents.policy import Policy
+from metarl.envs.base import EnvWrapper
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
-__all__ = ["RETURN_METRICS", "Agent", "CollectFn", "TrainStep", "return_metrics"]
+__all__ = [
+    "RETURN_METRICS",
+    "Agent",
+    "BatchAgent",
+    "CollectFn",
+    "TrainStep",
+    "TrainStepAgent",
+    "return_metrics",
+]
 
 # ``collect(policy, tasks, episodes_per_task) -> EpisodeBatch``: a sampler's collect.
 CollectFn = Callable[[Policy, Sequence[Task], int], EpisodeBatch]
@@ -51,19 +68,18 @@ def return_metrics(batch: EpisodeBatch, prefix: str = "") -> dict[str, float]:
 
 
 class Agent(ABC):
-    """A meta-RL learner.
+    """A meta-RL agent as the meta-test protocol sees it: a policy, adaptation, state.
 
-    Subclasses set ``episodes_per_trial`` (episodes per task in each meta-training
-    collection; RL2's trial length) and ``tasks_per_iteration`` (meta-batch size).
+    Learners subclass ``BatchAgent`` or ``TrainStepAgent`` (the two kinds the trainer
+    runs) and set ``tasks_per_iteration`` (meta-batch size).
     """
 
-    episodes_per_trial: int = 1
     tasks_per_iteration: int = 1
     # Meta-test episodes that share one adaptation state, in order: MAML's episodes
     # between two inner steps; 1 for agents that adapt from episode to episode (RL2,
     # PEARL) or not at all. Reports average the meta-test returns over these groups.
     adaptation_batch: int = 1
-    # What each metric of ``train_step`` holds: metric name (or a template such as
+    # What each metric of an iteration holds: metric name (or a template such as
     # ``return_k{k}``) -> description. The trainer writes them into the run folder's
     # columns.md, beside metrics.csv.
     metric_descriptions: ClassVar[Mapping[str, str]] = RETURN_METRICS
@@ -71,31 +87,23 @@ class Agent(ABC):
     # now; the trainer renames those columns of metrics.csv when it resumes such a run.
     renamed_metrics: ClassVar[Mapping[str, str]] = {}
 
+    @property
+    def env_wrappers(self) -> tuple[EnvWrapper, ...]:
+        """The wrappers the environments this agent acts in need, innermost first: an
+        agent that observes more than the task environment gives (the oracle baseline
+        sees the task) names them, and the meta-test's samplers apply them. None by
+        default."""
+        return ()
+
     @abstractmethod
     def policy(self) -> Policy:
         """The policy to collect meta-training episodes with (current parameters)."""
-
-    @abstractmethod
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """One outer-loop update from ``batch``; returns scalar metrics to log."""
 
     def prepare(self, collect: CollectFn, train_tasks: Sequence[Task]) -> int:
         """Called once by the trainer before the first iteration with all training
         tasks (PEARL fills its replay buffers here); returns the env steps collected.
         The default does nothing."""
         return 0
-
-    def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
-        """One meta-training iteration on ``tasks`` (``tasks_per_iteration`` of them).
-
-        The default collects one trial of ``episodes_per_trial`` episodes per task with
-        ``policy()`` and calls ``update``; its metrics are the batch's returns
-        (``return_metrics``) and the update's. Agents that collect more than once per
-        iteration (MAML: before and after the inner steps) override it.
-        """
-        batch = collect(self.policy(), tasks, self.episodes_per_trial)
-        update = self.update(batch)
-        return TrainStep(batch.num_steps, {**return_metrics(batch), **update})
 
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         """Meta-test on ``tasks``: ``episodes`` consecutive episodes per task, adapting.
@@ -113,3 +121,32 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class BatchAgent(Agent):
+    """A learner that learns from one batch per iteration (RL2, PPO).
+
+    Each iteration the trainer collects one trial of ``episodes_per_trial`` episodes
+    on each of ``tasks_per_iteration`` tasks with ``policy()`` and calls ``update``;
+    the iteration's metrics are the batch's returns (``return_metrics``) and the
+    update's.
+    """
+
+    # Episodes per task in each meta-training collection (RL2's trial length).
+    episodes_per_trial: int = 1
+
+    @abstractmethod
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        """One outer-loop update from ``batch``; returns scalar metrics to log."""
+
+
+class TrainStepAgent(Agent):
+    """A learner that drives its own meta-training iteration (MAML-TRPO, ProMP, PEARL):
+    the trainer calls ``train_step`` with the sampler's ``collect``."""
+
+    @abstractmethod
+    def train_step(self, collect: CollectFn, tasks: Sequence[Task]) -> TrainStep:
+        """One meta-training iteration on ``tasks`` (``tasks_per_iteration`` of them):
+        collect through ``collect`` as often as the algorithm needs and update.
+        Returns the env steps collected and the metrics (the same keys at every
+        iteration)."""

@@ -14,7 +14,8 @@ budget and the same held-out tasks:
 ``SB3Baseline`` wraps a trained SB3 model (PPO or SAC) as an ``Agent``, so that
 ``metarl.evaluation.evaluate_adaptation`` measures it like any meta-RL agent.
 It does not adapt: every episode of a trial runs the same policy. SB3 trains
-it (``model.learn``), not the meta-training loop, so ``update`` raises.
+it (``model.learn``), not the meta-training loop: it is an ``Agent`` of neither
+learner kind (``metarl.agents.base``), which the trainer refuses.
 
 Evaluating the oracle: its policy reads the task features from the
 observation, so its envs must be wrapped the way it was trained. Every
@@ -36,7 +37,7 @@ streams untouched should save and restore them around ``train_*``.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,8 +55,8 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from metarl.agents.base import Agent
 from metarl.agents.policy import PolicyInput, PolicyOutput
+from metarl.envs.base import EnvWrapper
 from metarl.envs.wrappers import MultiTaskEnv, TaskInObservation
-from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task, TaskDistribution
 
 __all__ = [
@@ -84,8 +85,6 @@ SHORT_HORIZON_PPO: dict[str, Any] = {
     "learning_rate": 1e-3,
     "policy_kwargs": {"log_std_init": -2.0},
 }
-
-EnvWrapper = Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]
 
 
 # --------------------------------------------------------------------------- random
@@ -122,7 +121,6 @@ class RandomAgent(Agent):
                 f"RandomAgent needs a bounded gymnasium.spaces.Box action space, got {action_space}"
             )
         self.action_space = action_space
-        self.env_wrappers: tuple[EnvWrapper, ...] = ()
 
     @classmethod
     def for_env(cls, env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> RandomAgent:
@@ -135,10 +133,6 @@ class RandomAgent(Agent):
 
     def policy(self) -> UniformPolicy:
         return UniformPolicy(self.action_space)
-
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Raises ``NotImplementedError``: a random agent does not learn."""
-        raise NotImplementedError("RandomAgent does not learn: it has nothing to update")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -287,13 +281,6 @@ class SB3Baseline(Agent):
         )
         return SB3Policy(self.model.policy, deterministic=self.deterministic, hint=hint)
 
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Raises ``NotImplementedError``: Stable-Baselines3 trains this agent."""
-        raise NotImplementedError(
-            "SB3Baseline is trained by Stable-Baselines3 (train_multitask, train_oracle or "
-            "model.learn), not by the meta-training loop"
-        )
-
     def state_dict(self) -> dict[str, Any]:
         """``{"algo", "model" (SB3's zip archive as bytes), "observe_task", "deterministic"}``."""
         buffer = io.BytesIO()
@@ -360,7 +347,7 @@ def train_multitask(
     algo_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
     env_kwargs: Mapping[str, Any] | None = None,
-    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
+    wrappers: Sequence[EnvWrapper] = (),
     device: str = "cpu",
     deterministic: bool = False,
     torch_threads: int | None = 1,
@@ -422,7 +409,7 @@ def train_oracle(
     algo_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
     env_kwargs: Mapping[str, Any] | None = None,
-    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = (),
+    wrappers: Sequence[EnvWrapper] = (),
     device: str = "cpu",
     deterministic: bool = False,
     torch_threads: int | None = 1,
@@ -466,7 +453,7 @@ def _train(
     algo_kwargs: Mapping[str, Any] | None,
     n_envs: int,
     env_kwargs: Mapping[str, Any] | None,
-    wrappers: Sequence[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]],
+    wrappers: Sequence[EnvWrapper],
     device: str,
     deterministic: bool,
     torch_threads: int | None,

@@ -57,7 +57,7 @@ import torch
 from gymnasium import spaces
 from torch.func import functional_call, grad, vmap
 
-from metarl.agents.base import Agent, CollectFn, TrainStep, return_metrics
+from metarl.agents.base import CollectFn, TrainStep, TrainStepAgent, return_metrics
 from metarl.agents.config_checks import check_mlp_fields, check_positive_int, check_real
 from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
 from metarl.agents.mlp_policy import GaussianMLPPolicy
@@ -253,7 +253,7 @@ def _masked_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- agent
 
 
-class GradientMetaAgent(Agent):
+class GradientMetaAgent(TrainStepAgent):
     """Collection, inner update and meta-test shared by MAML-TRPO and ProMP.
 
     Args:
@@ -300,7 +300,6 @@ class GradientMetaAgent(Agent):
         self.scaling = ActionScaling(action_space)
         self.action_shape = tuple(action_space.shape or ())
         self.obs_dim = int(np.prod(observation_space.shape))
-        self.episodes_per_trial = config.episodes_per_task
         self.tasks_per_iteration = config.meta_batch_size
         self.generator = torch.Generator().manual_seed(config.seed)
         self.network = GaussianHead(
@@ -513,19 +512,6 @@ class GradientMetaAgent(Agent):
         metrics["action_std"] = self.network.action_std()
         self.iterations += 1
         return TrainStep(sum(b.num_steps for b in batches), metrics)
-
-    def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        """Not used: MAML needs pre- and post-update data (``train_step`` collects both).
-        ``Agent.update`` is part of the contract for single-collection agents; a caller
-        that hands MAML one batch gets this error instead of a silently wrong update.
-
-        Raises:
-            NotImplementedError: always; call ``train_step``.
-        """
-        raise NotImplementedError(
-            f"{type(self).__name__} updates from pre- and post-update episodes it collects "
-            "itself: call train_step(collect, tasks)"
-        )
 
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         """Meta-test: ``episodes`` episodes per task, an inner step after every

@@ -40,7 +40,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
-from metarl.agents.base import Agent, CollectFn
+from metarl.agents.base import BatchAgent, CollectFn
 from metarl.agents.config_checks import check_mlp_fields, check_positive_int, check_real
 from metarl.agents.control_step import ControlStep, MarkovStep
 from metarl.agents.mlp_policy import GaussianMLPPolicy
@@ -158,7 +158,7 @@ class PPOConfig:
                 raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
 
 
-class PPOAgent(Agent):
+class PPOAgent(BatchAgent):
     """PPO with a Markov Gaussian MLP policy over a task distribution (no adaptation).
 
     Raises:
@@ -168,7 +168,7 @@ class PPOAgent(Agent):
     """
 
     metric_descriptions: ClassVar[Mapping[str, str]] = {
-        **Agent.metric_descriptions,
+        **BatchAgent.metric_descriptions,
         **PPO_UPDATE_METRICS,
         "episode_length": "mean length (steps) of the iteration's training episodes",
     }

@@ -46,7 +46,7 @@ from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
-from metarl.agents.base import Agent
+from metarl.agents.base import BatchAgent
 from metarl.agents.control_step import ControlStep
 from metarl.agents.networks import (
     ActionScaling,
@@ -394,7 +394,7 @@ def trial_gae(
     return advantages.T * mask, returns.T * mask
 
 
-class RL2Agent(Agent):
+class RL2Agent(BatchAgent):
     """RL2 with PPO over whole trials.
 
     Args:
@@ -407,7 +407,7 @@ class RL2Agent(Agent):
     """
 
     metric_descriptions: ClassVar[Mapping[str, str]] = {
-        **Agent.metric_descriptions,
+        **BatchAgent.metric_descriptions,
         **PPO_UPDATE_METRICS,
     }
 

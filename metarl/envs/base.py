@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from metarl.tasks import Task, TaskDistribution
+
+EnvWrapper = Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]
+"""A function ``env -> env`` that wraps one environment (a wrapper class, or a
+``functools.partial`` of one): what samplers apply to each sub-environment, innermost
+first (``gymnasium.make_vec``'s ``wrappers``)."""
 
 # Gymnasium's vector envs whose sub-environments take tasks through set_attr/get_attr.
 _GYMNASIUM_VECTOR_ENVS = (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)

@@ -36,12 +36,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from metarl.envs.base import EnvWrapper
 
 __all__ = [
     "EFFECTS",
@@ -590,7 +592,7 @@ def _apply_one(env: gym.Env[Any, Any], index: int, name: str, **args: Any) -> gy
 
 def effect_wrappers(
     specs: Sequence[Mapping[str, Any]],
-) -> list[Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]]:
+) -> list[EnvWrapper]:
     """The effects of ``specs`` as ``env -> env`` functions, in order (picklable).
 
     Raises:

@@ -34,9 +34,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metarl.build import eval_sampler, task_sets
 from metarl.config import ConfigError, read_yaml, validation_message
 from metarl.evaluation import AdaptationResult, evaluate_adaptation, plot_adaptation
-from metarl.runner import eval_sampler, load_trained_agent, task_sets
+from metarl.runner import load_trained_agent
+from metarl.schema import RunFolderError
 from metarl.sim2real.sysid import param_mismatches, relative_errors
 from metarl.sim2real.targets import Target, TargetConfig, TargetSampler
 from metarl.tasks import RealTask
@@ -89,8 +91,6 @@ def run_transfer(path: str | Path, now: datetime | None = None) -> Path:
         ConfigError: an invalid file, a run folder without checkpoint, an agent that needs
             task information in its observations (an oracle), or a target the env refuses.
     """
-    from metarl.runner import RunFolderError
-
     cfg = load_transfer(path)
     if cfg.fit is not None:
         fit_file = Path(cfg.fit) / "fit.json"
@@ -107,7 +107,7 @@ def run_transfer(path: str | Path, now: datetime | None = None) -> Path:
         config, agent, state = load_trained_agent(cfg.run)
     except RunFolderError as err:
         raise ConfigError(f"{path}: transfer.run: {err}") from None
-    if getattr(agent, "env_wrappers", ()):
+    if agent.env_wrappers:
         raise ConfigError(
             f"{path}: transfer.run: the agent observes its task (an oracle); "
             "a target does not say it"

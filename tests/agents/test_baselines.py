@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import metarl  # noqa: F401  (registers the environments)
+from metarl.agents.base import Agent, BatchAgent, TrainStepAgent
 from metarl.agents.baselines import (
     SHORT_HORIZON_PPO,
     RandomAgent,
@@ -163,9 +164,13 @@ def test_state_dict_round_trip(
         other.load_state_dict({**state, "algo": "a2c"})
 
 
-def test_update_is_not_the_way_to_train(trained: tuple[SB3Baseline, SB3Baseline]) -> None:
-    with pytest.raises(NotImplementedError, match="trained by Stable-Baselines3"):
-        trained[0].update(None)  # type: ignore[arg-type]
+def test_a_baseline_is_evaluated_only(trained: tuple[SB3Baseline, SB3Baseline]) -> None:
+    """Stable-Baselines3 trains a baseline, not the trainer: it is an ``Agent`` of
+    neither learner kind, with neither ``update`` nor ``train_step``."""
+    for agent in (*trained, RandomAgent.for_env(POINT)):
+        assert isinstance(agent, Agent)
+        assert not isinstance(agent, BatchAgent | TrainStepAgent)
+        assert not hasattr(agent, "update") and not hasattr(agent, "train_step")
 
 
 def test_same_seed_same_model_and_torch_threads_restored(tasks: TaskSets) -> None:

@@ -422,8 +422,6 @@ def test_train_step_collects_pre_and_post_and_updates(cls: type[GradientMetaAgen
     } <= set(step.metrics)
     assert step.metrics["return_mean"] == step.metrics["return_step2"]
     assert not torch.equal(before, agent.flat_params())
-    with pytest.raises(NotImplementedError, match="train_step"):
-        agent.update(EpisodeBatch((), (), 1))
 
 
 def test_adapt_takes_an_inner_step_after_each_batch() -> None:

@@ -127,7 +127,7 @@ def train_on_one_goal(learning_rate: float, iterations: int = 25) -> tuple[float
     with LocalSampler(POINT, num_envs=8, seed=0) as sampler:
         before = float(evaluate_adaptation(agent, sampler, [task], 2).returns.mean())
         for _ in range(iterations):
-            agent.train_step(sampler.collect, [task] * 16)
+            agent.update(sampler.collect(agent.policy(), [task] * 16, agent.episodes_per_trial))
         after = float(evaluate_adaptation(agent, sampler, [task], 2).returns.mean())
     return before, after
 

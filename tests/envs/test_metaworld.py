@@ -21,6 +21,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from metarl.agents.baselines import RandomAgent
+from metarl.build import eval_sampler, task_sets
 from metarl.config import load_config, validate_config
 from metarl.envs import METAWORLD_ENVS, get_task, get_tasks, set_task, set_tasks
 from metarl.envs.checker import check_task_env
@@ -36,7 +37,7 @@ from metarl.envs.metaworld import (
     make_metaworld,
 )
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
-from metarl.runner import eval_sampler, metaworld_score, task_sets
+from metarl.report import metaworld_score
 from metarl.tasks import GoalTask, Task
 
 metaworld = pytest.importorskip("metaworld")

@@ -111,6 +111,8 @@ def test_sampler_and_rollout_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="max_steps must be a positive integer"):
         target.rollout(zero, episodes=1, max_steps=0)
     sampler = TargetSampler(target)
+    # The sampler contract: a call counter, and no workers besides this process.
+    assert (sampler.calls, sampler.worker_info()) == (0, [])
     with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
         sampler.collect(None, [], 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
