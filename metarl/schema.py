@@ -1,5 +1,5 @@
 """Pieces every metarl file format shares, without torch or the trainer: the
-``ConfigError`` of a bad file, YAML reading, one-line-per-field validation messages,
+``ConfigError`` of a bad file (declared in ``metarl.checks``), YAML reading, one-line-per-field validation messages,
 and the checked form of physical parameters in files (``PhysicsParamDicts``).
 
 ``metarl.config`` (experiments), the sim2real files (targets, sysid, transfer) and the
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, ValidationError
 
+from metarl.checks import ConfigError
 from metarl.envs import params_from_dicts
 
 __all__ = [
@@ -29,10 +30,6 @@ __all__ = [
 
 class RunFolderError(ValueError):
     """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names each bad field, value and what is allowed."""
 
 
 # --------------------------------------------------------------------------- YAML
