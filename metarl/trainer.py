@@ -39,7 +39,7 @@ import pickle
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 from metarl.agents.base import Agent
+from metarl.checks import NonNegativeInt, PositiveInt, settings
 from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.sampling import Sampler
@@ -62,6 +63,7 @@ __all__ = [
     "TaskSchedule",
     "Trainer",
     "TrainerConfig",
+    "TrainerSection",
     "latest_checkpoint",
     "load_latest_checkpoint",
     "save_atomically",
@@ -138,34 +140,33 @@ EVAL_COLUMN_DESCRIPTIONS: dict[str, str] = {
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainerConfig:
-    """How long to train and how often to evaluate and save."""
+@settings
+class TrainerSection:
+    """How long to train and how often to evaluate and save: the ``trainer`` section of
+    an experiment config (``TrainerConfig`` adds K of the evaluations, which the
+    experiment takes from ``evaluation.episodes``)."""
 
-    iterations: int = 100
+    iterations: PositiveInt = 100
     """Outer-loop iterations in total (a resumed run stops at the same number)."""
-    eval_every: int = 10
+    eval_every: NonNegativeInt = 10
     """Run the meta-test protocol every this many iterations (0: only at the end)."""
-    eval_episodes: int = 3
-    """K: consecutive episodes per test task in the meta-test protocol."""
-    checkpoint_every: int = 10
+    checkpoint_every: NonNegativeInt = 10
     """Write a checkpoint every this many iterations (and always at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     """How many of the newest checkpoints to keep."""
-    seed: int = 0
-    """Seed of the trainer's generator (which training tasks each iteration uses)."""
+    seed: NonNegativeInt = 0
+    """Seed of the trainer's generator (which training tasks each iteration uses; in an
+    experiment config, default: ``run.seed``)."""
     progress: bool = True
     """Show a progress bar (env steps, iteration, latest returns)."""
 
-    def __post_init__(self) -> None:
-        for name in ("iterations", "eval_episodes", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainerConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainerConfig.{name} must be an integer >= 0, got {value!r}")
+
+@settings
+class TrainerConfig(TrainerSection):
+    """How long to train and how often to evaluate and save."""
+
+    eval_episodes: PositiveInt = 3
+    """K: consecutive episodes per test task in the meta-test protocol."""
 
 
 def save_atomically(obj: Any, path: Path) -> None:
