@@ -625,28 +625,6 @@ class ExperimentConfig(BaseModel):
     run: RunConfig = Field(default_factory=RunConfig)
     randomization: RandomizationConfig | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _seeds_default_to_run_seed(cls, data: Any) -> Any:
-        """Seeds left out (or null) take ``run.seed``: ``env.task_seed``,
-        ``sampler.seed``, ``trainer.seed`` and the agent's ``seed`` if it has one. An
-        invalid ``run.seed`` is left for its own error."""
-        if not isinstance(data, dict):
-            return data
-        run = data.get("run", {})
-        seed = run.get("seed", RunConfig.model_fields["seed"].default) if isinstance(run, dict) else None
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            return data
-        agent_fields = cls.model_fields["agent"].annotation.model_fields  # type: ignore[union-attr]
-        keys = [("env", "task_seed"), ("sampler", "seed"), ("trainer", "seed")]
-        keys += [("agent", "seed")] if "seed" in agent_fields else []
-        data = dict(data)
-        for section, key in keys:
-            values = data.get(section, {})
-            if isinstance(values, dict) and values.get(key) is None:
-                data[section] = {**values, key: seed}
-        return data
-
     @model_validator(mode="after")
     def _resolve(self) -> ExperimentConfig:
         if self.randomization is None and self.env.id not in _registered_envs():
@@ -782,6 +760,29 @@ def translate_renamed(raw: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- entry points
 
 
+def _with_seeds(raw: Mapping[str, Any], model: type[ExperimentConfig]) -> dict[str, Any]:
+    """``raw`` with the seeds it leaves out (or sets to null) set to ``run.seed``:
+    ``env.task_seed``, ``sampler.seed``, ``trainer.seed`` and the agent's ``seed`` if it
+    has one. Filled before validation because the trainer section is frozen; an
+    invalid ``run.seed`` is left for its own error."""
+    run = raw.get("run", {})
+    default = RunConfig.model_fields["seed"].default
+    seed = run.get("seed", default) if isinstance(run, Mapping) else None
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return dict(raw)
+    keys = [("env", "task_seed"), ("sampler", "seed"), ("trainer", "seed")]
+    if "seed" in model.model_fields["agent"].annotation.model_fields:  # type: ignore[union-attr]
+        keys.append(("agent", "seed"))
+    data = dict(raw)
+    for section, key in keys:
+        if section not in data and model.model_fields[section].is_required():
+            continue  # reported as missing
+        values = data.get(section, {})
+        if isinstance(values, Mapping) and values.get(key) is None:
+            data[section] = {**values, key: seed}
+    return data
+
+
 def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> ExperimentConfig:
     """Validate and resolve a config given as plain data (e.g. from YAML).
 
@@ -802,7 +803,7 @@ def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> E
         raise ConfigError(f"invalid config:\n  agent.name: must be a string, got {name!r}")
     model = experiment_model(name)
     try:
-        config = model.model_validate_json(json.dumps(raw, default=str))
+        config = model.model_validate_json(json.dumps(_with_seeds(raw, model), default=str))
     except ValidationError as err:
         raise ConfigError(_format_errors(err, model, set(overridden))) from None
     config.agent.to_dataclass()  # the config class's checks of several fields together

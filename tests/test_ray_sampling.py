@@ -320,7 +320,7 @@ def test_pearl_collects_the_same_data_on_ray_as_locally() -> None:
         hidden_sizes=(8,),
         encoder_hidden_sizes=(8,),
         num_initial_steps=40,
-        num_tasks_sample=2,
+        tasks_per_iteration=2,
         num_steps_prior=40,
         num_extra_rl_steps_posterior=20,
         num_train_steps_per_itr=2,
