@@ -17,7 +17,8 @@ be, and the checks of plain arguments.
   of the experiment config and of the plain checks all use it.
 - ``check_int``, ``check_number``, ``check_real``: checks of arguments that are not
   settings (a wrapper's delay, a sampler's number of environments, a task's
-  parameter), raising ``ValueError`` in the same words.
+  parameter), raising ``ValueError`` in the same words; ``is_integer`` and ``is_real``
+  the tests they make (a bool is neither), for checks with their own message.
 
 This module imports nothing of metarl, so that every layer (the task types and
 environments included) can use it.
@@ -50,6 +51,8 @@ __all__ = [
     "check_int",
     "check_number",
     "check_real",
+    "is_integer",
+    "is_real",
     "settings",
     "settings_fields",
 ]
@@ -242,6 +245,17 @@ def settings(cls: type[T]) -> type[T]:
 # --------------------------------------------------------------------------- plain arguments
 
 
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer: an ``int`` or a numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (ints and numpy numbers too, not a bool), finite
+    or not."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_int(name: str, value: Any, *, ge: int | None = None, le: int | None = None) -> int:
     """``value`` as an ``int`` (numpy integers too, never a bool) within the bounds.
 
@@ -249,7 +263,7 @@ def check_int(name: str, value: Any, *, ge: int | None = None, le: int | None = 
         ValueError: otherwise, naming ``name`` and what is allowed
             (``name must be a positive integer, got 0``).
     """
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = is_integer(value)
     if not ok or (ge is not None and value < ge) or (le is not None and value > le):
         raise ValueError(f"{name} must be {range_words(True, ge=ge, le=le)}, got {value!r}")
     return int(value)
@@ -271,8 +285,7 @@ def check_number(
         ValueError: otherwise, naming ``name`` and what is allowed
             (``name must be a positive number, got 0``).
     """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
+    ok = is_real(value) and math.isfinite(value)
     ok = ok and (ge is None or value >= ge) and (gt is None or value > gt)
     ok = ok and (le is None or value <= le) and (lt is None or value < lt)
     if not ok:
@@ -288,7 +301,7 @@ def check_real(cls_name: str, name: str, value: Any) -> float:
         ValueError: ``value`` is not a real number or not finite; the message names
             ``cls_name.name``.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise ValueError(f"{cls_name}.{name} must be a real number, got {value!r}")
     out = float(value)
     if not math.isfinite(out):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from metarl.agents.base import Agent
+from metarl.checks import check_int
 from metarl.sampling import LocalSampler, Sampler
 from metarl.tasks import Task
 
@@ -52,14 +53,7 @@ class AdaptationResult:
                 f"AdaptationResult.returns must have shape ({len(self.tasks)}, K), "
                 f"got {self.returns.shape}"
             )
-        if (
-            isinstance(self.stage_size, bool)
-            or not isinstance(self.stage_size, int)
-            or not (1 <= self.stage_size)
-        ):
-            raise ValueError(
-                f"AdaptationResult.stage_size must be a positive integer, got {self.stage_size!r}"
-            )
+        check_int("AdaptationResult.stage_size", self.stage_size, ge=1)
         if self.successes is not None and (
             self.successes.shape != self.returns.shape or self.successes.dtype != bool
         ):

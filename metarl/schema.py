@@ -1,6 +1,7 @@
 """Pieces every metarl file format shares, without torch or the trainer: the
-``ConfigError`` of a bad file (declared in ``metarl.checks``), YAML reading, one-line-per-field validation messages,
-and the checked form of physical parameters in files (``PhysicsParamDicts``).
+``ConfigError`` of a bad file (declared in ``metarl.checks``), YAML reading,
+one-line-per-field validation messages, and the checked form of physical parameters
+in files (``PhysicsParamDicts``).
 
 ``metarl.config`` (experiments), the sim2real files (targets, sysid, transfer) and the
 robot side (which runs without PyTorch) all use them.

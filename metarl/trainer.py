@@ -450,8 +450,8 @@ class Trainer:
         schedule = self.schedule
         tasks = schedule.sample_tasks(self.rng, n)
 
-        def collect(policy: Any, tasks: Sequence[Task], episodes_per_task: int) -> EpisodeBatch:
-            batch = self.sampler.collect(policy, tasks, episodes_per_task)
+        def collect(policy: Any, tasks: Sequence[Task], episodes_per_trial: int) -> EpisodeBatch:
+            batch = self.sampler.collect(policy, tasks, episodes_per_trial)
             schedule.record(
                 [e.task for e in batch.episodes], [float(e.rewards.sum()) for e in batch.episodes]
             )

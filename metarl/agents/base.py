@@ -20,7 +20,7 @@ from metarl.tasks import Task
 
 __all__ = ["RETURN_METRICS", "Agent", "CollectFn", "TrainStep", "return_metrics"]
 
-# ``collect(policy, tasks, episodes_per_task) -> EpisodeBatch``: a sampler's collect.
+# ``collect(policy, tasks, episodes_per_trial) -> EpisodeBatch``: a sampler's collect.
 CollectFn = Callable[[Policy, Sequence[Task], int], EpisodeBatch]
 
 

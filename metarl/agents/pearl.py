@@ -13,14 +13,14 @@ variable z inferred from a context of transitions.
 - Per-task replay buffers for the RL losses and separate encoder buffers holding
   each task's most recent prior data, from which contexts are sampled.
 - Collection per iteration on ``tasks_per_iteration`` tasks (the paper's
-  ``num_tasks_sample`` and ``collect_data`` phases): the encoder buffer of the task is emptied, ``num_steps_prior`` steps with
-  z from the prior go to both buffers, ``num_steps_posterior`` steps go to both and
-  ``num_extra_rl_steps_posterior`` steps to the RL buffer only; each of these two
-  phases starts with z from the prior and draws z from the posterior of a context
-  sampled from the encoder buffer after every episode (on a sparse task, a goal found
-  once is exploited in the phase's next episodes). Before the first iteration
-  (``prepare``, which the trainer calls) every training task gets
-  ``num_initial_steps`` steps with z from the prior.
+  ``num_tasks_sample`` and ``collect_data`` phases): the encoder buffer of the task is
+  emptied, ``num_steps_prior`` steps with z from the prior go to both buffers,
+  ``num_steps_posterior`` steps go to both and ``num_extra_rl_steps_posterior`` steps
+  to the RL buffer only; each of these two phases starts with z from the prior and
+  draws z from the posterior of a context sampled from the encoder buffer after every
+  episode (on a sparse task, a goal found once is exploited in the phase's next
+  episodes). Before the first iteration (``prepare``, which the trainer calls) every
+  training task gets ``num_initial_steps`` steps with z from the prior.
 - Meta-test (``adapt``): the first ``num_exp_traj_eval`` episodes with z from the
   prior, then after each episode z from the posterior of all context gathered on
   the task so far.

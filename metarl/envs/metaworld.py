@@ -36,6 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
+from metarl.checks import check_int, is_integer
 from metarl.envs.base import TaskEnv
 from metarl.tasks import Task, TaskDistribution, TaskSets
 
@@ -98,14 +99,6 @@ def _one_of(owner: str, name: str, value: Any, allowed: tuple[str, ...] | list[s
     return value
 
 
-def _integer(owner: str, name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
-    if not low <= int(value) <= high:
-        raise ValueError(f"{owner}.{name} = {int(value)} is out of range; allowed: [{low}, {high}]")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- task
 
 
@@ -134,9 +127,11 @@ class MetaWorldTask(Task):
                 f"'reach-v3', got {self.env_name!r}"
             )
         _one_of("MetaWorldTask", "split", self.split, SPLITS)
-        index = _integer("MetaWorldTask", "index", self.index, 0, GOALS_PER_ENV - 1)
+        index = check_int("MetaWorldTask.index", self.index, ge=0, le=GOALS_PER_ENV - 1)
         object.__setattr__(self, "index", index)
-        object.__setattr__(self, "seed", _integer("MetaWorldTask", "seed", self.seed, 0, _MAX_SEED))
+        object.__setattr__(
+            self, "seed", check_int("MetaWorldTask.seed", self.seed, ge=0, le=_MAX_SEED)
+        )
 
 
 # --------------------------------------------------------------------------- distribution
@@ -195,7 +190,7 @@ class MetaWorldTasks(TaskDistribution):
     ):
         self.benchmark = _one_of("MetaWorldTasks", "benchmark", benchmark, BENCHMARKS)
         self.split = _one_of("MetaWorldTasks", "split", split, SPLITS)
-        self.seed = _integer("MetaWorldTasks", "seed", seed, 0, _MAX_SEED)
+        self.seed = check_int("MetaWorldTasks.seed", seed, ge=0, le=_MAX_SEED)
         env_dict = _import_metaworld().env_dict
         all_names = list(env_dict.ALL_V3_ENVIRONMENTS)
         if benchmark == "ML1":
@@ -268,7 +263,7 @@ class MetaWorldTasks(TaskDistribution):
         Raises:
             ValueError: a count is negative or larger than its list.
         """
-        _integer("MetaWorldTasks.task_sets", "seed", seed, 0, _MAX_SEED)
+        check_int("MetaWorldTasks.task_sets.seed", seed, ge=0, le=_MAX_SEED)
         train, test = self.for_split("train"), self.for_split("test")
         n_train = len(train) if n_train is None else n_train
         n_test = len(test) if n_test is None else n_test
@@ -349,8 +344,7 @@ class MetaWorldTasks(TaskDistribution):
 
 
 def _check_n(name: str, n: Any, most: int | None = None, what: str = "") -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+    check_int(name, n, ge=0)
     if most is not None and n > most:
         raise ValueError(
             f"{name} = {n} is more tasks than {what} has; allowed: [0, {most}] distinct tasks"
@@ -632,7 +626,7 @@ def make_metaworld(
     if benchmark == "ML1" and env_name is None:
         env_name = "reach-v3"
     steps = kwargs.get("max_episode_steps", HORIZON)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= HORIZON:
+    if not (is_integer(steps) and 1 <= steps <= HORIZON):
         raise ValueError(
             f"max_episode_steps = {steps!r} is not allowed; allowed: [1, {HORIZON}] "
             "(Meta-World refuses to step past its horizon)"

@@ -121,9 +121,7 @@ def train_on_one_goal(learning_rate: float, iterations: int = 25) -> tuple[float
     """PPO on the point robot with one goal (plain RL through the DR agent's path):
     the deterministic return on that goal before and after training."""
     task = GoalTask(goal=(0.6, -0.4))
-    agent = PPOAgent(
-        *point_spaces(), PPOConfig(meta_batch_size=16, learning_rate=learning_rate)
-    )
+    agent = PPOAgent(*point_spaces(), PPOConfig(meta_batch_size=16, learning_rate=learning_rate))
     with LocalSampler(POINT, num_envs=8, seed=0) as sampler:
         before = float(evaluate_adaptation(agent, sampler, [task], 2).returns.mean())
         for _ in range(iterations):

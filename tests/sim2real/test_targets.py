@@ -111,8 +111,8 @@ def test_sampler_and_rollout_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="max_steps must be a positive integer"):
         target.rollout(zero, episodes=1, max_steps=0)
     sampler = TargetSampler(target)
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
         sampler.collect(None, [], 1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
         sampler.collect(None, [RealTask()], 0)  # type: ignore[arg-type]
     sampler.close()
