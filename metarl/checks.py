@@ -32,7 +32,7 @@ import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar
 
 import annotated_types
 import pydantic.dataclasses
@@ -245,8 +245,9 @@ def settings(cls: type[T]) -> type[T]:
 # --------------------------------------------------------------------------- plain arguments
 
 
-def is_integer(value: Any) -> bool:
-    """Whether ``value`` is an integer: an ``int`` or a numpy integer, not a bool."""
+def is_integer(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is an integer: an ``int`` or a numpy integer (which the type
+    checker is told is an ``int``: it behaves as one), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

@@ -60,7 +60,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from metarl.checks import allowed, settings_fields
+from metarl.checks import allowed, is_integer, settings_fields
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
 from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES
@@ -768,7 +768,7 @@ def _with_seeds(raw: Mapping[str, Any], model: type[ExperimentConfig]) -> dict[s
     run = raw.get("run", {})
     default = RunConfig.model_fields["seed"].default
     seed = run.get("seed", default) if isinstance(run, Mapping) else None
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not (is_integer(seed) and seed >= 0):
         return dict(raw)
     keys = [("env", "task_seed"), ("sampler", "seed"), ("trainer", "seed")]
     if "seed" in model.model_fields["agent"].annotation.model_fields:  # type: ignore[union-attr]

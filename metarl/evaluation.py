@@ -162,8 +162,7 @@ def evaluate_adaptation(
         ValueError: ``K < 1`` or no tasks; or the environment gives a success flag in
             some episodes and not in others.
     """
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise ValueError(f"K (episodes per task) must be a positive integer, got {K!r}")
+    check_int("K (episodes per task)", K, ge=1)
     if len(tasks) == 0:
         raise ValueError("evaluate_adaptation needs at least one task")
     own = isinstance(env, str)

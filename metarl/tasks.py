@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from metarl.checks import check_int, check_real
+from metarl.checks import check_int, check_real, is_real
 
 __all__ = [
     "SUCCESS_KEY",
@@ -70,7 +70,7 @@ def _flatten(cls_name: str, name: str, value: Any, out: list[float]) -> None:
     elif isinstance(value, (tuple, list)):
         for v in value:
             _flatten(cls_name, name, v, out)
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+    elif is_real(value):
         out.append(float(value))
     else:
         raise ValueError(f"{cls_name}.{name} = {value!r} is not numeric: no task features")
@@ -177,7 +177,7 @@ class DirectionTask(Task):
 
     def __post_init__(self) -> None:
         d = self.direction
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer, float, np.floating)):
+        if not is_real(d):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")
         if not math.isfinite(float(d)) or float(d) != int(d):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")

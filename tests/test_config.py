@@ -318,3 +318,84 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         path.write_text(f"{section}:\n  name: a\n  name: b\n")
         with pytest.raises(ConfigError, match="duplicate key 'name' on lines 2 and 3"):
             load(path)
+
+
+# --------------------------------------------------------------------------- one declaration
+
+
+def test_agent_sections_take_the_constraints_of_the_config_classes() -> None:
+    """Each agent's settings are declared once, in its config class: the ``agent``
+    section has the class's fields with their constraints, so YAML and Python refuse a
+    value in the same words."""
+    from metarl.checks import settings_fields
+    from metarl.config import agent_model
+
+    for name, entry in AGENTS.items():
+        cls = entry.config_class()
+        section = agent_model(name).model_fields
+        for field, info in settings_fields(cls).items():
+            assert section[field].metadata == info.metadata, (name, field)
+            assert section[field].description == info.description, (name, field)
+    msg = _error(_config(agent={"name": "ppo", "gamma": 2.0, "hidden_sizes": [8, 0]}))
+    assert "agent.gamma: Input should be less than or equal to 1, got 2.0" in msg
+    assert "allowed: in [0, 1]" in msg and "agent.hidden_sizes.1" in msg
+    with pytest.raises(ValueError, match=r"PPOConfig.gamma must be in \[0, 1\], got 2.0"):
+        AGENTS["ppo"].config_class()(gamma=2.0)
+    # A check of several fields together is the class's own, named at the section.
+    msg = _error(_config(agent={"name": "pearl", "num_steps_prior": 0, "num_steps_posterior": 0}))
+    assert "agent: PEARLConfig: num_steps_prior + num_steps_posterior must be positive" in msg
+
+
+# --------------------------------------------------------------------------- one vocabulary
+
+RENAMED = [
+    ("ppo", "tasks_per_iteration", "meta_batch_size"),
+    ("ppo", "episodes_per_task", "episodes_per_trial"),
+    ("maml_trpo", "episodes_per_task", "episodes_per_trial"),
+    ("promp", "episodes_per_task", "episodes_per_trial"),
+    ("pearl", "num_tasks_sample", "tasks_per_iteration"),
+]
+
+
+@pytest.mark.parametrize(("agent", "old", "new"), RENAMED)
+def test_an_old_name_is_refused_with_the_new_one(agent: str, old: str, new: str) -> None:
+    msg = _error(_config(agent={"name": agent, old: 3}))
+    assert f"agent.{old} was renamed agent.{new}" in msg
+    msg = _error({}, (f"agent.name={agent}", f"agent.{old}=3"))
+    assert f"agent.{old} was renamed agent.{new} (set by the override" in msg
+    cls = AGENTS[agent].config_class()
+    with pytest.raises(ConfigError, match=f"{cls.__name__}.{old} was renamed {cls.__name__}.{new}"):
+        cls(**{old: 3})
+
+
+def test_the_agents_count_in_one_vocabulary() -> None:
+    """The trial length is ``episodes_per_trial`` and the tasks of an update
+    ``meta_batch_size`` in every agent that has them; PEARL, which updates from replay,
+    names the tasks it collects on per iteration ``tasks_per_iteration``."""
+    from metarl.checks import settings_fields
+
+    fields = {name: set(settings_fields(e.config_class())) for name, e in AGENTS.items()}
+    old = {"episodes_per_task", "num_tasks_sample"}
+    assert all(not f & old for f in fields.values()), fields
+    for name in ("rl2", "maml_trpo", "promp", "ppo"):
+        assert {"meta_batch_size", "episodes_per_trial"} <= fields[name], name
+        assert "tasks_per_iteration" not in fields[name], name
+    assert {"meta_batch_size", "tasks_per_iteration"} <= fields["pearl"]
+
+
+def test_a_run_folder_config_is_read_under_the_new_names(tmp_path: Path) -> None:
+    """A run folder's own config.yaml, written before a rename, loads as the config
+    with the new names (``run_folder=True``); the same file given as a user's config
+    is refused with the new names."""
+    config = load_config(ROOT / "configs" / "ppo_hopper_params_dr.yaml")
+    data = config.to_dict()
+    agent = data["agent"]
+    agent["tasks_per_iteration"] = agent.pop("meta_batch_size")
+    agent["episodes_per_task"] = agent.pop("episodes_per_trial")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_config(path, run_folder=True) == config
+    with pytest.raises(ConfigError, match="agent.tasks_per_iteration was renamed"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="agent.episodes_per_task was renamed"):
+        load_config(path, ["agent.episodes_per_task=2"], run_folder=True)

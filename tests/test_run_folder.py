@@ -370,6 +370,29 @@ def test_rl2_metrics_hold_each_return_once(tmp_path: Path) -> None:
     assert float(row["return_mean"]) == pytest.approx(sum(ks) / 3)
 
 
+def test_a_run_folder_written_before_a_rename_resumes_and_evaluates(tmp_path: Path) -> None:
+    """A run whose config.yaml holds the agent's old names (PPO's
+    ``tasks_per_iteration`` and ``episodes_per_task``) resumes and evaluates: the run
+    folder's own config is read under the new names, and the resumed run writes them."""
+    config_file, overrides = AGENT_RUNS["ppo"]
+    common = ["trainer.iterations=1", "trainer.eval_every=0", "trainer.progress=false"]
+    run_dir = run_experiment(load_config(config_file, [*overrides, *common]), tmp_path / "run")
+    saved = run_dir / "config.yaml"
+    text = saved.read_text()
+    assert "  meta_batch_size: 2\n  episodes_per_trial: 1\n" in text
+    saved.write_text(
+        text.replace("meta_batch_size:", "tasks_per_iteration:").replace(
+            "episodes_per_trial:", "episodes_per_task:"
+        )
+    )
+    assert _cli(["train", "--resume", str(run_dir), "trainer.iterations=2"]) == 0
+    assert _iterations(run_dir) == [1, 2]
+    assert "  meta_batch_size: 2\n  episodes_per_trial: 1\n" in saved.read_text()
+    saved.write_text(saved.read_text().replace("meta_batch_size:", "tasks_per_iteration:"))
+    assert _cli(["eval", str(run_dir)]) == 0
+    assert (run_dir / "reevaluations").is_dir()
+
+
 # --------------------------------------------------------------------------- metarl eval
 
 

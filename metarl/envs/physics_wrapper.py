@@ -126,7 +126,7 @@ class PhysicsRandomization(
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"resample must be one of {list(RESAMPLE_MODES)}, got {resample!r}")
         if resample == "steps":
-            if not (every is not None and is_integer(every) and every >= 1):
+            if not (is_integer(every) and every >= 1):
                 raise ValueError(
                     f"resample='steps' needs every = a positive number of steps, got {every!r}"
                 )
