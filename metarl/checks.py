@@ -79,7 +79,7 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def range_words(
+def _range_words(
     integer: bool,
     ge: float | None = None,
     gt: float | None = None,
@@ -160,7 +160,7 @@ def allowed(annotation: Any, metadata: Sequence[Any] = (), *, yaml: bool = False
     c = _constraints(metadata)
     if annotation in (int, float):
         bounds = {k: c[k] for k in ("ge", "gt", "le", "lt") if k in c}
-        return range_words(annotation is int, **bounds)
+        return _range_words(annotation is int, **bounds)
     if origin in (tuple, list, Sequence) and args:
         items = _plural(allowed(args[0], yaml=yaml))
         return f"one or more {items}" if c.get("min_length", 0) >= 1 else items
@@ -266,7 +266,7 @@ def check_int(name: str, value: Any, *, ge: int | None = None, le: int | None = 
     """
     ok = is_integer(value)
     if not ok or (ge is not None and value < ge) or (le is not None and value > le):
-        raise ValueError(f"{name} must be {range_words(True, ge=ge, le=le)}, got {value!r}")
+        raise ValueError(f"{name} must be {_range_words(True, ge=ge, le=le)}, got {value!r}")
     return int(value)
 
 
@@ -290,7 +290,7 @@ def check_number(
     ok = ok and (ge is None or value >= ge) and (gt is None or value > gt)
     ok = ok and (le is None or value <= le) and (lt is None or value < lt)
     if not ok:
-        words = range_words(False, ge=ge, gt=gt, le=le, lt=lt)
+        words = _range_words(False, ge=ge, gt=gt, le=le, lt=lt)
         raise ValueError(f"{name} must be {words}, got {value!r}")
     return float(value)
 
