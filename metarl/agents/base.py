@@ -53,8 +53,10 @@ def return_metrics(batch: EpisodeBatch, prefix: str = "") -> dict[str, float]:
 class Agent(ABC):
     """A meta-RL learner.
 
-    Subclasses set ``episodes_per_trial`` (episodes per task in each meta-training
-    collection; RL2's trial length) and ``tasks_per_iteration`` (meta-batch size).
+    Subclasses set ``episodes_per_trial`` (the trial length of meta-training) and
+    ``tasks_per_iteration`` (the tasks the trainer draws per iteration: the
+    ``meta_batch_size`` of an agent that updates on what it has just collected); the
+    words are defined in ``metarl.episodes``.
     """
 
     episodes_per_trial: int = 1
