@@ -195,7 +195,7 @@ def _experiment(
             "effects": effects(args.noise if variant == "oracle" else 0.0),
         },
         "sampler": {"num_envs": 20 if agent else 10},
-        "agent": agent or {"name": "ppo", "tasks_per_iteration": 20},
+        "agent": agent or {"name": "ppo", "meta_batch_size": 20},
         "randomization": {"schedule": "uniform", "params": params},
         "trainer": {
             "iterations": iterations,

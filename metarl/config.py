@@ -4,8 +4,8 @@ An experiment config has one small section per concern::
 
     env:        which task family, its keyword arguments, the train/test task sets
     sampler:    local or Ray, environments per process, workers, seed
-    agent:      the algorithm's name and its hyperparameters (its config dataclass)
-    trainer:    iterations, evaluation and checkpoint intervals (``TrainerConfig``)
+    agent:      the algorithm's name and its hyperparameters (its config class)
+    trainer:    iterations, evaluation and checkpoint intervals (``TrainerSection``)
     evaluation: K, the baselines to compare with and their budget
     run:        output folder, name, the run's seed
 
@@ -17,9 +17,14 @@ coerced (``"5"`` is not an integer), unknown keys are errors, ranges are checked
 Every failure raises one ``ConfigError`` whose lines name the field path
 (``agent.learning_rate``), the bad value and what is allowed.
 
-The ``agent`` section is checked against the agent's own config dataclass (e.g.
-``metarl.agents.rl2.RL2Config``): its fields become the section's keys, with the
-dataclass's types and defaults, and its ``__post_init__`` checks run too.
+The ``agent`` section is checked against the agent's own config class (a settings
+class, ``metarl.checks.settings``, e.g. ``metarl.agents.rl2.RL2Config``): its fields
+become the section's keys, with their types, constraints, defaults and docstrings,
+and its checks of several fields together run too. The ``trainer`` section is
+``metarl.trainer.TrainerSection`` itself. A key that a config class has renamed is
+refused with its new name (``agent.tasks_per_iteration was renamed
+agent.meta_batch_size``), except in a run folder's own ``config.yaml``
+(``load_config(..., run_folder=True)``), which is read under the new names.
 Agents are looked up in ``AGENTS`` (``register_agent`` adds one).
 
 A validated config is *resolved*: seeds left out take ``run.seed``, task counts
@@ -30,6 +35,7 @@ gives the same config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
@@ -39,9 +45,8 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
@@ -55,6 +60,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from metarl.checks import allowed, is_integer, settings_fields
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
 from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES
@@ -65,7 +71,7 @@ from metarl.schema import (
     read_yaml,
     validation_message,
 )
-from metarl.trainer import TrainerConfig
+from metarl.trainer import TrainerConfig, TrainerSection
 
 __all__ = [
     "AGENTS",
@@ -86,6 +92,7 @@ __all__ = [
     "load_config",
     "read_yaml",
     "register_agent",
+    "translate_renamed",
     "validate_config",
     "validation_message",
 ]
@@ -386,46 +393,70 @@ class RayConfig(BaseModel):
 
 
 class AgentConfig(BaseModel):
-    """The algorithm: ``name`` and, as further keys, the fields of its config dataclass.
+    """The algorithm: ``name`` and, as further keys, the fields of its config class.
 
     ``validate_config`` uses a subclass made for the named agent (``agent_model``),
-    whose extra fields are the dataclass's.
+    whose further fields are the config class's, with their types, constraints,
+    defaults and docstrings.
     """
 
     model_config = _STRICT
+    # The config class's old field names -> their new names (refused with the new name).
+    renamed_fields: ClassVar[Mapping[str, str]] = {}
 
     name: str = "rl2"
     """A registered agent (``metarl.config.AGENTS``)."""
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The config dataclass's fields as set here."""
+        """The config class's fields as set here."""
         return {k: getattr(self, k) for k in type(self).model_fields if k != "name"}
 
     def to_dataclass(self) -> Any:
-        """The agent's config dataclass built from this section.
+        """The agent's config (an instance of its config class) built from this section;
+        the class's own checks of several fields together run here.
 
         Raises:
-            ConfigError: the dataclass refuses the values (its ``__post_init__``).
+            ConfigError: the config class refuses the values.
         """
         cls = AGENTS[self.name].config_class()
-        values = self.hyperparameters()
         try:
-            return cls(**values)
+            return cls(**self.hyperparameters())
         except (ValueError, TypeError) as err:
-            path = "agent"
-            for key in values:
-                if re.search(rf"\b{re.escape(key)}\b", str(err)):
-                    path = f"agent.{key}"
-                    break
-            raise ConfigError(f"invalid config:\n  {path}: {err}") from None
+            raise ConfigError(f"invalid config:\n  agent: {err}") from None
 
 
 _agent_models: dict[str, type[AgentConfig]] = {}
 _model_cache: dict[str, type[ExperimentConfig]] = {}
 
 
+def _class_fields(cls: type) -> dict[str, tuple[Any, FieldInfo]]:
+    """The fields of a config dataclass as ``(annotation, FieldInfo)`` for ``create_model``:
+    a settings class's own (constraints, defaults, docstrings), or those a plain
+    dataclass's type hints give (constraints in ``Annotated``)."""
+    if hasattr(cls, "__pydantic_fields__"):
+        return {
+            name: (info.annotation, copy.copy(info))
+            for name, info in settings_fields(cls).items()
+            if info.init is not False
+        }
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            info = Field(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            info = Field(default_factory=f.default_factory)
+        else:
+            info = Field()
+        out[f.name] = (hints[f.name], info)
+    return out
+
+
 def agent_model(name: str) -> type[AgentConfig]:
-    """The ``agent`` section's model for agent ``name``: ``name`` plus its dataclass's fields.
+    """The ``agent`` section's model for agent ``name``: ``name`` plus its config class's
+    fields (``renamed_fields``: the class's old names, refused with the new ones).
 
     Raises:
         ConfigError: ``name`` is not registered or its module cannot be imported.
@@ -443,47 +474,19 @@ def agent_model(name: str) -> type[AgentConfig]:
         raise ConfigError(
             f"invalid config:\n  agent.name: agent {name!r} cannot be imported ({err})"
         ) from None
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields: dict[str, Any] = {"name": (Literal[name], name)}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.name == "name":
-            raise TypeError(f"{cls.__name__} has a field 'name', which would clash with agent.name")
-        if f.default is not dataclasses.MISSING:
-            info = Field(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            info = Field(default_factory=f.default_factory)
-        else:
-            info = Field()
-        fields[f.name] = (hints[f.name], info)
+    fields = _class_fields(cls)
+    if "name" in fields:
+        raise TypeError(f"{cls.__name__} has a field 'name', which would clash with agent.name")
     model: type[AgentConfig] = create_model(
-        f"AgentConfig_{name}", __base__=AgentConfig, __doc__=cls.__doc__, **fields
+        f"AgentConfig_{name}",
+        __base__=AgentConfig,
+        __doc__=cls.__doc__,
+        name=(Literal[name], name),
+        **fields,  # type: ignore[call-overload]
     )
+    model.renamed_fields = dict(getattr(cls, "renamed_fields", {}))
     _agent_models[name] = model
     return model
-
-
-class TrainerSection(BaseModel):
-    """The outer loop's length, evaluation and checkpoint intervals (``TrainerConfig``).
-
-    K of the periodic evaluations is ``evaluation.episodes``.
-    """
-
-    model_config = _STRICT
-
-    iterations: int = Field(default=TrainerConfig.iterations, ge=1)
-    """Outer-loop iterations in total (a resumed run stops at the same number)."""
-    eval_every: int = Field(default=TrainerConfig.eval_every, ge=0)
-    """Run the meta-test protocol every this many iterations (0: only at the end)."""
-    checkpoint_every: int = Field(default=TrainerConfig.checkpoint_every, ge=0)
-    """Write a checkpoint every this many iterations (and always at the end)."""
-    keep_checkpoints: int = Field(default=TrainerConfig.keep_checkpoints, ge=1)
-    """How many of the newest checkpoints to keep."""
-    seed: int | None = Field(default=None, ge=0)
-    """Seed of the training-task draws (default: ``run.seed``)."""
-    progress: bool = TrainerConfig.progress
-    """Show a progress bar."""
 
 
 _SET_BY_TRAINER = ("policy", "env", "seed", "device")
@@ -629,16 +632,6 @@ class ExperimentConfig(BaseModel):
                 f"env.id: {self.env.id} is not a task environment; add a randomization "
                 "section (physics params) to train on it"
             )
-        seed = self.run.seed
-        if self.env.task_seed is None:
-            self.env.task_seed = seed
-        if self.sampler.seed is None:
-            self.sampler.seed = seed
-        if self.trainer.seed is None:
-            self.trainer.seed = seed
-        if "seed" in type(self.agent).model_fields and "seed" not in self.agent.model_fields_set:
-            self.agent.seed = seed  # type: ignore[attr-defined]
-            self.agent.model_fields_set.add("seed")
         if self.run.name is None:
             self.run.name = f"{self.agent.name}_{self.env.id.rsplit('/', 1)[-1]}"
         if self.env.id in METAWORLD_ENVS and "episodes" not in self.evaluation.model_fields_set:
@@ -652,17 +645,10 @@ class ExperimentConfig(BaseModel):
         return self
 
     def trainer_config(self) -> TrainerConfig:
-        """The ``TrainerConfig`` of this experiment."""
-        t = self.trainer
-        assert t.seed is not None
+        """The ``TrainerConfig`` of this experiment: the ``trainer`` section and K of
+        the evaluations, ``evaluation.episodes``."""
         return TrainerConfig(
-            iterations=t.iterations,
-            eval_every=t.eval_every,
-            eval_episodes=self.evaluation.episodes,
-            checkpoint_every=t.checkpoint_every,
-            keep_checkpoints=t.keep_checkpoints,
-            seed=t.seed,
-            progress=t.progress,
+            **dataclasses.asdict(self.trainer), eval_episodes=self.evaluation.episodes
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -688,7 +674,8 @@ def experiment_model(agent_name: str) -> type[ExperimentConfig]:
 
 
 def _field_at(model: Any, loc: Sequence[str | int]) -> tuple[Any, FieldInfo | None]:
-    """Walk ``loc`` from ``model``: the model holding the last key and that key's field."""
+    """Walk ``loc`` from ``model``: the section (a model or a settings class) holding the
+    last key and that key's field."""
     current: Any = model
     parent: Any = None
     info: FieldInfo | None = None
@@ -698,14 +685,18 @@ def _field_at(model: Any, loc: Sequence[str | int]) -> tuple[Any, FieldInfo | No
             current = args[0] if args else None
             info = None
             continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if not (isinstance(current, type) and _is_section(current)):
             return None, None
         parent = current
-        info = current.model_fields.get(part)
+        info = settings_fields(current).get(part)
         if info is None:
             return parent, None
         current = _unwrap_optional(info.annotation)
     return parent, info
+
+
+def _is_section(cls: type) -> bool:
+    return issubclass(cls, BaseModel) or hasattr(cls, "__pydantic_fields__")
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -716,27 +707,7 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _describe(info: FieldInfo) -> str:
-    """What a field accepts, e.g. ``an integer >= 1`` or ``one of 'local', 'ray'``."""
-    annotation = _unwrap_optional(info.annotation)
-    nullable = annotation is not info.annotation
-    if typing.get_origin(annotation) is Literal:
-        text = "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
-    else:
-        text = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
-        if typing.get_origin(annotation) in (list, tuple):
-            text = f"a list ({annotation})".replace("typing.", "")
-        bounds = []
-        for m in info.metadata:
-            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-                if isinstance(m, getattr(annotated_types, attr.capitalize())):
-                    bounds.append(f"{op} {getattr(m, attr)}")
-        if bounds:
-            text += " " + " and ".join(bounds)
-    return text + (" or null" if nullable else "")
+_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 
 
 def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set[str]) -> str:
@@ -746,23 +717,70 @@ def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set
         path = ".".join(str(p) for p in loc) or "(top level)"
         parent, info = _field_at(model, loc)
         value = e["input"]
-        if e["type"] == "extra_forbidden":
-            allowed = ", ".join(parent.model_fields) if parent is not None else "?"
-            line = f"{path}: unknown key; allowed keys here: {allowed}"
+        renamed: Mapping[str, str] = getattr(parent, "renamed_fields", {})
+        if e["type"] in _UNKNOWN_KEY and loc and loc[-1] in renamed:
+            new = ".".join([*map(str, loc[:-1]), renamed[str(loc[-1])]])
+            line = f"{path} was renamed {new}"
+        elif e["type"] in _UNKNOWN_KEY:
+            keys = ", ".join(settings_fields(parent)) if parent is not None else "?"
+            line = f"{path}: unknown key; allowed keys here: {keys}"
         elif e["type"] == "missing":
             line = f"{path}: required, missing"
         else:
             msg = e["msg"].removeprefix("Value error, ")
             line = f"{path}: {msg}, got {value!r}"
             if info is not None and e["type"] != "value_error":
-                line += f"; allowed: {_describe(info)}"
+                line += f"; allowed: {allowed(info.annotation, info.metadata, yaml=True)}"
         if path in overridden:
             line += f" (set by the override {path}=...)"
         lines.append(line)
     return f"invalid config ({len(lines)} error{'s' * (len(lines) > 1)}):\n  " + "\n  ".join(lines)
 
 
+def translate_renamed(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` whose ``agent`` keys that the agent's config class has renamed
+    (its ``renamed_fields``) carry their new names. A run folder's own ``config.yaml``
+    is read this way, so that runs written before a rename still resume and evaluate;
+    a file a user writes is not (an old key there is an error naming the new one)."""
+    data = dict(raw)
+    agent = data.get("agent")
+    if not isinstance(agent, Mapping):
+        return data
+    name = agent.get("name", AgentConfig.model_fields["name"].default)
+    if not isinstance(name, str) or name not in AGENTS:
+        return data
+    renamed: Mapping[str, str] = getattr(AGENTS[name].config_class(), "renamed_fields", {})
+    data["agent"] = {
+        renamed[key] if key in renamed and renamed[key] not in agent else key: value
+        for key, value in agent.items()
+    }
+    return data
+
+
 # --------------------------------------------------------------------------- entry points
+
+
+def _with_seeds(raw: Mapping[str, Any], model: type[ExperimentConfig]) -> dict[str, Any]:
+    """``raw`` with the seeds it leaves out (or sets to null) set to ``run.seed``:
+    ``env.task_seed``, ``sampler.seed``, ``trainer.seed`` and the agent's ``seed`` if it
+    has one. Filled before validation because the trainer section is frozen; an
+    invalid ``run.seed`` is left for its own error."""
+    run = raw.get("run", {})
+    default = RunConfig.model_fields["seed"].default
+    seed = run.get("seed", default) if isinstance(run, Mapping) else None
+    if not (is_integer(seed) and seed >= 0):
+        return dict(raw)
+    keys = [("env", "task_seed"), ("sampler", "seed"), ("trainer", "seed")]
+    if "seed" in model.model_fields["agent"].annotation.model_fields:  # type: ignore[union-attr]
+        keys.append(("agent", "seed"))
+    data = dict(raw)
+    for section, key in keys:
+        if section not in data and model.model_fields[section].is_required():
+            continue  # reported as missing
+        values = data.get(section, {})
+        if isinstance(values, Mapping) and values.get(key) is None:
+            data[section] = {**values, key: seed}
+    return data
 
 
 def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> ExperimentConfig:
@@ -785,21 +803,29 @@ def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> E
         raise ConfigError(f"invalid config:\n  agent.name: must be a string, got {name!r}")
     model = experiment_model(name)
     try:
-        config = model.model_validate_json(json.dumps(raw, default=str))
+        config = model.model_validate_json(json.dumps(_with_seeds(raw, model), default=str))
     except ValidationError as err:
         raise ConfigError(_format_errors(err, model, set(overridden))) from None
-    config.agent.to_dataclass()  # the dataclass's own checks
+    config.agent.to_dataclass()  # the config class's checks of several fields together
     return config
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None, overrides: Sequence[str] = (), *, run_folder: bool = False
+) -> ExperimentConfig:
     """Read the YAML config ``path`` (``None``: start from ``{}``), apply overrides, validate.
+
+    ``run_folder``: ``path`` is a run folder's own ``config.yaml``, written by metarl:
+    keys renamed since it was written are read under their new names
+    (``translate_renamed``); an old key in the overrides is still an error.
 
     Raises:
         ConfigError: unreadable file, bad YAML, bad override or invalid config; the
             message names the field path, the value and what is allowed.
     """
     raw = read_yaml(path) if path is not None else {}
+    if run_folder:
+        raw = translate_renamed(raw)
     data = apply_overrides(raw, overrides)
     keys = [o.partition("=")[0].strip() for o in overrides]
     try:

@@ -1,11 +1,35 @@
-"""Episodes and batches of episodes: typed numpy containers tagged with their task.
+"""Episodes and batches of episodes: typed numpy containers tagged with their task,
+and the words the whole package counts them in.
 
 ``Episode`` holds one episode's arrays; ``EpisodeBatch`` holds the episodes one
-``Sampler.collect`` call returns, grouped in trials (the ``episodes_per_task``
-consecutive episodes run on one task, over which a recurrent agent keeps its
-memory). Like ``metarl.tasks`` this is a bottom-layer types module: samplers
-(core) produce these objects and agents (``metarl.agents``) consume them, so it
-imports nothing of metarl but the task types.
+``Sampler.collect`` call returns, grouped in trials. Like ``metarl.tasks`` this is a
+bottom-layer types module: samplers (core) produce these objects and agents
+(``metarl.agents``) consume them, so it imports nothing of metarl but the task types.
+
+Vocabulary (every agent, config, sampler and report uses these names, and only these):
+
+- *task*: one MDP of a task family (``metarl.tasks.Task``).
+- *trial*: consecutive episodes on one task in one collection, over which an agent
+  keeps what it has learned about the task (RL2's memory, PEARL's posterior; MAML's
+  inner step learns from the whole trial); an ``EpisodeBatch`` holds one per task.
+- ``episodes_per_trial``: a trial's length in meta-training (the sampler's
+  ``collect(policy, tasks, episodes_per_trial)``, ``Agent.episodes_per_trial``, the
+  agents' config field). The meta-test's trial length is *K*,
+  ``evaluation.episodes``.
+- *iteration*: one step of the outer loop (``trainer.iterations``): the trainer
+  draws ``tasks_per_iteration`` training tasks (``Agent.tasks_per_iteration``), the
+  agent collects on them and updates.
+- *meta-batch*, ``meta_batch_size``: the tasks one update learns from. The agents
+  that update on what they have just collected (RL2, MAML-TRPO, ProMP, PPO) collect
+  one trial on each of ``meta_batch_size`` tasks per iteration, so for them
+  ``tasks_per_iteration`` is ``meta_batch_size``; PEARL updates from its replay
+  buffers, drawing ``meta_batch_size`` tasks per gradient step, and collects on
+  ``tasks_per_iteration`` tasks per iteration, a setting of its own.
+
+Names these replaced, refused with the new name in configs and constructors
+(``renamed_fields`` of the config classes): ``episodes_per_task`` (MAML-TRPO, ProMP,
+PPO) is ``episodes_per_trial``; PPO's ``tasks_per_iteration`` is ``meta_batch_size``;
+PEARL's ``num_tasks_sample`` is ``tasks_per_iteration``.
 """
 
 from __future__ import annotations
@@ -120,23 +144,23 @@ def _same_arrays(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bo
 class EpisodeBatch:
     """The episodes of one collection, ordered by trial, then by position in the trial.
 
-    ``tasks[i]`` is the task of trial ``i``; trial ``i`` holds ``episodes_per_task``
+    ``tasks[i]`` is the task of trial ``i``; trial ``i`` holds ``episodes_per_trial``
     episodes.
     """
 
     episodes: tuple[Episode, ...]
     tasks: tuple[Task, ...]
-    episodes_per_task: int
+    episodes_per_trial: int
 
     def __post_init__(self) -> None:
-        expected = len(self.tasks) * self.episodes_per_task
+        expected = len(self.tasks) * self.episodes_per_trial
         if len(self.episodes) != expected:
             raise ValueError(
                 f"EpisodeBatch has {len(self.episodes)} episodes; {len(self.tasks)} tasks x "
-                f"{self.episodes_per_task} episodes per task = {expected}"
+                f"{self.episodes_per_trial} episodes per trial = {expected}"
             )
         for i, ep in enumerate(self.episodes):
-            trial, k = divmod(i, self.episodes_per_task)
+            trial, k = divmod(i, self.episodes_per_trial)
             if (ep.trial, ep.index_in_trial) != (trial, k) or ep.task != self.tasks[trial]:
                 raise ValueError(
                     f"EpisodeBatch.episodes[{i}] is (trial {ep.trial}, k {ep.index_in_trial}, "
@@ -154,7 +178,7 @@ class EpisodeBatch:
             return NotImplemented
         return (
             self.tasks == other.tasks
-            and self.episodes_per_task == other.episodes_per_task
+            and self.episodes_per_trial == other.episodes_per_trial
             and all(a == b for a, b in zip(self.episodes, other.episodes, strict=True))
         )
 
@@ -165,13 +189,13 @@ class EpisodeBatch:
 
     def trials(self) -> list[tuple[Episode, ...]]:
         """The episodes grouped by trial: ``trials()[i][k]`` is episode ``k`` on ``tasks[i]``."""
-        k = self.episodes_per_task
+        k = self.episodes_per_trial
         return [self.episodes[i * k : (i + 1) * k] for i in range(len(self.tasks))]
 
     def returns(self) -> np.ndarray:
-        """Episode returns as an array of shape ``(len(tasks), episodes_per_task)``."""
+        """Episode returns as an array of shape ``(len(tasks), episodes_per_trial)``."""
         out = np.array([ep.total_return for ep in self.episodes], dtype=np.float64)
-        return out.reshape(len(self.tasks), self.episodes_per_task)
+        return out.reshape(len(self.tasks), self.episodes_per_trial)
 
     def successes(self) -> np.ndarray | None:
         """Episode successes (flag set at any step) as a bool array shaped like ``returns()``;
@@ -192,22 +216,22 @@ class EpisodeBatch:
                 f"step (first: trial {ep.trial}, k {ep.index_in_trial}, {ep.task}); a success "
                 "flag must be given at every step of every episode, or never"
             )
-        return np.array(flags, dtype=bool).reshape(len(self.tasks), self.episodes_per_task)
+        return np.array(flags, dtype=bool).reshape(len(self.tasks), self.episodes_per_trial)
 
     @staticmethod
     def concatenate(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
-        """Join batches with the same ``episodes_per_task``, renumbering the trials in order.
+        """Join batches with the same ``episodes_per_trial``, renumbering the trials in order.
 
         Raises:
-            ValueError: no batches, or batches with different ``episodes_per_task``.
+            ValueError: no batches, or batches with different ``episodes_per_trial``.
         """
         if not batches:
             raise ValueError("EpisodeBatch.concatenate needs at least one batch")
-        k = batches[0].episodes_per_task
-        if any(b.episodes_per_task != k for b in batches):
+        k = batches[0].episodes_per_trial
+        if any(b.episodes_per_trial != k for b in batches):
             raise ValueError(
-                "EpisodeBatch.concatenate: episodes_per_task differs: "
-                f"{[b.episodes_per_task for b in batches]}"
+                "EpisodeBatch.concatenate: episodes_per_trial differs: "
+                f"{[b.episodes_per_trial for b in batches]}"
             )
         episodes: list[Episode] = []
         tasks: list[Task] = []
@@ -242,4 +266,4 @@ class EpisodeBatch:
                 for ep in trials[i]:
                     episodes.append(dataclasses.replace(ep, trial=i, index_in_trial=k))
                     k += 1
-        return EpisodeBatch(tuple(episodes), tasks, sum(b.episodes_per_task for b in batches))
+        return EpisodeBatch(tuple(episodes), tasks, sum(b.episodes_per_trial for b in batches))

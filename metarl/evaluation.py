@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from metarl.agents.base import Agent
+from metarl.checks import check_int
 from metarl.sampling import LocalSampler, Sampler
 from metarl.tasks import Task
 
@@ -52,14 +53,7 @@ class AdaptationResult:
                 f"AdaptationResult.returns must have shape ({len(self.tasks)}, K), "
                 f"got {self.returns.shape}"
             )
-        if (
-            isinstance(self.stage_size, bool)
-            or not isinstance(self.stage_size, int)
-            or not (1 <= self.stage_size)
-        ):
-            raise ValueError(
-                f"AdaptationResult.stage_size must be a positive integer, got {self.stage_size!r}"
-            )
+        check_int("AdaptationResult.stage_size", self.stage_size, ge=1)
         if self.successes is not None and (
             self.successes.shape != self.returns.shape or self.successes.dtype != bool
         ):
@@ -168,8 +162,7 @@ def evaluate_adaptation(
         ValueError: ``K < 1`` or no tasks; or the environment gives a success flag in
             some episodes and not in others.
     """
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise ValueError(f"K (episodes per task) must be a positive integer, got {K!r}")
+    check_int("K (episodes per task)", K, ge=1)
     if len(tasks) == 0:
         raise ValueError("evaluate_adaptation needs at least one task")
     own = isinstance(env, str)

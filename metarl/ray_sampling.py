@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import numbers
 import os
 import resource
 import time
@@ -78,6 +77,7 @@ import ray
 import ray.exceptions
 
 from metarl.agents.policy import Policy
+from metarl.checks import check_int, check_number
 from metarl.envs.base import EnvWrapper
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import (
@@ -186,7 +186,7 @@ class _Worker:
         policy: Policy,
         tasks: list[Task],
         trial_indices: list[int],
-        episodes_per_task: int,
+        episodes_per_trial: int,
         seed: int,
         call_index: int,
     ) -> tuple[list[Episode], float]:
@@ -194,7 +194,7 @@ class _Worker:
         self.ready()
         start = time.perf_counter()
         episodes = run_trials(
-            self.envs, policy, tasks, trial_indices, episodes_per_task, seed, call_index
+            self.envs, policy, tasks, trial_indices, episodes_per_trial, seed, call_index
         )
         return episodes, time.perf_counter() - start
 
@@ -262,16 +262,6 @@ def split_trials(num_trials: int, num_workers: int, envs_per_worker: int) -> lis
     return shares
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"RaySampler: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class RaySampler(Sampler):
     """Collects over ``num_workers`` Ray actors, each with ``envs_per_worker`` sub-envs.
 
@@ -335,42 +325,24 @@ class RaySampler(Sampler):
         object_store_memory: int = DEFAULT_OBJECT_STORE_MEMORY,
         runtime_env: dict[str, Any] | None = None,
     ):
-        self.num_workers = _positive_int("num_workers", num_workers)
-        self.envs_per_worker = _positive_int("envs_per_worker", envs_per_worker)
-        self.max_share_attempts = _positive_int("max_share_attempts", max_share_attempts)
+        self.num_workers = check_int("RaySampler.num_workers", num_workers, ge=1)
+        self.envs_per_worker = check_int("RaySampler.envs_per_worker", envs_per_worker, ge=1)
+        self.max_share_attempts = check_int(
+            "RaySampler.max_share_attempts", max_share_attempts, ge=1
+        )
         if vectorization not in VECTORIZATION_MODES:
             raise ValueError(
                 f"RaySampler: vectorization must be one of {list(VECTORIZATION_MODES)}, "
                 f"got {vectorization!r}"
             )
-        if (
-            isinstance(cpus_per_worker, bool)
-            or not isinstance(cpus_per_worker, int | float)
-            or not cpus_per_worker > 0
-        ):
-            raise ValueError(
-                f"RaySampler: cpus_per_worker must be a positive number, got {cpus_per_worker!r}"
-            )
+        check_number("RaySampler.cpus_per_worker", cpus_per_worker, gt=0)
         if placement not in PLACEMENTS:
             raise ValueError(
                 f"RaySampler: placement must be one of {list(PLACEMENTS)}, got {placement!r}"
             )
-        if not _is_int(max_restarts) or max_restarts < -1:
-            raise ValueError(
-                f"RaySampler: max_restarts must be an integer >= -1 (-1: no limit), "
-                f"got {max_restarts!r}"
-            )
-        if (
-            isinstance(restart_timeout_s, bool)
-            or not isinstance(restart_timeout_s, int | float)
-            or not restart_timeout_s > 0
-        ):
-            raise ValueError(
-                f"RaySampler: restart_timeout_s must be a positive number, "
-                f"got {restart_timeout_s!r}"
-            )
-        if not _is_int(seed):
-            raise ValueError(f"RaySampler: seed must be an integer, got {seed!r}")
+        check_int("RaySampler.max_restarts (-1: no limit)", max_restarts, ge=-1)
+        check_number("RaySampler.restart_timeout_s", restart_timeout_s, gt=0)
+        check_int("RaySampler.seed", seed)
         if address is not None and not isinstance(address, str):
             raise ValueError(f"RaySampler: address must be None or a string, got {address!r}")
         self.env_id = env_id
@@ -496,10 +468,10 @@ class RaySampler(Sampler):
     # -- the contract ----------------------------------------------------------------
 
     def collect(
-        self, policy: Policy, tasks: Sequence[Task], episodes_per_task: int
+        self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
         self._check_open()
-        _check_request(tasks, episodes_per_task)
+        _check_request(tasks, episodes_per_trial)
         tasks = list(tasks)
         shares = split_trials(len(tasks), self.num_workers, self.envs_per_worker)
         start = time.perf_counter()
@@ -515,7 +487,7 @@ class RaySampler(Sampler):
                 policy_ref,
                 tasks[share.start : share.stop],
                 list(share),
-                episodes_per_task,
+                episodes_per_trial,
                 self.seed,
                 call_index,
             )
@@ -569,7 +541,7 @@ class RaySampler(Sampler):
             worker_s=tuple(worker_s[slot] for slot in sorted(worker_s)),
             gather_s=gather_s,
         )
-        return EpisodeBatch(tuple(episodes), tuple(tasks), episodes_per_task)
+        return EpisodeBatch(tuple(episodes), tuple(tasks), episodes_per_trial)
 
     def __enter__(self) -> RaySampler:
         return self

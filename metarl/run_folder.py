@@ -164,7 +164,8 @@ def load_run_config(
     run_dir: str | Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
     """The config to resume ``run_dir`` with: its ``config.yaml`` (or ``config_path``)
-    with ``overrides``, which may change only ``RESUMABLE_FIELDS``.
+    with ``overrides``, which may change only ``RESUMABLE_FIELDS``. The run's own
+    ``config.yaml`` is read with keys renamed since it was written under their new names.
 
     Raises:
         RunFolderError: ``run_dir`` does not exist or has no ``config.yaml``.
@@ -179,8 +180,9 @@ def load_run_config(
         raise RunFolderError(f"{run_dir} is not a run folder: it is a file")
     if not saved_path.is_file():
         raise RunFolderError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
-    saved = load_config(saved_path)
-    config = load_config(config_path if config_path is not None else saved_path, overrides)
+    saved = load_config(saved_path, run_folder=True)
+    given = saved_path if config_path is None else config_path
+    config = load_config(given, overrides, run_folder=config_path is None)
     changed = [
         f"{key}: the run has {old!r}, given {new!r}"
         for key, (old, new) in _differences(saved.to_dict(), config.to_dict()).items()

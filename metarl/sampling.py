@@ -8,7 +8,7 @@ seed, policy and ``num_envs`` (per worker).
 
 Semantics, stated once here:
 
-- A *trial* is ``episodes_per_task`` consecutive episodes on one task in one
+- A *trial* is ``episodes_per_trial`` consecutive episodes on one task in one
   sub-environment; the policy's recurrent state (``Policy.initial_state``) is
   reset at the start of each trial only.
 - Trials run in waves of ``num_envs`` (a wave's sub-environments start together;
@@ -35,6 +35,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from metarl.agents.policy import Policy, PolicyInput
+from metarl.checks import check_int
 from metarl.envs import set_tasks
 from metarl.envs.base import EnvWrapper
 from metarl.episodes import Episode, EpisodeBatch
@@ -61,7 +62,7 @@ class WorkerInfo(NamedTuple):
 
 
 class Sampler(ABC):
-    """Collects ``episodes_per_task`` consecutive episodes (one trial) on each task.
+    """Collects ``episodes_per_trial`` consecutive episodes (one trial) on each task.
 
     Besides ``collect`` and ``close``, the trainer and the runner use ``calls`` (saved
     in checkpoints and restored on resume) and ``worker_info`` (recorded in the run
@@ -76,12 +77,12 @@ class Sampler(ABC):
 
     @abstractmethod
     def collect(
-        self, policy: Policy, tasks: Sequence[Task], episodes_per_task: int
+        self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
-        """Return the batch of ``len(tasks) * episodes_per_task`` episodes, in task order.
+        """Return the batch of ``len(tasks) * episodes_per_trial`` episodes, in task order.
 
         Raises:
-            ValueError: no tasks, ``episodes_per_task < 1``, or a task outside the
+            ValueError: no tasks, ``episodes_per_trial < 1``, or a task outside the
                 environment's task distribution.
         """
 
@@ -122,8 +123,7 @@ def make_vector_env(
     Raises:
         ValueError: ``num_envs < 1`` or an unknown ``vectorization``.
     """
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    check_int("num_envs", num_envs, ge=1)
     if vectorization not in VECTORIZATION_MODES:
         raise ValueError(
             f"vectorization must be one of {list(VECTORIZATION_MODES)}, got {vectorization!r}"
@@ -142,15 +142,10 @@ def make_vector_env(
     return envs
 
 
-def _check_request(tasks: Sequence[Task], episodes_per_task: int) -> None:
+def _check_request(tasks: Sequence[Task], episodes_per_trial: int) -> None:
     if len(tasks) == 0:
         raise ValueError("collect needs at least one task")
-    if (
-        isinstance(episodes_per_task, bool)
-        or not isinstance(episodes_per_task, int)
-        or episodes_per_task < 1
-    ):
-        raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}")
+    check_int("episodes_per_trial", episodes_per_trial, ge=1)
 
 
 def _numeric_entries(
@@ -302,7 +297,7 @@ def run_trials(
     policy: Policy,
     tasks: Sequence[Task],
     trial_indices: Sequence[int],
-    episodes_per_task: int,
+    episodes_per_trial: int,
     seed: int,
     call_index: int,
 ) -> list[Episode]:
@@ -321,7 +316,7 @@ def run_trials(
                 policy,
                 [tasks[j] for j in wave],
                 [trial_indices[j] for j in wave],
-                episodes_per_task,
+                episodes_per_trial,
                 seed,
                 call_index,
             )
@@ -334,7 +329,7 @@ def _run_wave(
     policy: Policy,
     tasks: list[Task],
     trials: list[int],
-    episodes_per_task: int,
+    episodes_per_trial: int,
     seed: int,
     call_index: int,
 ) -> list[Episode]:
@@ -386,7 +381,7 @@ def _run_wave(
             lengths[i].append(int(steps_in_episode[i]))
             steps_in_episode[i] = 0
             done_count[i] += 1
-            if done_count[i] == episodes_per_task:
+            if done_count[i] == episodes_per_trial:
                 active[i] = False
         starts = done
         prev_actions = actions.astype(act_space.dtype, copy=False)
@@ -424,21 +419,21 @@ class LocalSampler(Sampler):
         self.calls = 0
 
     def collect(
-        self, policy: Policy, tasks: Sequence[Task], episodes_per_task: int
+        self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
-        _check_request(tasks, episodes_per_task)
+        _check_request(tasks, episodes_per_trial)
         tasks = list(tasks)
         episodes = run_trials(
             self.envs,
             policy,
             tasks,
             list(range(len(tasks))),
-            episodes_per_task,
+            episodes_per_trial,
             self.seed,
             self.calls,
         )
         self.calls += 1
-        return EpisodeBatch(tuple(episodes), tuple(tasks), episodes_per_task)
+        return EpisodeBatch(tuple(episodes), tuple(tasks), episodes_per_trial)
 
     def close(self) -> None:
         self.envs.close()

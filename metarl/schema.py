@@ -1,6 +1,7 @@
 """Pieces every metarl file format shares, without torch or the trainer: the
-``ConfigError`` of a bad file, YAML reading, one-line-per-field validation messages,
-and the checked form of physical parameters in files (``PhysicsParamDicts``).
+``ConfigError`` of a bad file (declared in ``metarl.checks``), YAML reading,
+one-line-per-field validation messages, and the checked form of physical parameters
+in files (``PhysicsParamDicts``).
 
 ``metarl.config`` (experiments), the sim2real files (targets, sysid, transfer) and the
 robot side (which runs without PyTorch) all use them.
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, ValidationError
 
+from metarl.checks import ConfigError
 from metarl.envs import params_from_dicts
 
 __all__ = [
@@ -29,10 +31,6 @@ __all__ = [
 
 class RunFolderError(ValueError):
     """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names each bad field, value and what is allowed."""
 
 
 # --------------------------------------------------------------------------- YAML

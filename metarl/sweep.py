@@ -52,6 +52,7 @@ from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from metarl.checks import is_real
 from metarl.config import ConfigError, load_config, read_yaml, validation_message
 
 __all__ = [
@@ -398,7 +399,7 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 
 def _order(value: Any) -> tuple[int, float, str]:
     """Sort key: numbers by value, before anything else by its text."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if is_real(value):
         return (0, float(value), "")
     return (1, 0.0, str(value))
 
@@ -508,7 +509,7 @@ def _plot(
         lines: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
         for s in summary:
             lines.setdefault(tuple(s[f] for f in others), []).append(s)
-        numeric = all(isinstance(s[x], int | float) and not isinstance(s[x], bool) for s in summary)
+        numeric = all(is_real(s[x]) for s in summary)
         for key, points in lines.items():
             points = sorted(points, key=lambda s: s[x] if numeric else str(s[x]))
             xs = [s[x] if numeric else str(s[x]) for s in points]

@@ -6,8 +6,8 @@ that round-trips through JSON with ``to_dict`` / ``Task.from_dict``. A
 states its support, validates tasks against it (``ValueError`` naming the field
 and the allowed range), and gives reproducible train/test task sets from a seed.
 
-This module is the bottom layer of the package: ``metarl.envs`` and everything
-above import it, it imports nothing of metarl.
+This module is the bottom layer of the package with ``metarl.checks`` (the shared
+checks, which it uses): ``metarl.envs`` and everything above import it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+
+from metarl.checks import check_int, check_real, is_real
 
 __all__ = [
     "SUCCESS_KEY",
@@ -50,21 +52,6 @@ An episode succeeds if the flag is 1.0 at any step. Environments without a succe
 criterion do not give the key."""
 
 
-def check_real(cls_name: str, name: str, value: Any) -> float:
-    """Return ``value`` as a finite float.
-
-    Raises:
-        ValueError: ``value`` is not a real number or not finite; the message names
-            ``cls_name.name``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{cls_name}.{name} must be a real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{cls_name}.{name} must be finite, got {out}")
-    return out
-
-
 def _nested_floats(cls_name: str, name: str, value: Any) -> float | tuple[Any, ...]:
     """Return a float or nested tuple of floats from a number, list, tuple or array."""
     if isinstance(value, np.ndarray):
@@ -83,7 +70,7 @@ def _flatten(cls_name: str, name: str, value: Any, out: list[float]) -> None:
     elif isinstance(value, (tuple, list)):
         for v in value:
             _flatten(cls_name, name, v, out)
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+    elif is_real(value):
         out.append(float(value))
     else:
         raise ValueError(f"{cls_name}.{name} = {value!r} is not numeric: no task features")
@@ -190,7 +177,7 @@ class DirectionTask(Task):
 
     def __post_init__(self) -> None:
         d = self.direction
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer, float, np.floating)):
+        if not is_real(d):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")
         if not math.isfinite(float(d)) or float(d) != int(d):
             raise ValueError(f"DirectionTask.direction must be an integer, got {d!r}")
@@ -356,9 +343,9 @@ class TaskDistribution(ABC):
         The two sets come from independent child streams of ``seed``, so the
         train set does not change when ``n_test`` does, and vice versa.
         """
-        _check_count("n_train", n_train)
-        _check_count("n_test", n_test)
-        _check_count("seed", seed)
+        check_int("n_train", n_train, ge=0)
+        check_int("n_test", n_test, ge=0)
+        check_int("seed", seed, ge=0)
         train_ss, test_ss = np.random.SeedSequence(seed).spawn(2)
         return TaskSets(
             self.sample_set(np.random.default_rng(train_ss), n_train),
@@ -367,11 +354,6 @@ class TaskDistribution(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.task_type.__name__}, {self.support})"
-
-
-def _check_count(name: str, n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
 
 
 class UniformTasks(TaskDistribution):
@@ -388,7 +370,7 @@ class UniformTasks(TaskDistribution):
         self.low, self.high = float(low), float(high)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         values = rng.uniform(self.low, self.high, size=n)
         return [self.task_type(**{self.field_name: float(v)}) for v in values]
 
@@ -420,12 +402,12 @@ class ChoiceTasks(TaskDistribution):
         self.values = list(values)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         idx = rng.integers(len(self.values), size=n)
         return [self.task_type(**{self.field_name: self.values[i]}) for i in idx]
 
     def sample_set(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         order: list[int] = []
         while len(order) < n:
             order.extend(rng.permutation(len(self.values)).tolist())
@@ -472,7 +454,7 @@ class UniformBoxGoals(_GoalDistribution):
         self.low, self.high, self.dim = float(low), float(high), int(dim)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         return self._tasks(rng.uniform(self.low, self.high, size=(n, self.dim)))
 
     @property
@@ -497,7 +479,7 @@ class ArcGoals(_GoalDistribution):
         self.atol = atol
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         a = rng.uniform(self.angle_low, self.angle_high, size=n)
         return self._tasks(self.radius * np.stack([np.cos(a), np.sin(a)], axis=-1))
 
@@ -531,7 +513,7 @@ class DiscGoals(_GoalDistribution):
         self.radius = float(radius)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        _check_count("n", n)
+        check_int("n", n, ge=0)
         a = rng.uniform(0.0, 2 * math.pi, size=n)
         r = self.radius * np.sqrt(rng.uniform(0.0, 1.0, size=n))
         return self._tasks(np.stack([r * np.cos(a), r * np.sin(a)], axis=-1))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +40,7 @@ from metarl.agents.base import (
     return_metrics,
 )
 from metarl.checkpoints import CHECKPOINT_DIR, load_newest, set_aside, write_checkpoint
+from metarl.checks import NonNegativeInt, PositiveInt, settings
 from metarl.episodes import EpisodeBatch
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.sampling import Sampler
@@ -51,40 +52,40 @@ __all__ = [
     "TaskSchedule",
     "Trainer",
     "TrainerConfig",
+    "TrainerSection",
 ]
 
 # What a trainer writes into its run folder.
 TRAINER_FILES = (*LOG_FILES, CHECKPOINT_DIR)
 
 
-@dataclass(frozen=True)
-class TrainerConfig:
-    """How long to train and how often to evaluate and save."""
+@settings
+class TrainerSection:
+    """How long to train and how often to evaluate and save: the ``trainer`` section of
+    an experiment config (``TrainerConfig`` adds K of the evaluations, which the
+    experiment takes from ``evaluation.episodes``)."""
 
-    iterations: int = 100
+    iterations: PositiveInt = 100
     """Outer-loop iterations in total (a resumed run stops at the same number)."""
-    eval_every: int = 10
+    eval_every: NonNegativeInt = 10
     """Run the meta-test protocol every this many iterations (0: only at the end)."""
-    eval_episodes: int = 3
-    """K: consecutive episodes per test task in the meta-test protocol."""
-    checkpoint_every: int = 10
+    checkpoint_every: NonNegativeInt = 10
     """Write a checkpoint every this many iterations (and always at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     """How many of the newest checkpoints to keep."""
-    seed: int = 0
-    """Seed of the trainer's generator (which training tasks each iteration uses)."""
+    seed: NonNegativeInt = 0
+    """Seed of the trainer's generator (which training tasks each iteration uses; in an
+    experiment config, default: ``run.seed``)."""
     progress: bool = True
     """Show a progress bar (env steps, iteration, latest returns)."""
 
-    def __post_init__(self) -> None:
-        for name in ("iterations", "eval_episodes", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainerConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainerConfig.{name} must be an integer >= 0, got {value!r}")
+
+@settings
+class TrainerConfig(TrainerSection):
+    """How long to train and how often to evaluate and save."""
+
+    eval_episodes: PositiveInt = 3
+    """K: consecutive episodes per test task in the meta-test protocol."""
 
 
 @runtime_checkable
@@ -241,8 +242,8 @@ class Trainer:
         schedule = self.schedule
         tasks = schedule.sample_tasks(self.rng, n)
 
-        def collect(policy: Any, tasks: Sequence[Task], episodes_per_task: int) -> EpisodeBatch:
-            batch = self.sampler.collect(policy, tasks, episodes_per_task)
+        def collect(policy: Any, tasks: Sequence[Task], episodes_per_trial: int) -> EpisodeBatch:
+            batch = self.sampler.collect(policy, tasks, episodes_per_trial)
             schedule.record(
                 [e.task for e in batch.episodes], [float(e.rewards.sum()) for e in batch.episodes]
             )

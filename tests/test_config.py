@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
+from pydantic import Field
 
 from metarl.config import (
     AGENTS,
@@ -52,7 +53,7 @@ def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
 
 def test_wrong_type_is_not_coerced() -> None:
     msg = _error(_config(trainer={"iterations": "5"}))
-    assert "trainer.iterations" in msg and "'5'" in msg and "an integer >= 1" in msg
+    assert "trainer.iterations" in msg and "'5'" in msg and "a positive integer" in msg
     msg = _error(_config(trainer={"progress": "yes"}))
     assert "trainer.progress" in msg and "true or false" in msg
     msg = _error(_config(sampler={"num_envs": 2.5}))
@@ -61,7 +62,7 @@ def test_wrong_type_is_not_coerced() -> None:
 
 def test_out_of_range_and_literal_values() -> None:
     msg = _error(_config(sampler={"num_envs": 0, "kind": "gpu"}))
-    assert "sampler.num_envs" in msg and "got 0" in msg and ">= 1" in msg
+    assert "sampler.num_envs" in msg and "got 0" in msg and "a positive integer" in msg
     assert "sampler.kind" in msg and "'local'" in msg and "'ray'" in msg
     msg = _error(_config(evaluation={"episodes": 0, "baselines": ["random", "expert"]}))
     assert "evaluation.episodes" in msg and "evaluation.baselines.1" in msg
@@ -89,13 +90,15 @@ def test_agent_hyperparameters_are_checked_against_its_dataclass() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _ToyConfig:
+    """A plain dataclass registered from outside: its constraints sit on its fields."""
+
     steps: int = 3
-    scale: float = 0.5
+    scale: Annotated[float, Field(gt=0)] = 0.5
     sizes: tuple[int, ...] = (4, 4)
 
     def __post_init__(self) -> None:
-        if self.scale <= 0:
-            raise ValueError(f"_ToyConfig.scale must be > 0, got {self.scale}")
+        if self.steps > 10 and self.scale > 1:
+            raise ValueError(f"_ToyConfig: steps > 10 needs scale <= 1, got {self.scale}")
 
 
 def test_registered_agent_gets_its_dataclass_schema() -> None:
@@ -106,6 +109,9 @@ def test_registered_agent_gets_its_dataclass_schema() -> None:
         assert "agent.scale" in _error(_config(agent={"name": "toy", "scale": -1.0}))
         msg = _error(_config(agent={"name": "toy", "seed": 1}))
         assert "agent.seed: unknown key" in msg and "steps, scale, sizes" in msg
+        # A check of several fields together (here __post_init__) is named by the section.
+        msg = _error(_config(agent={"name": "toy", "steps": 11, "scale": 2}))
+        assert "agent: _ToyConfig: steps > 10 needs scale <= 1" in msg
     finally:
         del AGENTS["toy"]
 
@@ -195,12 +201,18 @@ def test_every_config_in_configs_is_valid() -> None:
         assert path.read_text().startswith("#"), f"{path.name} needs a comment saying what it runs"
 
 
-def test_trainer_section_mirrors_trainer_config() -> None:
-    # K of the periodic evaluations is evaluation.episodes, one K for the whole run.
-    fields = {f.name for f in dataclasses.fields(TrainerConfig)} - {"eval_episodes"}
-    assert set(TrainerSection.model_fields) == fields
-    for name in fields - {"seed"}:
-        assert TrainerSection.model_fields[name].default == getattr(TrainerConfig, name)
+def test_trainer_section_is_the_trainer_settings_class() -> None:
+    """The trainer's settings are declared once (``TrainerSection``, which
+    ``TrainerConfig`` extends by K); the YAML section is that class, K comes from
+    ``evaluation.episodes``."""
+    assert ExperimentConfig.model_fields["trainer"].annotation is TrainerSection
+    assert issubclass(TrainerConfig, TrainerSection)
+    section = {f.name for f in dataclasses.fields(TrainerSection)}
+    assert {f.name for f in dataclasses.fields(TrainerConfig)} == section | {"eval_episodes"}
+    config = validate_config(_config(trainer={"iterations": 7}, evaluation={"episodes": 4}))
+    assert config.trainer_config() == TrainerConfig(iterations=7, eval_episodes=4)
+    msg = _error(_config(trainer={"eval_episodes": 4}))
+    assert "trainer.eval_episodes: unknown key" in msg and "iterations" in msg
 
 
 def test_baseline_algorithm_arguments_are_checked() -> None:
@@ -214,7 +226,7 @@ def test_ray_section_and_placement_errors_name_the_field() -> None:
     msg = _error(_config(sampler={"placement": "wide"}))
     assert "sampler.placement" in msg and "'pack', 'spread'" in msg
     msg = _error(_config(ray={"num_cpus": 0}))
-    assert "ray.num_cpus" in msg and ">= 1" in msg
+    assert "ray.num_cpus" in msg and "a positive integer" in msg
     msg = _error(_config(ray={"object_store_memory": 1000}))
     assert "ray.object_store_memory" in msg
     msg = _error(_config(ray={"adress": "auto"}))
@@ -306,3 +318,84 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
         path.write_text(f"{section}:\n  name: a\n  name: b\n")
         with pytest.raises(ConfigError, match="duplicate key 'name' on lines 2 and 3"):
             load(path)
+
+
+# --------------------------------------------------------------------------- one declaration
+
+
+def test_agent_sections_take_the_constraints_of_the_config_classes() -> None:
+    """Each agent's settings are declared once, in its config class: the ``agent``
+    section has the class's fields with their constraints, so YAML and Python refuse a
+    value in the same words."""
+    from metarl.checks import settings_fields
+    from metarl.config import agent_model
+
+    for name, entry in AGENTS.items():
+        cls = entry.config_class()
+        section = agent_model(name).model_fields
+        for field, info in settings_fields(cls).items():
+            assert section[field].metadata == info.metadata, (name, field)
+            assert section[field].description == info.description, (name, field)
+    msg = _error(_config(agent={"name": "ppo", "gamma": 2.0, "hidden_sizes": [8, 0]}))
+    assert "agent.gamma: Input should be less than or equal to 1, got 2.0" in msg
+    assert "allowed: in [0, 1]" in msg and "agent.hidden_sizes.1" in msg
+    with pytest.raises(ValueError, match=r"PPOConfig.gamma must be in \[0, 1\], got 2.0"):
+        AGENTS["ppo"].config_class()(gamma=2.0)
+    # A check of several fields together is the class's own, named at the section.
+    msg = _error(_config(agent={"name": "pearl", "num_steps_prior": 0, "num_steps_posterior": 0}))
+    assert "agent: PEARLConfig: num_steps_prior + num_steps_posterior must be positive" in msg
+
+
+# --------------------------------------------------------------------------- one vocabulary
+
+RENAMED = [
+    ("ppo", "tasks_per_iteration", "meta_batch_size"),
+    ("ppo", "episodes_per_task", "episodes_per_trial"),
+    ("maml_trpo", "episodes_per_task", "episodes_per_trial"),
+    ("promp", "episodes_per_task", "episodes_per_trial"),
+    ("pearl", "num_tasks_sample", "tasks_per_iteration"),
+]
+
+
+@pytest.mark.parametrize(("agent", "old", "new"), RENAMED)
+def test_an_old_name_is_refused_with_the_new_one(agent: str, old: str, new: str) -> None:
+    msg = _error(_config(agent={"name": agent, old: 3}))
+    assert f"agent.{old} was renamed agent.{new}" in msg
+    msg = _error({}, (f"agent.name={agent}", f"agent.{old}=3"))
+    assert f"agent.{old} was renamed agent.{new} (set by the override" in msg
+    cls = AGENTS[agent].config_class()
+    with pytest.raises(ConfigError, match=f"{cls.__name__}.{old} was renamed {cls.__name__}.{new}"):
+        cls(**{old: 3})
+
+
+def test_the_agents_count_in_one_vocabulary() -> None:
+    """The trial length is ``episodes_per_trial`` and the tasks of an update
+    ``meta_batch_size`` in every agent that has them; PEARL, which updates from replay,
+    names the tasks it collects on per iteration ``tasks_per_iteration``."""
+    from metarl.checks import settings_fields
+
+    fields = {name: set(settings_fields(e.config_class())) for name, e in AGENTS.items()}
+    old = {"episodes_per_task", "num_tasks_sample"}
+    assert all(not f & old for f in fields.values()), fields
+    for name in ("rl2", "maml_trpo", "promp", "ppo"):
+        assert {"meta_batch_size", "episodes_per_trial"} <= fields[name], name
+        assert "tasks_per_iteration" not in fields[name], name
+    assert {"meta_batch_size", "tasks_per_iteration"} <= fields["pearl"]
+
+
+def test_a_run_folder_config_is_read_under_the_new_names(tmp_path: Path) -> None:
+    """A run folder's own config.yaml, written before a rename, loads as the config
+    with the new names (``run_folder=True``); the same file given as a user's config
+    is refused with the new names."""
+    config = load_config(ROOT / "configs" / "ppo_hopper_params_dr.yaml")
+    data = config.to_dict()
+    agent = data["agent"]
+    agent["tasks_per_iteration"] = agent.pop("meta_batch_size")
+    agent["episodes_per_task"] = agent.pop("episodes_per_trial")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_config(path, run_folder=True) == config
+    with pytest.raises(ConfigError, match="agent.tasks_per_iteration was renamed"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="agent.episodes_per_task was renamed"):
+        load_config(path, ["agent.episodes_per_task=2"], run_folder=True)

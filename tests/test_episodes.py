@@ -35,7 +35,7 @@ TASKS: list[Task] = [GoalTask(goal=(0.0, 0.0)), GoalTask(goal=(1.0, 0.0))]
 def test_chain_joins_stages_trial_by_trial() -> None:
     before, after = batch(TASKS, 2, 0.0), batch(TASKS, 1, 100.0)
     chained = EpisodeBatch.chain([before, after])
-    assert chained.episodes_per_task == 3 and chained.tasks == tuple(TASKS)
+    assert chained.episodes_per_trial == 3 and chained.tasks == tuple(TASKS)
     # Returns are 3 x reward: trial i holds before's episodes on task i, then after's.
     np.testing.assert_array_equal(chained.returns(), 3 * np.array([[0, 1, 100], [10, 11, 110]]))
     assert [(ep.trial, ep.index_in_trial) for ep in chained] == [
@@ -53,7 +53,7 @@ def test_chain_and_concatenate_refuse_mismatches() -> None:
         EpisodeBatch.chain([batch(TASKS, 1, 0.0), batch(TASKS[::-1], 1, 0.0)])
     with pytest.raises(ValueError, match="at least one batch"):
         EpisodeBatch.chain([])
-    with pytest.raises(ValueError, match="episodes_per_task differs"):
+    with pytest.raises(ValueError, match="episodes_per_trial differs"):
         EpisodeBatch.concatenate([batch(TASKS, 1, 0.0), batch(TASKS, 2, 0.0)])
 
 

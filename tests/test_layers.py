@@ -57,7 +57,7 @@ def test_sim2real_imports_no_algorithm_module() -> None:
 
 
 def test_envs_and_agents_import_nothing_from_a_layer_above() -> None:
-    bottom = {"metarl.tasks", "metarl.episodes"}
+    bottom = {"metarl.checks", "metarl.tasks", "metarl.episodes"}
     allowed = {
         "envs": ("metarl.envs",),
         "agents": ("metarl.envs", "metarl.agents"),
@@ -119,3 +119,12 @@ def test_the_probe_scan_sees_probes() -> None:
         'ok = getattr(config, "seed")\n'
     )
     assert len(_probes(source, "example.py")) == 2
+
+
+def test_the_bottom_imports_only_the_checks() -> None:
+    """``metarl.checks`` imports nothing of metarl; the task types import only it (and
+    each other), so that every layer can use the shared checks."""
+    assert _imports(PACKAGE / "checks.py") == set()
+    for name in ("tasks.py", "episodes.py"):
+        found = _imports(PACKAGE / name)
+        assert all(n.startswith(("metarl.checks", "metarl.tasks")) for n in found), found

@@ -193,7 +193,7 @@ def _assert_same_batches(got: list[EpisodeBatch], expected: list[EpisodeBatch]) 
     assert len(got) == len(expected)
     for i, (batch, want) in enumerate(zip(got, expected, strict=True)):
         assert isinstance(batch, EpisodeBatch)
-        assert len(batch) == len(want.tasks) * want.episodes_per_task
+        assert len(batch) == len(want.tasks) * want.episodes_per_trial
         assert batch.tasks == want.tasks
         assert batch == want, f"collect {i} differs from LocalSampler's"
 
@@ -223,7 +223,7 @@ def test_point_robot_same_batches_as_local_and_errors_inside_workers() -> None:
         expected = [local.collect(p, t, k) for p, t, k in requests]
     with RaySampler(POINT, num_workers=2, envs_per_worker=2, seed=11) as sampler:
         got = [sampler.collect(p, t, k) for p, t, k in requests[:-1]]
-        with pytest.raises(ValueError, match="episodes_per_task"):
+        with pytest.raises(ValueError, match="episodes_per_trial"):
             sampler.collect(policies[0], tasks, 0)
         outside = [*tasks[:4], GoalTask(goal=(5.0, 0.0))]  # raised by worker 1's env
         with pytest.raises(ValueError, match="outside the allowed range"):
@@ -344,7 +344,7 @@ def test_pearl_collects_the_same_data_on_ray_as_locally() -> None:
         hidden_sizes=(8,),
         encoder_hidden_sizes=(8,),
         num_initial_steps=40,
-        num_tasks_sample=2,
+        tasks_per_iteration=2,
         num_steps_prior=40,
         num_extra_rl_steps_posterior=20,
         num_train_steps_per_itr=2,

@@ -293,7 +293,7 @@ GRADIENT_TINY = [
     "env.test_tasks=2",
     "sampler.num_envs=2",
     "agent.meta_batch_size=2",
-    "agent.episodes_per_task=2",
+    "agent.episodes_per_trial=2",
     "agent.hidden_sizes=[8]",
     "evaluation.episodes=4",
     "evaluation.baselines=[]",
@@ -311,7 +311,7 @@ AGENT_RUNS = {
             "agent.hidden_sizes=[16]",
             "agent.encoder_hidden_sizes=[16]",
             "agent.num_initial_steps=40",
-            "agent.num_tasks_sample=2",
+            "agent.tasks_per_iteration=2",
             "agent.num_steps_prior=40",
             "agent.num_extra_rl_steps_posterior=20",
             "agent.num_train_steps_per_itr=2",
@@ -326,7 +326,7 @@ AGENT_RUNS = {
         [
             "env.test_tasks=2",
             "sampler.num_envs=2",
-            "agent.tasks_per_iteration=2",
+            "agent.meta_batch_size=2",
             "agent.minibatch_size=256",
             "evaluation.baselines=[]",
         ],
@@ -368,6 +368,29 @@ def test_rl2_metrics_hold_each_return_once(tmp_path: Path) -> None:
     assert returns == ["return_mean", "return_k1", "return_k2", "return_k3"]
     ks = [float(row[f"return_k{k}"]) for k in (1, 2, 3)]
     assert float(row["return_mean"]) == pytest.approx(sum(ks) / 3)
+
+
+def test_a_run_folder_written_before_a_rename_resumes_and_evaluates(tmp_path: Path) -> None:
+    """A run whose config.yaml holds the agent's old names (PPO's
+    ``tasks_per_iteration`` and ``episodes_per_task``) resumes and evaluates: the run
+    folder's own config is read under the new names, and the resumed run writes them."""
+    config_file, overrides = AGENT_RUNS["ppo"]
+    common = ["trainer.iterations=1", "trainer.eval_every=0", "trainer.progress=false"]
+    run_dir = run_experiment(load_config(config_file, [*overrides, *common]), tmp_path / "run")
+    saved = run_dir / "config.yaml"
+    text = saved.read_text()
+    assert "  meta_batch_size: 2\n  episodes_per_trial: 1\n" in text
+    saved.write_text(
+        text.replace("meta_batch_size:", "tasks_per_iteration:").replace(
+            "episodes_per_trial:", "episodes_per_task:"
+        )
+    )
+    assert _cli(["train", "--resume", str(run_dir), "trainer.iterations=2"]) == 0
+    assert _iterations(run_dir) == [1, 2]
+    assert "  meta_batch_size: 2\n  episodes_per_trial: 1\n" in saved.read_text()
+    saved.write_text(saved.read_text().replace("meta_batch_size:", "tasks_per_iteration:"))
+    assert _cli(["eval", str(run_dir)]) == 0
+    assert (run_dir / "reevaluations").is_dir()
 
 
 # --------------------------------------------------------------------------- metarl eval

@@ -244,9 +244,9 @@ def test_the_trainer_runs_each_kind_of_agent_its_way(tmp_path: Path) -> None:
 
 
 def test_bad_trainer_config() -> None:
-    with pytest.raises(ValueError, match="TrainerConfig.iterations must be an integer >= 1"):
+    with pytest.raises(ValueError, match="TrainerConfig.iterations must be a positive integer"):
         TrainerConfig(iterations=0)
-    with pytest.raises(ValueError, match="TrainerConfig.eval_every must be an integer >= 0"):
+    with pytest.raises(ValueError, match="TrainerConfig.eval_every must be a non-negative integer"):
         TrainerConfig(eval_every=-1)
 
 

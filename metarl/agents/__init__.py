@@ -10,8 +10,9 @@ Gaussian MLP policy, Gaussian densities, activations, action scaling),
 task), ``ppo_update`` (the PPO update, GAE, the loss terms, return
 standardization), ``trpo`` (conjugate gradient, line search), ``sac`` (SAC's
 tanh-Gaussian policy, Polyak averaging), ``replay`` (replay buffers),
-``linear_baseline`` (the linear feature baseline), ``config_checks`` (range checks
-of the config dataclasses).
+``linear_baseline`` (the linear feature baseline). Each algorithm's config is a
+settings class (``metarl.checks.settings``): one declaration per hyperparameter, with
+its range on the field.
 
 Algorithms (the names configs use in ``agent.name``): ``rl2`` (``rl2``), ``ppo``
 (``ppo``: PPO over the task distribution), ``gradient_meta`` (what MAML-TRPO and ProMP

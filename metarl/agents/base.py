@@ -37,7 +37,7 @@ __all__ = [
     "return_metrics",
 ]
 
-# ``collect(policy, tasks, episodes_per_task) -> EpisodeBatch``: a sampler's collect.
+# ``collect(policy, tasks, episodes_per_trial) -> EpisodeBatch``: a sampler's collect.
 CollectFn = Callable[[Policy, Sequence[Task], int], EpisodeBatch]
 
 
@@ -71,7 +71,9 @@ class Agent(ABC):
     """A meta-RL agent as the meta-test protocol sees it: a policy, adaptation, state.
 
     Learners subclass ``BatchAgent`` or ``TrainStepAgent`` (the two kinds the trainer
-    runs) and set ``tasks_per_iteration`` (meta-batch size).
+    runs) and set ``tasks_per_iteration`` (the tasks the trainer draws per iteration:
+    the ``meta_batch_size`` of an agent that updates on what it has just collected);
+    the words are defined in ``metarl.episodes``.
     """
 
     tasks_per_iteration: int = 1

@@ -55,6 +55,7 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from metarl.agents.base import Agent
 from metarl.agents.policy import PolicyInput, PolicyOutput
+from metarl.checks import check_int
 from metarl.envs.base import EnvWrapper
 from metarl.envs.wrappers import MultiTaskEnv, TaskInObservation
 from metarl.tasks import Task, TaskDistribution
@@ -436,12 +437,6 @@ def train_oracle(
     )
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _train(
     env_id: str,
     train_tasks: Sequence[Task] | TaskDistribution,
@@ -459,8 +454,8 @@ def _train(
     torch_threads: int | None,
 ) -> SB3Baseline:
     cls = _algorithm(algo)
-    total_steps = _positive("total_steps", total_steps)
-    n_envs = _positive("n_envs", n_envs)
+    total_steps = check_int("total_steps", total_steps, ge=1)
+    n_envs = check_int("n_envs", n_envs, ge=1)
     make_kwargs = dict(env_kwargs or {})
 
     def make_env() -> gym.Env[Any, Any]:
@@ -487,7 +482,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(_positive("torch_threads", n))
+    torch.set_num_threads(check_int("torch_threads", n, ge=1))
     try:
         yield
     finally:

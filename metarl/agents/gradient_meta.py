@@ -1,7 +1,7 @@
 """Gradient-based meta-RL (MAML, Finn et al. 2017): what MAML-TRPO and ProMP share.
 
 The meta-policy is a Gaussian MLP with parameters theta. On each task of a
-meta-batch it collects ``episodes_per_task`` episodes (pre-update), takes
+meta-batch it collects a trial of ``episodes_per_trial`` episodes (pre-update), takes
 ``num_inner_steps`` policy-gradient steps on them,
 
     theta'_i = theta - inner_lr * grad L_inner(theta; D_i),
@@ -47,10 +47,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import typing
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -58,11 +58,18 @@ from gymnasium import spaces
 from torch.func import functional_call, grad, vmap
 
 from metarl.agents.base import CollectFn, TrainStep, TrainStepAgent, return_metrics
-from metarl.agents.config_checks import check_mlp_fields, check_positive_int, check_real
 from metarl.agents.linear_baseline import LinearFeatureBaseline, discounted_returns
 from metarl.agents.mlp_policy import GaussianMLPPolicy
-from metarl.agents.networks import ACTIVATIONS, ActionScaling, GaussianHead, gaussian_log_prob
+from metarl.agents.networks import (
+    ACTIVATIONS,
+    ActionScaling,
+    Activation,
+    GaussianHead,
+    HiddenSizes,
+    gaussian_log_prob,
+)
 from metarl.agents.ppo_update import compute_gae
+from metarl.checks import NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval, settings
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
@@ -70,6 +77,7 @@ __all__ = [
     "INNER_OBJECTIVES",
     "GradientMetaAgent",
     "GradientMetaConfig",
+    "InnerObjective",
     "Params",
     "TaskData",
     "masked_ratio",
@@ -78,10 +86,11 @@ __all__ = [
 ]
 
 Params = dict[str, torch.Tensor]
-INNER_OBJECTIVES = ("log_likelihood", "lvc")
+InnerObjective = Literal["log_likelihood", "lvc"]
+INNER_OBJECTIVES: tuple[str, ...] = typing.get_args(InnerObjective)
 
 
-@dataclass(frozen=True)
+@settings
 class GradientMetaConfig:
     """Hyperparameters shared by MAML-TRPO and ProMP.
 
@@ -90,82 +99,65 @@ class GradientMetaConfig:
     al. 2017, Section 5.3 and Appendix A.2.
     """
 
-    seed: int = 0
+    renamed_fields: ClassVar[Mapping[str, str]] = {"episodes_per_task": "episodes_per_trial"}
+
+    seed: NonNegativeInt = 0
     """Seed of the agent's torch generator (initialization)."""
 
-    meta_batch_size: int = 40
-    """Tasks per iteration. ProMP and MAML (locomotion): 40; MAML (2D navigation): 20."""
+    meta_batch_size: PositiveInt = 40
+    """Tasks per iteration: one trial is collected on each before and after every inner
+    step, and the outer update learns from all of them. ProMP and MAML (locomotion): 40;
+    MAML (2D navigation): 20."""
 
-    episodes_per_task: int = 20
-    """Episodes collected per task for each inner step and for the outer update
-    (ProMP's ``rollouts_per_meta_task``, MAML's 20 trajectories per gradient step)."""
+    episodes_per_trial: PositiveInt = 20
+    """Episodes per trial: collected on each task for each inner step and for the outer
+    update (ProMP's ``rollouts_per_meta_task``, MAML's 20 trajectories per gradient
+    step)."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: HiddenSizes = (64, 64)
     """Hidden layers of the policy's mean network (``[]``: a linear policy). ProMP:
     (64, 64); MAML: (100, 100)."""
 
-    activation: str = "tanh"
+    activation: Activation = "tanh"
     """Hidden activation, ``tanh`` or ``relu``. ProMP: tanh; MAML: ReLU."""
 
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Initial action standard deviation in the unit box (the log-std is learned and
     adapted with the rest of theta). ProMP: 1.0."""
 
-    inner_lr: float = 0.1
+    inner_lr: PositiveFloat = 0.1
     """Step size of the inner policy-gradient step. ProMP and MAML: 0.1."""
 
-    num_inner_steps: int = 1
+    num_inner_steps: PositiveInt = 1
     """Inner policy-gradient steps during meta-training. ProMP and MAML: 1."""
 
     first_order: bool = False
     """Treat the inner gradient as a constant in the outer gradient (first-order MAML,
     Finn et al. 2017, Section 5.2). Default: the full second-order meta-gradient."""
 
-    inner_objective: str = "log_likelihood"
+    inner_objective: InnerObjective = "log_likelihood"
     """``log_likelihood``: MAML's ``-mean(log pi * A)``; ``lvc``: ProMP's low-variance
     curvature surrogate ``-mean(pi / pi_sampling * A)``."""
 
-    gamma: float = 0.99
+    gamma: UnitInterval = 0.99
     """Discount. ProMP and MAML: 0.99."""
 
-    gae_lambda: float = 1.0
+    gae_lambda: UnitInterval = 1.0
     """GAE lambda. ProMP: 1.0 (discounted return minus the linear baseline)."""
 
     normalize_advantages: bool = True
     """Standardize advantages per task. ProMP: ``normalize_adv=True``."""
 
-    baseline_reg: float = 1e-5
+    baseline_reg: PositiveFloat = 1e-5
     """Initial ridge coefficient of the linear feature baseline. rllab, ProMP: 1e-5."""
 
-    adapt_episodes: int | None = None
+    adapt_episodes: PositiveInt | None = None
     """Meta-test: episodes per task between two inner steps (default:
-    ``episodes_per_task``, as in training)."""
+    ``episodes_per_trial``, as in training)."""
 
     ablate_inner_lr: bool = False
     """Ablation: no inner step at all (theta' = theta), during training and at
     meta-test; the learning test uses it to show that adaptation is what it measures."""
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        for key in ("meta_batch_size", "episodes_per_task", "num_inner_steps"):
-            check_positive_int(name, key, getattr(self, key))
-        if self.adapt_episodes is not None:
-            check_positive_int(name, "adapt_episodes", self.adapt_episodes)
-        check_mlp_fields(self)
-        if self.inner_objective not in INNER_OBJECTIVES:
-            raise ValueError(
-                f"{name}.inner_objective must be one of {list(INNER_OBJECTIVES)}, "
-                f"got {self.inner_objective!r}"
-            )
-        for key in ("init_std", "inner_lr", "baseline_reg"):
-            check_real(name, key, getattr(self, key), positive=True)
-        for key in ("gamma", "gae_lambda"):
-            value = check_real(name, key, getattr(self, key))
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
-        for key in ("first_order", "normalize_advantages", "ablate_inner_lr"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -314,8 +306,8 @@ class GradientMetaAgent(TrainStepAgent):
 
     @property
     def adaptation_batch(self) -> int:  # type: ignore[override]
-        """Meta-test episodes per inner step (``adapt_episodes`` or ``episodes_per_task``)."""
-        return self.config.adapt_episodes or self.config.episodes_per_task
+        """Meta-test episodes per inner step (``adapt_episodes`` or ``episodes_per_trial``)."""
+        return self.config.adapt_episodes or self.config.episodes_per_trial
 
     # -- parameters -------------------------------------------------------------------
 
@@ -499,7 +491,7 @@ class GradientMetaAgent(TrainStepAgent):
         outer update's metrics).
         """
         cfg = self.config
-        stages = [cfg.episodes_per_task] * (cfg.num_inner_steps + 1)
+        stages = [cfg.episodes_per_trial] * (cfg.num_inner_steps + 1)
         batches, datas = self._collect_and_adapt(collect, tasks, stages)
         metrics = return_metrics(batches[-1])
         metrics = {"return_mean": metrics["return_mean"]}
@@ -515,7 +507,7 @@ class GradientMetaAgent(TrainStepAgent):
 
     def adapt(self, collect: CollectFn, tasks: Sequence[Task], episodes: int) -> EpisodeBatch:
         """Meta-test: ``episodes`` episodes per task, an inner step after every
-        ``adapt_episodes`` (default ``episodes_per_task``) of them.
+        ``adapt_episodes`` (default ``episodes_per_trial``) of them.
 
         The result is one trial per task, episodes in the order collected: with
         ``adapt_episodes = B``, episodes ``1..B`` use theta, ``B+1..2B`` the parameters

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 
-from metarl.agents.config_checks import check_positive_int, check_real
 from metarl.agents.gradient_meta import (
     GradientMetaAgent,
     GradientMetaConfig,
@@ -40,11 +39,12 @@ from metarl.agents.gradient_meta import (
 )
 from metarl.agents.networks import gaussian_kl
 from metarl.agents.trpo import backtracking_line_search, conjugate_gradient
+from metarl.checks import PositiveFloat, PositiveInt, settings
 
 __all__ = ["MAMLTRPOAgent", "MAMLTRPOConfig"]
 
 
-@dataclass(frozen=True)
+@settings
 class MAMLTRPOConfig(GradientMetaConfig):
     """MAML-TRPO: the shared fields (``GradientMetaConfig``) and TRPO's.
 
@@ -52,33 +52,21 @@ class MAMLTRPOConfig(GradientMetaConfig):
     ``ConjugateGradientOptimizer`` (the CG and line-search constants).
     """
 
-    max_kl: float = 0.01
+    max_kl: PositiveFloat = 0.01
     """TRPO's trust region: bound on the mean KL of the post-update policies. MAML and
     ProMP: 0.01."""
 
-    cg_iterations: int = 10
+    cg_iterations: PositiveInt = 10
     """Conjugate-gradient iterations. rllab: 10."""
 
-    cg_damping: float = 1e-5
+    cg_damping: PositiveFloat = 1e-5
     """Damping added to the KL Hessian (``H + damping * I``). rllab: ``reg_coeff=1e-5``."""
 
-    backtrack_ratio: float = 0.8
+    backtrack_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.8
     """Line-search shrink factor. rllab: 0.8."""
 
-    max_backtracks: int = 15
+    max_backtracks: PositiveInt = 15
     """Line-search steps before giving up (theta then stays). rllab: 15."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        name = type(self).__name__
-        for key in ("cg_iterations", "max_backtracks"):
-            check_positive_int(name, key, getattr(self, key))
-        for key in ("max_kl", "cg_damping", "backtrack_ratio"):
-            check_real(name, key, getattr(self, key), positive=True)
-        if not self.backtrack_ratio < 1:
-            raise ValueError(
-                f"{name}.backtrack_ratio must be in (0, 1), got {self.backtrack_ratio!r}"
-            )
 
 
 class MAMLTRPOAgent(GradientMetaAgent):

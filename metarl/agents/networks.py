@@ -13,7 +13,8 @@ The Gaussian head has a state-independent learned log standard deviation, as
 garage's ``GaussianGRUPolicy`` (``learn_std=True``, ``std_share_network=False``)
 and CleanRL's continuous PPO. On observations, with hidden layers, it is the
 Gaussian MLP policy of MAML-TRPO, ProMP and PPO; on GRU features, RL2's head.
-``ACTIVATIONS`` names the hidden activations a config may choose. ``ActionScaling``
+``ACTIVATIONS`` names the hidden activations a config may choose (``Activation``) and
+``HiddenSizes`` is the type of a config's hidden layer sizes. ``ActionScaling``
 maps a bounded ``Box`` to the unit box the head works in; ``torch_threads`` pins
 torch's intra-op thread count for inference that must be bitwise reproducible
 across processes.
@@ -25,17 +26,23 @@ import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from pydantic import BeforeValidator
 from torch import nn
+
+from metarl.checks import PositiveInt
 
 __all__ = [
     "ACTIVATIONS",
     "ActionScaling",
+    "Activation",
     "GRUCore",
     "GaussianHead",
+    "HiddenSizes",
     "gaussian_entropy",
     "gaussian_kl",
     "gaussian_log_prob",
@@ -47,8 +54,17 @@ __all__ = [
 ]
 
 HIDDEN_GAIN = math.sqrt(2.0)
-# The hidden activations a config names (``activation: tanh``).
+Activation = Literal["tanh", "relu"]
+"""The hidden activations a config names (``activation: tanh``)."""
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+HiddenSizes = Annotated[tuple[PositiveInt, ...], BeforeValidator(_tuple)]
+"""Hidden layer sizes in a config: positive integers (a list is taken as a tuple)."""
 
 
 # ----------------------------------------------------------------------------- conversions

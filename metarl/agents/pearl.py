@@ -13,15 +13,15 @@ variable z inferred from a context of transitions.
   shape the task inference.
 - Per-task replay buffers for the RL losses and separate encoder buffers holding
   each task's most recent prior data, from which contexts are sampled.
-- Collection per iteration on ``num_tasks_sample`` tasks (the paper's ``collect_data``
-  phases): the encoder buffer of the task is emptied, ``num_steps_prior`` steps with
-  z from the prior go to both buffers, ``num_steps_posterior`` steps go to both and
-  ``num_extra_rl_steps_posterior`` steps to the RL buffer only; each of these two
-  phases starts with z from the prior and draws z from the posterior of a context
-  sampled from the encoder buffer after every episode (on a sparse task, a goal found
-  once is exploited in the phase's next episodes). Before the first iteration
-  (``prepare``, which the trainer calls) every training task gets
-  ``num_initial_steps`` steps with z from the prior.
+- Collection per iteration on ``tasks_per_iteration`` tasks (the paper's
+  ``num_tasks_sample`` and ``collect_data`` phases): the encoder buffer of the task is
+  emptied, ``num_steps_prior`` steps with z from the prior go to both buffers,
+  ``num_steps_posterior`` steps go to both and ``num_extra_rl_steps_posterior`` steps
+  to the RL buffer only; each of these two phases starts with z from the prior and
+  draws z from the posterior of a context sampled from the encoder buffer after every
+  episode (on a sparse task, a goal found once is exploited in the phase's next
+  episodes). Before the first iteration (``prepare``, which the trainer calls) every
+  training task gets ``num_initial_steps`` steps with z from the prior.
 - Meta-test (``adapt``): the first ``num_exp_traj_eval`` episodes with z from the
   prior, then after each episode z from the posterior of all context gathered on
   the task so far.
@@ -43,173 +43,122 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from metarl.agents.base import CollectFn, TrainStep, TrainStepAgent, return_metrics
-from metarl.agents.networks import ActionScaling, mlp, to_numpy, torch_threads
+from metarl.agents.networks import ActionScaling, HiddenSizes, mlp, to_numpy, torch_threads
 from metarl.agents.pearl_networks import ContextEncoder, PEARLPolicy
 from metarl.agents.replay import TaskReplayBuffers, Transitions
 from metarl.agents.sac import TanhGaussianPolicy, soft_update
+from metarl.checks import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    settings,
+)
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.tasks import Task
 
 __all__ = ["TASK_VARIABLES", "PEARLAgent", "PEARLConfig"]
 
-TASK_VARIABLES = ("inferred", "none", "oracle")
+TaskVariable = Literal["inferred", "none", "oracle"]
 """Values of ``PEARLConfig.task_variable``."""
+TASK_VARIABLES: tuple[str, ...] = typing.get_args(TaskVariable)
 
 
-@dataclass(frozen=True)
+@settings
 class PEARLConfig:
     """Hyperparameters of PEARL. Defaults: the paper's ``configs/default.py`` (oyster)."""
 
-    seed: int = 0
+    renamed_fields: ClassVar[Mapping[str, str]] = {"num_tasks_sample": "tasks_per_iteration"}
+
+    seed: NonNegativeInt = 0
     """Seed of the agent's generators (initialization, minibatches, z draws)."""
-    max_path_length: int = 200
+    max_path_length: PositiveInt = 200
     """Episode length the step counts below are divided by (``ceil(steps / length)``
     episodes per collection). Paper: 200 (the point robots: 20)."""
-    latent_size: int = 5
+    latent_size: PositiveInt = 5
     """Size of z. Paper: 5."""
-    encoder_hidden_sizes: tuple[int, ...] = (200, 200, 200)
+    encoder_hidden_sizes: Annotated[HiddenSizes, Field(min_length=1)] = (200, 200, 200)
     """Context encoder's hidden layers. Paper: three of 200."""
-    hidden_sizes: tuple[int, ...] = (300, 300, 300)
+    hidden_sizes: Annotated[HiddenSizes, Field(min_length=1)] = (300, 300, 300)
     """Policy, Q and V networks' hidden layers. Paper: three of 300."""
     use_next_obs_in_context: bool = False
     """Put s' into context transitions. Paper: False."""
-    kl_lambda: float = 0.1
+    kl_lambda: NonNegativeFloat = 0.1
     """Weight of the KL of the posterior to the prior. Paper: 0.1."""
-    reward_scale: float = 5.0
+    reward_scale: PositiveFloat = 5.0
     """Scale of the reward in the Q target. Paper: 5 (the per-env configs change it)."""
-    discount: float = 0.99
+    discount: UnitInterval = 0.99
     """Paper: 0.99."""
-    soft_target_tau: float = 0.005
+    soft_target_tau: UnitInterval = 0.005
     """Polyak rate of the target V. Paper: 0.005."""
-    learning_rate: float = 3e-4
+    learning_rate: PositiveFloat = 3e-4
     """Adam step size of the policy, Q and V. Paper: 3e-4."""
-    context_learning_rate: float = 3e-4
+    context_learning_rate: PositiveFloat = 3e-4
     """Adam step size of the encoder. Paper: 3e-4."""
-    batch_size: int = 256
+    batch_size: PositiveInt = 256
     """RL transitions per task per gradient step. Paper: 256."""
-    embedding_batch_size: int = 64
+    embedding_batch_size: PositiveInt = 64
     """Context transitions per task per gradient step. Paper: 64 (default), 100 or 256
     in the per-family configs."""
-    meta_batch_size: int = 16
-    """Tasks per gradient step. Paper: 16."""
-    num_initial_steps: int = 2000
+    meta_batch_size: PositiveInt = 16
+    """Tasks per gradient step (its meta-batch), drawn with replacement from the tasks
+    whose replay buffers hold data. Paper: 16."""
+    num_initial_steps: NonNegativeInt = 2000
     """Prior-z steps on every training task before training. Paper: 2000."""
-    num_tasks_sample: int = 5
-    """Tasks collected on per iteration. Paper: 5."""
-    num_steps_prior: int = 400
+    tasks_per_iteration: PositiveInt = 5
+    """Tasks collected on per iteration (the paper's ``num_tasks_sample``). Paper: 5."""
+    num_steps_prior: NonNegativeInt = 400
     """Steps with z from the prior per sampled task. Paper: 400."""
-    num_steps_posterior: int = 0
+    num_steps_posterior: NonNegativeInt = 0
     """Steps with z from the posterior, into both buffers. Paper: 0."""
-    num_extra_rl_steps_posterior: int = 400
+    num_extra_rl_steps_posterior: NonNegativeInt = 400
     """Steps with z from the posterior, into the RL buffer only. Paper: 400."""
-    num_train_steps_per_itr: int = 2000
+    num_train_steps_per_itr: PositiveInt = 2000
     """Gradient steps per iteration. Paper: 2000."""
-    policy_mean_reg: float = 1e-3
+    policy_mean_reg: NonNegativeFloat = 1e-3
     """Weight of the squared pre-tanh mean in the policy loss. Paper: 1e-3."""
-    policy_std_reg: float = 1e-3
+    policy_std_reg: NonNegativeFloat = 1e-3
     """Weight of the squared log-std in the policy loss. Paper: 1e-3."""
-    replay_buffer_size: int = 1_000_000
+    replay_buffer_size: PositiveInt = 1_000_000
     """Transitions kept per task. Paper: 1e6."""
-    critic_reward: str | None = None
+    critic_reward: Annotated[str, Field(min_length=1)] | None = None
     """``env_infos`` key the critic trains on instead of the env reward (the sparse
     point robot: ``dense_reward``; the encoder still sees the sparse reward)."""
-    num_exp_traj_eval: int = 1
+    num_exp_traj_eval: PositiveInt = 1
     """Meta-test: episodes with z from the prior before the posterior is used. Paper:
     1 (default), 2 in the locomotion configs, 5 for the sparse point robot."""
     eval_deterministic: bool = True
     """Meta-test with the policy's mean action (exploration comes from z). Paper: True."""
     ablate_context: bool = False
     """Ablation: the encoder sees zeros (a broken encoder); for the learning test."""
-    task_variable: str = "inferred"
+    task_variable: TaskVariable = "inferred"
     """What the actor and critics are conditioned on: ``"inferred"`` (PEARL: z from the
     encoder), ``"none"`` (z = 0 everywhere, the encoder unused: multi-task SAC with the
     same networks, data collection and budget, the baseline without task information)
     or ``"oracle"`` (z = the true task's ``Task.features()``, which must have
     ``latent_size`` entries: SAC that is told the task)."""
 
-    def __post_init__(self) -> None:
-        name = "PEARLConfig"
-        ints = (
-            "max_path_length",
-            "latent_size",
-            "batch_size",
-            "embedding_batch_size",
-            "meta_batch_size",
-            "num_tasks_sample",
-            "num_exp_traj_eval",
-            "num_train_steps_per_itr",
-            "replay_buffer_size",
-        )
-        for key in ints:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}.{key} must be a positive integer, got {value!r}")
-        for key in (
-            "seed",
-            "num_initial_steps",
-            "num_steps_prior",
-            "num_steps_posterior",
-            "num_extra_rl_steps_posterior",
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}.{key} must be a non-negative integer, got {value!r}")
-        for key in ("encoder_hidden_sizes", "hidden_sizes"):
-            sizes = getattr(self, key)
-            if (
-                not isinstance(sizes, tuple | list)
-                or not sizes
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
-            ):
-                raise ValueError(f"{name}.{key} must be positive integers, got {sizes!r}")
-            object.__setattr__(self, key, tuple(sizes))
-        for key in ("reward_scale", "learning_rate", "context_learning_rate"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name}.{key} must be a positive number, got {value!r}")
-        for key in ("kl_lambda", "policy_mean_reg", "policy_std_reg"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"{name}.{key} must be a non-negative number, got {value!r}")
-        for key in ("discount", "soft_target_tau"):
-            value = getattr(self, key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0 <= value <= 1)
-            ):
-                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
+    @model_validator(mode="after")
+    def _refills_the_encoder_buffer(self) -> PEARLConfig:
         if self.num_steps_prior + self.num_steps_posterior < 1:
             raise ValueError(
-                f"{name}: num_steps_prior + num_steps_posterior must be positive (the "
-                "encoder buffer is refilled from them), got "
-                f"{self.num_steps_prior} + {self.num_steps_posterior}"
+                "num_steps_prior + num_steps_posterior must be positive (the encoder buffer "
+                f"is refilled from them), got {self.num_steps_prior} + {self.num_steps_posterior}"
             )
-        for key in ("use_next_obs_in_context", "eval_deterministic", "ablate_context"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
-        if self.task_variable not in TASK_VARIABLES:
-            raise ValueError(
-                f"{name}.task_variable must be one of {list(TASK_VARIABLES)}, "
-                f"got {self.task_variable!r}"
-            )
-        if self.critic_reward is not None and not (
-            isinstance(self.critic_reward, str) and self.critic_reward
-        ):
-            raise ValueError(
-                f"{name}.critic_reward must be an env_infos key or None, got {self.critic_reward!r}"
-            )
+        return self
 
 
 class PEARLAgent(TrainStepAgent):
@@ -250,7 +199,7 @@ class PEARLAgent(TrainStepAgent):
         self.obs_dim = int(np.prod(observation_space.shape))
         self.action_dim = self.scaling.dim
         self.action_shape = tuple(action_space.shape or ())
-        self.tasks_per_iteration = cfg.num_tasks_sample
+        self.tasks_per_iteration = cfg.tasks_per_iteration
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         latent, hidden = cfg.latent_size, cfg.hidden_sizes

@@ -3,7 +3,7 @@
 A sampler steps ``n`` environments in lock step and asks the policy for ``n``
 actions at a time. ``PolicyInput`` is what the policy sees at one step;
 ``Policy`` is what it must offer. A recurrent policy (RL2) keeps a state over
-the ``episodes_per_task`` episodes of a trial; the sampler calls
+the ``episodes_per_trial`` episodes of a trial; the sampler calls
 ``initial_state`` at the start of every trial and never between the episodes of
 a trial. Randomness: row ``i`` draws its action noise from ``rngs[i]``, the
 generator of the trial that env ``i`` is running, so that the actions of a

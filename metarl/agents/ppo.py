@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,13 +40,14 @@ from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from metarl.agents.base import BatchAgent, CollectFn
-from metarl.agents.config_checks import check_mlp_fields, check_positive_int, check_real
 from metarl.agents.control_step import ControlStep, MarkovStep
 from metarl.agents.mlp_policy import GaussianMLPPolicy
 from metarl.agents.networks import (
     ACTIVATIONS,
     ActionScaling,
+    Activation,
     GaussianHead,
+    HiddenSizes,
     gaussian_entropy,
     gaussian_log_prob,
     mlp,
@@ -65,13 +65,21 @@ from metarl.agents.ppo_update import (
     running_stats_state,
     standardize_returns,
 )
+from metarl.checks import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    settings,
+)
 from metarl.episodes import EpisodeBatch
 from metarl.tasks import Task
 
 __all__ = ["PPOAgent", "PPOConfig"]
 
 
-@dataclass(frozen=True)
+@settings
 class PPOConfig:
     """Hyperparameters of PPO on a task distribution.
 
@@ -81,50 +89,56 @@ class PPOConfig:
     coefficient 0.5 and gradient-norm clip 0.5.
     """
 
-    seed: int = 0
+    renamed_fields: ClassVar[Mapping[str, str]] = {
+        "tasks_per_iteration": "meta_batch_size",
+        "episodes_per_task": "episodes_per_trial",
+    }
+
+    seed: NonNegativeInt = 0
     """Seed of the agent's torch generator (initialization and minibatch order)."""
 
-    tasks_per_iteration: int = 20
-    """Tasks drawn from the training set per iteration (one fresh draw each)."""
+    meta_batch_size: PositiveInt = 20
+    """Tasks per iteration, drawn afresh from the training set; the update learns from
+    their trials."""
 
-    episodes_per_task: int = 1
-    """Episodes collected on each drawn task per iteration."""
+    episodes_per_trial: PositiveInt = 1
+    """Episodes per trial: collected on each drawn task per iteration."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: HiddenSizes = (64, 64)
     """Hidden layers of the policy and of the value function. PPO paper: (64, 64)."""
 
-    activation: str = "tanh"
+    activation: Activation = "tanh"
     """Hidden activation, ``tanh`` or ``relu``. PPO paper: tanh."""
 
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Initial action standard deviation in the unit box (1.0: half the action range;
     SB3's ``log_std_init=0``)."""
 
-    learning_rate: float = 3e-4
+    learning_rate: PositiveFloat = 3e-4
     """Adam step size. PPO paper (MuJoCo): 3e-4."""
 
-    gamma: float = 0.99
+    gamma: UnitInterval = 0.99
     """Discount. PPO paper: 0.99."""
 
-    gae_lambda: float = 0.95
+    gae_lambda: UnitInterval = 0.95
     """GAE lambda. PPO paper: 0.95."""
 
-    clip_range: float = 0.2
+    clip_range: PositiveFloat = 0.2
     """Ratio clip. PPO paper: 0.2."""
 
-    epochs: int = 10
+    epochs: PositiveInt = 10
     """Passes over each batch. PPO paper (MuJoCo): 10."""
 
-    minibatch_size: int = 64
+    minibatch_size: PositiveInt = 64
     """Steps per minibatch. PPO paper (MuJoCo): 64."""
 
-    value_coef: float = 0.5
+    value_coef: NonNegativeFloat = 0.5
     """Weight of the value loss (on standardized returns). baselines, CleanRL: 0.5."""
 
-    entropy_coef: float = 0.0
+    entropy_coef: NonNegativeFloat = 0.0
     """Weight of the entropy bonus. PPO paper (MuJoCo): 0."""
 
-    max_grad_norm: float = 0.5
+    max_grad_norm: PositiveFloat = 0.5
     """Clip of the global gradient norm. baselines, CleanRL: 0.5."""
 
     normalize_advantages: bool = True
@@ -136,26 +150,6 @@ class PPOConfig:
 
     deterministic_eval: bool = True
     """Meta-test with the mean action instead of sampling."""
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        for key in ("tasks_per_iteration", "episodes_per_task", "epochs", "minibatch_size"):
-            check_positive_int(name, key, getattr(self, key))
-        check_mlp_fields(self)
-        for key in ("init_std", "learning_rate", "clip_range", "max_grad_norm"):
-            check_real(name, key, getattr(self, key), positive=True)
-        for key in ("gamma", "gae_lambda"):
-            value = check_real(name, key, getattr(self, key))
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}.{key} must be in [0, 1], got {value!r}")
-        for key in ("value_coef", "entropy_coef"):
-            if check_real(name, key, getattr(self, key)) < 0:
-                raise ValueError(
-                    f"{name}.{key} must be a non-negative number, got {getattr(self, key)!r}"
-                )
-        for key in ("normalize_advantages", "normalize_observations", "deterministic_eval"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{name}.{key} must be True or False, got {getattr(self, key)!r}")
 
 
 class PPOAgent(BatchAgent):
@@ -187,8 +181,8 @@ class PPOAgent(BatchAgent):
             raise ValueError(f"PPOAgent needs a Box observation space, got {observation_space!r}")
         self.scaling = ActionScaling(action_space)
         self.action_shape = tuple(action_space.shape or ())
-        self.tasks_per_iteration = cfg.tasks_per_iteration
-        self.episodes_per_trial = cfg.episodes_per_task
+        self.tasks_per_iteration = cfg.meta_batch_size
+        self.episodes_per_trial = cfg.episodes_per_trial
         obs_dim = int(np.prod(observation_space.shape))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         activation = ACTIVATIONS[cfg.activation]

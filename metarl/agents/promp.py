@@ -25,21 +25,21 @@ Two changes to MAML-TRPO (``metarl.agents.maml_trpo``), everything else shared
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from metarl.agents.config_checks import check_positive_int, check_real
 from metarl.agents.gradient_meta import (
     GradientMetaAgent,
     GradientMetaConfig,
+    InnerObjective,
     Params,
     TaskData,
     masked_ratio,
     mean_over_tasks,
 )
 from metarl.agents.networks import gaussian_kl
+from metarl.checks import NonNegativeFloat, PositiveFloat, PositiveInt, settings
 
 __all__ = ["ProMPAgent", "ProMPConfig"]
 
@@ -64,7 +64,7 @@ class _Objective(NamedTuple):
     clip_fraction: torch.Tensor
 
 
-@dataclass(frozen=True)
+@settings
 class ProMPConfig(GradientMetaConfig):
     """ProMP: the shared fields (``GradientMetaConfig``, with the LVC inner objective)
     and the proximal outer loop's.
@@ -72,43 +72,27 @@ class ProMPConfig(GradientMetaConfig):
     Source: ProMP's ``run_scripts/pro-mp_run_mujoco.py`` (the defaults below).
     """
 
-    inner_objective: str = "lvc"
+    inner_objective: InnerObjective = "lvc"
     """The LVC surrogate (ProMP's ``inner_type='likelihood_ratio'``)."""
 
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     """Adam step size of the outer loop. ProMP: 1e-3."""
 
-    num_steps: int = 5
+    num_steps: PositiveInt = 5
     """Outer Adam steps on each meta-batch (ProMP's ``num_promp_steps``): 5."""
 
-    clip_range: float = 0.3
+    clip_range: PositiveFloat = 0.3
     """Clip of the post-update likelihood ratio. ProMP: ``clip_eps=0.3``."""
 
-    inner_kl_penalty: float = 5e-4
+    inner_kl_penalty: NonNegativeFloat = 5e-4
     """Initial eta, the weight of the pre-update KL penalty. ProMP: 5e-4."""
 
     adaptive_inner_kl_penalty: bool = False
     """Halve / double eta_j when step j's KL is under / over ``target_inner_kl`` by a
     factor 1.5 (PPO's adaptive penalty). ProMP: False."""
 
-    target_inner_kl: float = 0.01
+    target_inner_kl: PositiveFloat = 0.01
     """KL target of the adaptive penalty. ProMP: ``target_inner_step=0.01``."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        name = type(self).__name__
-        check_positive_int(name, "num_steps", self.num_steps)
-        for key in ("learning_rate", "clip_range", "target_inner_kl"):
-            check_real(name, key, getattr(self, key), positive=True)
-        if check_real(name, "inner_kl_penalty", self.inner_kl_penalty) < 0:
-            raise ValueError(
-                f"{name}.inner_kl_penalty must be non-negative, got {self.inner_kl_penalty!r}"
-            )
-        if not isinstance(self.adaptive_inner_kl_penalty, bool):
-            raise ValueError(
-                f"{name}.adaptive_inner_kl_penalty must be True or False, "
-                f"got {self.adaptive_inner_kl_penalty!r}"
-            )
 
 
 class ProMPAgent(GradientMetaAgent):

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from metarl.checks import check_int
 from metarl.episodes import Episode
 
 __all__ = ["ReplayBuffer", "TaskReplayBuffers", "Transitions"]
@@ -57,8 +58,7 @@ class ReplayBuffer:
             ("action_dim", action_dim),
             ("capacity", capacity),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ReplayBuffer.{name} must be a positive integer, got {value!r}")
+            check_int(f"ReplayBuffer.{name}", value, ge=1)
         self.capacity = capacity
         self.extra_names = tuple(extras)
         self._allocate(min(capacity, 1024), obs_dim, action_dim)

@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -71,12 +69,20 @@ from metarl.agents.ppo_update import (
     running_stats_state,
     standardize_returns,
 )
+from metarl.checks import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    settings,
+)
 from metarl.episodes import EpisodeBatch
 
 __all__ = ["RL2Agent", "RL2Config", "RL2Policy", "RL2Step", "trial_gae"]
 
 
-@dataclass(frozen=True)
+@settings
 class RL2Config:
     """Hyperparameters of RL2 with PPO.
 
@@ -87,54 +93,54 @@ class RL2Config:
     default was chosen on the point robot, the measurement is in the field's text.
     """
 
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of the agent's torch generator (initialization and minibatch order)."""
 
-    episodes_per_trial: int = 2
+    episodes_per_trial: PositiveInt = 2
     """K, episodes per trial (hidden state kept across them). ProMP: 2; garage: 4. On
     the point robot (horizon 20) 2 suffices to show adaptation and halves the cost."""
 
-    meta_batch_size: int = 40
+    meta_batch_size: PositiveInt = 40
     """Tasks (trials) per iteration. garage: 10, ProMP: 200. Measured on the point
     robot: batches of 40 to 80 trials learned far more per CPU second than 20 (with
     20, no adaptation after 300 iterations; with 80, episode 2 reached -8 within 100)."""
 
-    hidden_size: int = 64
+    hidden_size: PositiveInt = 64
     """GRU hidden units (the core shared by the policy and value heads). garage and
     ProMP: 64."""
 
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Initial action standard deviation in the unit box (1.0 = half the action
     range). garage's ``GaussianGRUPolicy``: ``init_std=1.0``."""
 
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     """Adam step size. garage's ``FirstOrderOptimizer`` and ProMP: 1e-3."""
 
-    gamma: float = 0.99
+    gamma: UnitInterval = 0.99
     """Discount over the steps of a trial. garage, ProMP and the RL2 paper: 0.99."""
 
-    gae_lambda: float = 0.95
+    gae_lambda: UnitInterval = 0.95
     """GAE lambda. garage's RL2PPO example: 0.95 (ProMP: 1.0)."""
 
-    clip_range: float = 0.2
+    clip_range: PositiveFloat = 0.2
     """PPO ratio clip. garage's RL2PPO example and PPO: 0.2."""
 
-    epochs: int = 5
+    epochs: PositiveInt = 5
     """Passes over the batch per update. ProMP: 5 (garage's RL2PPO example: 10)."""
 
-    num_minibatches: int = 1
+    num_minibatches: PositiveInt = 1
     """Minibatches per epoch, each of whole trials (back-propagation runs through
     every full trial). ProMP: 1. An update's cost on a CPU grows with the number of
     minibatches, hardly with their size: the GRU steps through time one step at a
     time (benchmarks/RESULTS.md, "Figures quoted from development")."""
 
-    value_coef: float = 0.5
+    value_coef: NonNegativeFloat = 0.5
     """Weight of the value loss (on standardized returns). PPO: 0.5."""
 
-    entropy_coef: float = 0.0
+    entropy_coef: NonNegativeFloat = 0.0
     """Weight of the entropy bonus. PPO (MuJoCo): 0.0."""
 
-    max_grad_norm: float = 0.5
+    max_grad_norm: PositiveFloat = 0.5
     """Clip of the global gradient norm. PPO implementations (baselines, CleanRL): 0.5."""
 
     normalize_advantages: bool = True
@@ -153,46 +159,6 @@ class RL2Config:
     """Ablation: feed 0 instead of the previous reward. The agent can then no longer
     identify a task that only the reward reveals (the point robot's goal); the
     learning test uses it to show that it can fail."""
-
-    def __post_init__(self) -> None:
-        positive_ints = (
-            "episodes_per_trial",
-            "meta_batch_size",
-            "hidden_size",
-            "epochs",
-            "num_minibatches",
-        )
-        for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"RL2Config.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"RL2Config.seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("init_std", "learning_rate", "clip_range", "max_grad_norm"):
-            if not _real(getattr(self, name)) > 0:
-                raise ValueError(
-                    f"RL2Config.{name} must be a positive number, got {getattr(self, name)!r}"
-                )
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= _real(getattr(self, name)) <= 1.0:
-                raise ValueError(f"RL2Config.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        for name in ("value_coef", "entropy_coef"):
-            if not _real(getattr(self, name)) >= 0:
-                raise ValueError(
-                    f"RL2Config.{name} must be a non-negative number, got {getattr(self, name)!r}"
-                )
-        for name in ("normalize_advantages", "normalize_values", "ablate_prev_reward"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"RL2Config.{name} must be True or False, got {getattr(self, name)!r}"
-                )
-
-
-def _real(value: Any) -> float:
-    """``value`` as a float if it is a finite real number (not a bool), else NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return math.nan
-    return float(value)
 
 
 class RL2Policy(nn.Module):

@@ -43,6 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from metarl.checks import check_int, check_number, is_integer, is_real
 from metarl.envs.base import EnvWrapper
 
 __all__ = [
@@ -129,7 +130,7 @@ def _check_delay(name: str, steps: Any) -> tuple[int, int]:
     """``steps`` (an integer or ``[low, high]``) as an inclusive range of integers >= 0."""
 
     def ok(x: Any) -> bool:
-        return isinstance(x, int | np.integer) and not isinstance(x, bool) and bool(x >= 0)
+        return is_integer(x) and bool(x >= 0)
 
     if ok(steps):
         return int(steps), int(steps)
@@ -162,15 +163,13 @@ def _check_size(name: str, field: str, value: Any, dim: int, positive: bool = Fa
 
 
 def _numeric(value: Any) -> bool:
-    if isinstance(value, bool | str):
-        return False
-    if isinstance(value, int | float | np.integer | np.floating):
+    if is_real(value):
         return True
     return (
         isinstance(value, Sequence)
+        and not isinstance(value, str)
         and len(value) > 0
-        and all(isinstance(v, int | float | np.integer | np.floating) for v in value)
-        and not any(isinstance(v, bool) for v in value)
+        and all(is_real(v) for v in value)
     )
 
 
@@ -467,12 +466,9 @@ class RandomPush(_Effect):
         else:
             raise ValueError(f"RandomPush.body must be one of {names[1:]}, got {body!r}")
         self.body = names[self.body_id]
-        if not _real(probability) or not 0.0 <= probability <= 1.0:
-            raise ValueError(f"RandomPush.probability must be in [0, 1], got {probability!r}")
-        if not _real(force) or not force > 0:
-            raise ValueError(f"RandomPush.force must be a positive number, got {force!r}")
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
-            raise ValueError(f"RandomPush.duration must be a positive integer, got {duration!r}")
+        probability = check_number("RandomPush.probability", probability, ge=0.0, le=1.0)
+        force = check_number("RandomPush.force", force, gt=0.0)
+        duration = check_int("RandomPush.duration", duration, ge=1)
         if (
             not isinstance(axes, str)
             or not axes
@@ -510,14 +506,6 @@ class RandomPush(_Effect):
                 self._apply(np.zeros(3))
         record = {"force": force.copy()}
         return obs, reward, terminated, truncated, _with_record(info, self.name, record)
-
-
-def _real(x: Any) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating)
-        and not isinstance(x, bool)
-        and bool(np.isfinite(x))
-    )
 
 
 # --------------------------------------------------------------------------- by name

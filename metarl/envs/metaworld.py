@@ -36,6 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
+from metarl.checks import check_int, is_integer
 from metarl.envs.base import TaskEnv
 from metarl.tasks import Task, TaskDistribution, TaskSets
 
@@ -99,7 +100,7 @@ def _one_of(owner: str, name: str, value: Any, allowed: tuple[str, ...] | list[s
 
 
 def _integer(owner: str, name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
     if not low <= int(value) <= high:
         raise ValueError(f"{owner}.{name} = {int(value)} is out of range; allowed: [{low}, {high}]")
@@ -349,8 +350,7 @@ class MetaWorldTasks(TaskDistribution):
 
 
 def _check_n(name: str, n: Any, most: int | None = None, what: str = "") -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+    check_int(name, n, ge=0)
     if most is not None and n > most:
         raise ValueError(
             f"{name} = {n} is more tasks than {what} has; allowed: [0, {most}] distinct tasks"
@@ -632,7 +632,7 @@ def make_metaworld(
     if benchmark == "ML1" and env_name is None:
         env_name = "reach-v3"
     steps = kwargs.get("max_episode_steps", HORIZON)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= HORIZON:
+    if not (is_integer(steps) and 1 <= steps <= HORIZON):
         raise ValueError(
             f"max_episode_steps = {steps!r} is not allowed; allowed: [1, {HORIZON}] "
             "(Meta-World refuses to step past its horizon)"

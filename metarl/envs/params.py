@@ -20,6 +20,7 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.utils import EzPickle
 
+from metarl.checks import check_number
 from metarl.envs.mujoco_task import MujocoTaskEnv
 from metarl.envs.physics import PhysicsParam, PhysicsSpace
 from metarl.envs.physics_distributions import Fixed, LogUniform, ScalarDistribution
@@ -53,21 +54,13 @@ def rand_params_space(
         ValueError: ``log_scale_limit`` negative or not a finite number, or ``params`` empty,
             repeated or not among the four (the message lists them).
     """
-    if (
-        isinstance(log_scale_limit, bool)
-        or not isinstance(log_scale_limit, int | float)
-        or not 0 <= log_scale_limit < float("inf")
-    ):
-        raise ValueError(
-            f"log_scale_limit must be a non-negative finite number, got {log_scale_limit!r}"
-        )
+    limit = check_number("log_scale_limit", log_scale_limit, ge=0.0)
     chosen = list(params) if not isinstance(params, str) else [params]
     unknown = [p for p in chosen if p not in RAND_PARAMS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
         raise ValueError(
             f"params must be distinct names among {list(RAND_PARAMS)}, got {list(params)!r}"
         )
-    limit = float(log_scale_limit)
     laws: dict[str, ScalarDistribution]
     if limit == 0:
         laws = dict.fromkeys(RAND_PARAMS, Fixed(1.0))

@@ -45,6 +45,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from metarl.checks import check_int
 from metarl.envs.physics_distributions import ScalarDistribution, distribution_from_dict
 from metarl.envs.physics_fields import (
     DERIVED_FIELDS,
@@ -608,11 +609,9 @@ class PhysicsSpace(TaskDistribution):
     # ----------------------------------------------------------------- distribution
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Task]:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
         return [
             PhysicsTask({name: b.sample(rng) for name, b in self._bindings.items()})
-            for _ in range(int(n))
+            for _ in range(check_int("n", n, ge=0))
         ]
 
     def default_task(self) -> PhysicsTask:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.tasks import check_real
+from metarl.checks import check_real
 
 __all__ = [
     "Beta",

@@ -46,6 +46,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from metarl.checks import is_integer
 from metarl.envs.base import TaskEnv
 from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
 from metarl.tasks import PhysicsTask, Task
@@ -125,7 +126,7 @@ class PhysicsRandomization(
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"resample must be one of {list(RESAMPLE_MODES)}, got {resample!r}")
         if resample == "steps":
-            if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            if not (is_integer(every) and every >= 1):
                 raise ValueError(
                     f"resample='steps' needs every = a positive number of steps, got {every!r}"
                 )

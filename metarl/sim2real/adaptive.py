@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 
-from metarl.agents.config_checks import check_positive_int
+from metarl.checks import check_int, check_number, check_real
 from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Beta, Fixed, Uniform
 from metarl.sim2real.schedules import RandomizationSchedule
-from metarl.tasks import PhysicsTask, check_real
+from metarl.tasks import PhysicsTask
 
 __all__ = ["DORAEMON", "AdaptiveSchedule", "AutomaticDR"]
 
@@ -167,12 +167,10 @@ class AutomaticDR(AdaptiveSchedule):
                 f"AutomaticDR needs low_threshold < high_threshold, got {low_threshold}, "
                 f"{high_threshold}"
             )
-        check_positive_int("AutomaticDR", "buffer_size", buffer_size)
-        self.buffer_size = buffer_size
-        p = check_real("AutomaticDR", "boundary_probability", boundary_probability)
-        if not 0.0 < p <= 1.0:
-            raise ValueError(f"AutomaticDR.boundary_probability must be in (0, 1], got {p}")
-        self.boundary_probability = p
+        self.buffer_size = check_int("AutomaticDR.buffer_size", buffer_size, ge=1)
+        self.boundary_probability = check_number(
+            "AutomaticDR.boundary_probability", boundary_probability, gt=0.0, le=1.0
+        )
         self.bounds = {n: [self.nominal[n], self.nominal[n]] for n in self.names}
         self.buffers: dict[tuple[str, int], list[float]] = defaultdict(list)
         # Boundary episodes not yet recorded, by their values (FIFO per values).
@@ -294,17 +292,14 @@ class DORAEMON(AdaptiveSchedule):
         min_episodes: int = 10,
     ):
         super().__init__(params, success_return, nominal)
-        self.success_rate = check_real("DORAEMON", "success_rate", success_rate)
-        if not 0.0 < self.success_rate < 1.0:
-            raise ValueError(f"DORAEMON.success_rate must be in (0, 1), got {success_rate}")
+        self.success_rate = check_number("DORAEMON.success_rate", success_rate, gt=0.0, lt=1.0)
         self.kl_bound = check_real("DORAEMON", "kl_bound", kl_bound)
         if not self.kl_bound > 0:
             raise ValueError(f"DORAEMON.kl_bound must be positive, got {kl_bound}")
         c = check_real("DORAEMON", "init_concentration", init_concentration)
         if not c > 2:
             raise ValueError(f"DORAEMON.init_concentration must be > 2, got {init_concentration}")
-        check_positive_int("DORAEMON", "min_episodes", min_episodes)
-        self.min_episodes = min_episodes
+        self.min_episodes = check_int("DORAEMON.min_episodes", min_episodes, ge=1)
         ab = []
         for n in self.names:
             low, high = self.limits[n]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import socket
 import struct
 import threading
@@ -49,6 +48,7 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from metarl.checks import check_number
 from metarl.sim2real.robot import Robot, RobotDisconnected, RobotReading
 from metarl.sim2real.safety import Intervention, SafetyConfig, SafetyLayer
 
@@ -273,8 +273,7 @@ class RobotServer:
         if not token:
             raise ValueError("RobotServer.token must be a non-empty shared secret")
         for name, value in (("watchdog_s", watchdog_s), ("frame_timeout_s", frame_timeout_s)):
-            if not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise ValueError(f"RobotServer.{name} must be a positive number, got {value!r}")
+            check_number(f"RobotServer.{name}", value, gt=0)
         self.robot = robot
         self._token = token.encode()
         self.max_message_bytes = max_message_bytes

@@ -28,6 +28,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.checks import check_int
+
 __all__ = ["DelayEstimate", "estimate_delay", "latency_stats"]
 
 
@@ -122,8 +124,7 @@ def estimate_delay(
             f"estimate_delay: amplitude must be in (0, {half_range:g}] (half the range of "
             f"action dimension {dim}), got {amplitude}"
         )
-    if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
-        raise ValueError(f"estimate_delay: max_lag must be a positive integer, got {max_lag!r}")
+    check_int("estimate_delay: max_lag", max_lag, ge=1)
     if not isinstance(transitions, int) or transitions < 10 * (max_lag + 2):
         raise ValueError(
             f"estimate_delay: transitions must be at least {10 * (max_lag + 2)} "

@@ -12,13 +12,14 @@ to catch up). Nothing is hidden: every period and overrun is recorded, and
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from metarl.checks import check_number
 
 __all__ = ["RateController", "Tick", "TimingStats", "timing_stats"]
 
@@ -58,11 +59,8 @@ class RateController:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        if isinstance(hz, bool) or not isinstance(hz, int | float) or not 0 < hz < math.inf:
-            raise ValueError(f"RateController.hz must be a positive number, got {hz!r}")
-        if not (isinstance(spin_s, int | float) and spin_s >= 0):
-            raise ValueError(f"RateController.spin_s must be a number >= 0, got {spin_s!r}")
-        self.hz = float(hz)
+        self.hz = check_number("RateController.hz", hz, gt=0)
+        check_number("RateController.spin_s", spin_s, ge=0)
         self.period = 1.0 / self.hz
         self.spin_s = float(spin_s)
         self._clock, self._sleep = clock, sleep

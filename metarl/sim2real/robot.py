@@ -46,6 +46,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from metarl.checks import check_int
 from metarl.sim2real.rate import RateController, TimingStats, timing_stats
 from metarl.sim2real.safety import (
     KINDS,
@@ -150,15 +151,8 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         for name in ("observation_space", "action_space"):
             if not isinstance(getattr(robot, name, None), spaces.Box):
                 raise ValueError(f"RealRobotEnv: the robot's {name} must be a gymnasium Box")
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, int)
-            or max_episode_steps < 1
-        ):
-            raise ValueError(
-                "RealRobotEnv.max_episode_steps must be a positive integer, "
-                f"got {max_episode_steps!r}"
-            )
+        if max_episode_steps is not None:
+            check_int("RealRobotEnv.max_episode_steps", max_episode_steps, ge=1)
         self.robot = robot
         self.observation_space = robot.observation_space
         self.action_space = robot.action_space

@@ -41,6 +41,8 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metarl.checks import check_number
+
 __all__ = [
     "EStopLatched",
     "Intervention",
@@ -395,9 +397,7 @@ class Watchdog:
     ends it. ``pause``/``resume`` suspend it between episodes."""
 
     def __init__(self, timeout_s: float, on_timeout: Callable[[float], None]):
-        if not (isinstance(timeout_s, int | float) and timeout_s > 0):
-            raise ValueError(f"Watchdog.timeout_s must be a positive number, got {timeout_s!r}")
-        self.timeout_s = float(timeout_s)
+        self.timeout_s = check_number("Watchdog.timeout_s", timeout_s, gt=0)
         self._on_timeout = on_timeout
         self._kicked = threading.Event()
         self._stop = threading.Event()

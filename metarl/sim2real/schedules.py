@@ -15,11 +15,11 @@ success (automatic DR, DORAEMON) subclass ``RandomizationSchedule`` as well.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from metarl.checks import check_int, check_number
 from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Fixed, LogUniform
 
@@ -86,16 +86,9 @@ class LinearWidening(RandomizationSchedule):
         if isinstance(fields, str) or not fields:
             raise ValueError(f"LinearWidening.fields must be a non-empty list, got {fields!r}")
         for name, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"LinearWidening.{name} must be a number >= 0, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"LinearWidening.{name} must be finite, got {value!r}")
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(
-                f"LinearWidening.iterations must be an integer >= 1, got {iterations!r}"
-            )
-        if isinstance(base, bool) or not isinstance(base, int | float) or not base > 1:
-            raise ValueError(f"LinearWidening.base must be a number > 1, got {base!r}")
+            check_number(f"LinearWidening.{name}", value, ge=0)
+        check_int("LinearWidening.iterations", iterations, ge=1)
+        check_number("LinearWidening.base", base, gt=1)
         self.fields = list(fields)
         self.start, self.end, self.iterations, self.base = (
             float(start),

@@ -58,6 +58,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.checks import check_int, check_number
 from metarl.envs import PhysicsParam, PhysicsSpace
 from metarl.envs.physics_distributions import Fixed, TruncatedNormal
 from metarl.episodes import Episode
@@ -95,11 +96,7 @@ class Simulator:
         env_kwargs: Mapping[str, Any] | None = None,
         action_delay: int = 0,
     ):
-        if isinstance(action_delay, bool) or not isinstance(action_delay, int) or action_delay < 0:
-            raise ValueError(
-                f"Simulator.action_delay must be an integer >= 0, got {action_delay!r}"
-            )
-        self.action_delay = action_delay
+        self.action_delay = check_int("Simulator.action_delay", action_delay, ge=0)
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
         self.env = gym.make(env_id, **self.env_kwargs)
@@ -314,12 +311,6 @@ def _discrepancy(sim: Simulator, data: _Data, values: np.ndarray) -> float:
     return float(np.mean(err**2))
 
 
-def _check_count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 class _GlobalNumpySeed:
     """Seed numpy's global generator (cma's) for a block, then restore it."""
 
@@ -421,10 +412,9 @@ def fit_dropo(
     """
     from scipy import stats
 
-    _check_count("samples", samples, 2)
-    _check_count("budget", budget, 2)
-    if not (isinstance(epsilon, int | float) and epsilon > 0):
-        raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
+    check_int("samples", samples, ge=2)
+    check_int("budget", budget, ge=2)
+    check_number("epsilon", epsilon, gt=0)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     data = _transitions(episodes, max_transitions, rng, sim.action_delay)
@@ -533,8 +523,8 @@ def fit_trajectory_matching(
     Raises:
         ValueError: no episodes, or ``horizon`` / ``budget`` out of range.
     """
-    _check_count("horizon", horizon)
-    _check_count("budget", budget, 2)
+    check_int("horizon", horizon, ge=1)
+    check_int("budget", budget, ge=2)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     data = _transitions(episodes, None, rng, sim.action_delay)

@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metarl.agents.policy import Policy, PolicyInput
+from metarl.checks import check_int
 from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
 from metarl.episodes import Episode, EpisodeBatch
@@ -160,12 +161,8 @@ class Target:
                 action of the wrong shape or not finite (named with its step).
         """
         for name, value in (("episodes", episodes), ("max_steps", max_steps)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(
-                    f"Target.rollout: {name} must be a positive integer, got {value!r}"
-                )
+            if value is not None:
+                check_int(f"Target.rollout: {name}", value, ge=1)
         out = []
         for _ in range(episodes):
 
@@ -334,18 +331,20 @@ class TargetSampler(Sampler):
         self.calls = 0
 
     def collect(
-        self, policy: Policy, tasks: Sequence[Task], episodes_per_task: int
+        self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
-        if not tasks or episodes_per_task < 1:
-            raise ValueError("TargetSampler.collect needs tasks and episodes_per_task >= 1")
+        if not tasks or episodes_per_trial < 1:
+            raise ValueError("TargetSampler.collect needs tasks and episodes_per_trial >= 1")
         episodes: list[Episode] = []
         for i, _task in enumerate(tasks):
             rng = np.random.default_rng(trial_seed(self.seed, self.calls, i))
-            episodes += self.target.run_trial(policy, episodes_per_task, rng, i, self.max_steps)
+            episodes += self.target.run_trial(policy, episodes_per_trial, rng, i, self.max_steps)
         self.calls += 1
         # The episodes carry the target's RealTask; the batch names the trials by it too.
         return EpisodeBatch(
-            tuple(episodes), tuple(e.task for e in episodes[::episodes_per_task]), episodes_per_task
+            tuple(episodes),
+            tuple(e.task for e in episodes[::episodes_per_trial]),
+            episodes_per_trial,
         )
 
     def close(self) -> None:

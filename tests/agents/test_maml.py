@@ -60,7 +60,7 @@ def goals(n: int, seed: int = 0) -> list[GoalTask]:
         (MAMLTRPOConfig, "max_kl", 0.0, "max_kl must be a positive number"),
         (MAMLTRPOConfig, "first_order", 1, "first_order must be True or False"),
         (ProMPConfig, "clip_range", float("nan"), "clip_range must be a positive number"),
-        (ProMPConfig, "inner_kl_penalty", -1.0, "inner_kl_penalty must be non-negative"),
+        (ProMPConfig, "inner_kl_penalty", -1.0, "inner_kl_penalty must be a non-negative number"),
         (ProMPConfig, "num_steps", 0, "num_steps must be a positive integer"),
         (ProMPConfig, "adapt_episodes", 0, "adapt_episodes must be a positive integer"),
     ],
@@ -76,7 +76,7 @@ def test_published_defaults() -> None:
     5 Adam steps of 1e-3, clip 0.3, eta 5e-4; ProMP uses the LVC inner objective."""
     trpo, promp = MAMLTRPOConfig(), ProMPConfig()
     for cfg in (trpo, promp):
-        assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.hidden_sizes) == (40, 20, (64, 64))
+        assert (cfg.meta_batch_size, cfg.episodes_per_trial, cfg.hidden_sizes) == (40, 20, (64, 64))
         assert (cfg.inner_lr, cfg.num_inner_steps, cfg.gamma, cfg.gae_lambda) == (0.1, 1, 0.99, 1.0)
     assert trpo.inner_objective == "log_likelihood" and trpo.max_kl == 0.01
     assert promp.inner_objective == "lvc"
@@ -138,7 +138,7 @@ def test_gaussian_kl_matches_torch_distributions() -> None:
 
 def test_process_episodes_normalizes_per_task_and_pads() -> None:
     with LocalSampler(POINT, num_envs=2, seed=0) as sampler:
-        agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(episodes_per_task=3))
+        agent = MAMLTRPOAgent(*point_spaces(), MAMLTRPOConfig(episodes_per_trial=3))
         batch = sampler.collect(agent.policy(), goals(2), 3)
     data = process_episodes(batch, agent.scaling, 0.99, 1.0, normalize=True)
     assert data.obs.shape == (2, 60, 2) and data.mask.sum() == 120
@@ -399,7 +399,7 @@ def test_train_step_collects_pre_and_post_and_updates(cls: type[GradientMetaAgen
     cfg_cls = MAMLTRPOConfig if cls is MAMLTRPOAgent else ProMPConfig
     agent = cls(
         *point_spaces(),
-        cfg_cls(meta_batch_size=3, episodes_per_task=4, hidden_sizes=(16,), num_inner_steps=2),
+        cfg_cls(meta_batch_size=3, episodes_per_trial=4, hidden_sizes=(16,), num_inner_steps=2),
     )
     calls: list[tuple[int, int]] = []
     with LocalSampler(POINT, num_envs=3, seed=0) as sampler:
@@ -439,7 +439,7 @@ def test_adapt_takes_an_inner_step_after_each_batch() -> None:
 
         batch = agent.adapt(collect, goals(2), 5)
     assert [(p.num_sets, k) for p, k in seen] == [(1, 2), (2, 2), (2, 1)]
-    assert batch.episodes_per_task == 5 and batch.returns().shape == (2, 5)
+    assert batch.episodes_per_trial == 5 and batch.returns().shape == (2, 5)
     assert [ep.index_in_trial for ep in batch.trials()[1]] == [0, 1, 2, 3, 4]
     # Stage j + 1 runs the inner step from stage j's parameters on stage j's episodes.
     assert EpisodeBatch.chain(stage_batches) == batch
@@ -472,11 +472,11 @@ def test_ablated_inner_step_keeps_theta() -> None:
 @pytest.mark.parametrize("cls", [MAMLTRPOAgent, ProMPAgent])
 def test_state_dict_round_trip_continues_identically(cls: type[GradientMetaAgent]) -> None:
     cfg: MAMLTRPOConfig | ProMPConfig = (
-        MAMLTRPOConfig(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,))
+        MAMLTRPOConfig(meta_batch_size=2, episodes_per_trial=2, hidden_sizes=(8,))
         if cls is MAMLTRPOAgent
         else ProMPConfig(
             meta_batch_size=2,
-            episodes_per_task=2,
+            episodes_per_trial=2,
             hidden_sizes=(8,),
             adaptive_inner_kl_penalty=True,
         )

@@ -30,7 +30,7 @@ def point_spaces() -> tuple[spaces.Box, spaces.Box]:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("tasks_per_iteration", 0, "PPOConfig.tasks_per_iteration must be a positive integer"),
+        ("meta_batch_size", 0, "PPOConfig.meta_batch_size must be a positive integer"),
         ("minibatch_size", 2.5, "PPOConfig.minibatch_size must be a positive integer"),
         ("hidden_sizes", (64, 0), "PPOConfig.hidden_sizes must be positive integers"),
         ("activation", "gelu", r"PPOConfig.activation must be one of \['tanh', 'relu'\]"),
@@ -103,12 +103,12 @@ def test_a_truncated_episode_bootstraps_from_its_final_value_a_terminated_one_do
 def test_state_dict_round_trip_continues_identically() -> None:
     env = gym.make(POINT)
     tasks = task_distribution(env).task_sets(0, 4, 1).train
-    agent = PPOAgent(*point_spaces(), PPOConfig(tasks_per_iteration=4, minibatch_size=32))
+    agent = PPOAgent(*point_spaces(), PPOConfig(meta_batch_size=4, minibatch_size=32))
     with LocalSampler(POINT, num_envs=4, seed=0) as s:
         agent.update(s.collect(agent.policy(), tasks, 1))
         state = agent.state_dict()
         batch = s.collect(agent.policy(), tasks, 1)
-    clone = PPOAgent(*point_spaces(), PPOConfig(tasks_per_iteration=4, minibatch_size=32))
+    clone = PPOAgent(*point_spaces(), PPOConfig(meta_batch_size=4, minibatch_size=32))
     clone.load_state_dict(state)
     agent.update(batch)
     clone.update(batch)
@@ -121,9 +121,7 @@ def train_on_one_goal(learning_rate: float, iterations: int = 25) -> tuple[float
     """PPO on the point robot with one goal (plain RL through the DR agent's path):
     the deterministic return on that goal before and after training."""
     task = GoalTask(goal=(0.6, -0.4))
-    agent = PPOAgent(
-        *point_spaces(), PPOConfig(tasks_per_iteration=16, learning_rate=learning_rate)
-    )
+    agent = PPOAgent(*point_spaces(), PPOConfig(meta_batch_size=16, learning_rate=learning_rate))
     with LocalSampler(POINT, num_envs=8, seed=0) as sampler:
         before = float(evaluate_adaptation(agent, sampler, [task], 2).returns.mean())
         for _ in range(iterations):

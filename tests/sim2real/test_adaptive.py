@@ -214,7 +214,7 @@ def test_the_trainer_draws_from_records_in_and_updates_a_schedule(tmp_path: Any)
         )
 
     env = gym.make("InvertedPendulum-v5")
-    agent = PPOAgent(env.observation_space, env.action_space, PPOConfig(tasks_per_iteration=8))
+    agent = PPOAgent(env.observation_space, env.action_space, PPOConfig(meta_batch_size=8))
     test_tasks = PhysicsRandomization(env, limits).task_distribution.sample(
         np.random.default_rng(0), 2
     )

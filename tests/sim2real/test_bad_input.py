@@ -67,7 +67,7 @@ def test_a_robot_breaking_its_contract_is_named_and_left_safe(mode: str, message
             "frame_timeout_s must be a positive number",
         ),
         (lambda: Watchdog(0, lambda waited: None), "timeout_s must be a positive number"),
-        (lambda: RateController(100, spin_s=-1), "spin_s must be a number >= 0"),
+        (lambda: RateController(100, spin_s=-1), "spin_s must be a non-negative number"),
     ],
 )
 def test_bad_numbers_are_named(make: Any, message: str) -> None:

@@ -48,9 +48,9 @@ def test_fixed_randomization_never_changes() -> None:
         ({"fields": []}, "fields must be a non-empty list"),
         ({"fields": "body_mass"}, "fields must be a non-empty list"),
         ({"fields": ["mass"]}, "unknown physics field 'mass'"),
-        ({"start": -1.0}, "start must be a number >= 0"),
-        ({"end": float("inf")}, "end must be finite"),
-        ({"iterations": 0}, "iterations must be an integer >= 1"),
+        ({"start": -1.0}, "start must be a non-negative number"),
+        ({"end": float("inf")}, "end must be a non-negative number, got inf"),
+        ({"iterations": 0}, "iterations must be a positive integer"),
         ({"base": 1.0}, "base must be a number > 1"),
     ],
 )

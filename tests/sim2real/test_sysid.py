@@ -129,7 +129,7 @@ def test_a_known_delay_is_modeled_and_an_unmodeled_one_biases_the_fit() -> None:
         )
         errors[delay] = result.recovery_error({"pole_mass": 1.6})["pole_mass"]
     assert errors[1] < 0.01 and errors[0] > 0.05, errors
-    with pytest.raises(ValueError, match="action_delay must be an integer >= 0"):
+    with pytest.raises(ValueError, match="action_delay must be a non-negative integer"):
         Simulator(ENV, pole, action_delay=-1)
 
 
@@ -140,7 +140,7 @@ def test_more_unfittable_setups_are_named() -> None:
     with pytest.raises(ValueError, match="give at least one parameter to fit"):
         Simulator(ENV, {})
     episodes = recorded(0, 0.0)[0]
-    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
+    with pytest.raises(ValueError, match="horizon must be a positive integer"):
         fit_trajectory_matching(Simulator(ENV, pole), episodes, horizon=0)
     with pytest.raises(ValueError, match="epsilon must be a positive number"):
         fit_dropo(Simulator(ENV, pole), episodes, epsilon=0.0)

@@ -113,8 +113,8 @@ def test_sampler_and_rollout_arguments_are_checked() -> None:
     sampler = TargetSampler(target)
     # The sampler contract: a call counter, and no workers besides this process.
     assert (sampler.calls, sampler.worker_info()) == (0, [])
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
         sampler.collect(None, [], 1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_task >= 1"):
+    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
         sampler.collect(None, [RealTask()], 0)  # type: ignore[arg-type]
     sampler.close()
