@@ -10,14 +10,13 @@ import pytest
 import yaml
 from pydantic import Field
 
+from metarl.agent_registry import AGENTS, register_agent
 from metarl.config import (
-    AGENTS,
     ConfigError,
     ExperimentConfig,
     TrainerSection,
     config_to_yaml,
     load_config,
-    register_agent,
     validate_config,
 )
 from metarl.envs import TASK_ENVS
@@ -327,8 +326,8 @@ def test_agent_sections_take_the_constraints_of_the_config_classes() -> None:
     """Each agent's settings are declared once, in its config class: the ``agent``
     section has the class's fields with their constraints, so YAML and Python refuse a
     value in the same words."""
+    from metarl.agent_registry import agent_model
     from metarl.checks import settings_fields
-    from metarl.config import agent_model
 
     for name, entry in AGENTS.items():
         cls = entry.config_class()
