@@ -21,7 +21,7 @@ from metarl.envs.base import (
     task_distribution,
 )
 from metarl.envs.checker import TaskEnvCheckError, check_task_env
-from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
+from metarl.envs.physics import PhysicsSpace
 from metarl.envs.physics_distributions import (
     Beta,
     Fixed,
@@ -30,6 +30,7 @@ from metarl.envs.physics_distributions import (
     TruncatedNormal,
     Uniform,
 )
+from metarl.envs.physics_param import PhysicsParam, params_from_dicts
 from metarl.envs.physics_wrapper import PhysicsRandomization
 
 # id -> (entry point, horizon, train tasks, test tasks)
