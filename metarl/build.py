@@ -24,7 +24,7 @@ from metarl.config import ConfigError, ExperimentConfig
 from metarl.envs import PhysicsRandomization, task_distribution
 from metarl.envs.base import EnvWrapper
 from metarl.envs.effects import apply_effects, effect_wrappers
-from metarl.envs.metaworld import MetaWorldTask
+from metarl.envs.metaworld_tasks import MetaWorldTask
 from metarl.sampling import LocalSampler, Sampler
 from metarl.tasks import Task, TaskSets
 

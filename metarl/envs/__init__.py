@@ -49,7 +49,8 @@ TASK_ENVS: dict[str, tuple[str, int, int, int]] = {
 # Meta-World (the optional extra ``metarl[metaworld]``): id -> (constructor kwargs, train
 # tasks, test tasks); horizon 500. Registering imports nothing of Meta-World: the entry
 # point module imports it only when an environment is made. Importing that module here
-# registers the "metaworld" task kind, so ``Task.from_dict`` reads Meta-World tasks.
+# (and through it ``metaworld_tasks``) registers the "metaworld" task kind, so
+# ``Task.from_dict`` reads Meta-World tasks.
 from metarl.envs import metaworld as _metaworld  # noqa: E402
 
 METAWORLD_ENVS: dict[str, tuple[dict[str, str], int, int]] = {
