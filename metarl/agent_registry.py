@@ -127,7 +127,6 @@ class AgentConfig(BaseModel):
             raise ConfigError(f"invalid config:\n  agent: {err}") from None
 
 
-
 _agent_models: dict[str, type[AgentConfig]] = {}
 
 

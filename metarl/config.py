@@ -137,8 +137,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return data
 
 
-
 # --------------------------------------------------------------------------- sections
+
 
 def _registered_envs() -> list[str]:
     return [*TASK_ENVS, *METAWORLD_ENVS]
