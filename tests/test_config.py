@@ -115,6 +115,28 @@ def test_registered_agent_gets_its_dataclass_schema() -> None:
         del AGENTS["toy"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _OtherToyConfig:
+    """Another config registered under the name of ``_ToyConfig``."""
+
+    width: int = 2
+
+
+def test_registering_an_agent_again_replaces_its_section() -> None:
+    """The section models made for a name are not reused after it is registered again."""
+    register_agent("toy", _ToyConfig, "unused:Agent")
+    try:
+        assert validate_config(_config(agent={"name": "toy"})).agent.to_dataclass() == (
+            _ToyConfig()
+        )
+        register_agent("toy", _OtherToyConfig, "unused:Agent")
+        config = validate_config(_config(agent={"name": "toy", "width": 5}))
+        assert config.agent.to_dataclass() == _OtherToyConfig(width=5)
+        assert "agent.steps: unknown key" in _error(_config(agent={"name": "toy", "steps": 1}))
+    finally:
+        del AGENTS["toy"]
+
+
 def test_overrides_apply_as_yaml_values(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_config(trainer={"iterations": 7})))
