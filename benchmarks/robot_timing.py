@@ -35,7 +35,8 @@ import numpy as np
 import yaml
 from machine import machine_line, versions_line
 
-from metarl.sim2real.bridge import Command, RemoteRobot, encode, read_frame
+from metarl.sim2real.bridge import RemoteRobot
+from metarl.sim2real.bridge_protocol import Command, encode, read_frame
 from metarl.sim2real.latency import estimate_delay, latency_stats
 from metarl.sim2real.robot import RealRobotEnv
 

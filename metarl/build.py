@@ -18,12 +18,13 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 
 import metarl  # noqa: F401  (registers the environments)
+from metarl.agent_registry import AGENTS
 from metarl.agents.base import Agent
-from metarl.config import AGENTS, ConfigError, ExperimentConfig
+from metarl.config import ConfigError, ExperimentConfig
 from metarl.envs import PhysicsRandomization, task_distribution
 from metarl.envs.base import EnvWrapper
 from metarl.envs.effects import apply_effects, effect_wrappers
-from metarl.envs.metaworld import MetaWorldTask
+from metarl.envs.metaworld_tasks import MetaWorldTask
 from metarl.sampling import LocalSampler, Sampler
 from metarl.tasks import Task, TaskSets
 

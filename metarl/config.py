@@ -25,7 +25,9 @@ and its checks of several fields together run too. The ``trainer`` section is
 refused with its new name (``agent.tasks_per_iteration was renamed
 agent.meta_batch_size``), except in a run folder's own ``config.yaml``
 (``load_config(..., run_folder=True)``), which is read under the new names.
-Agents are looked up in ``AGENTS`` (``register_agent`` adds one).
+Agents are looked up in ``metarl.agent_registry.AGENTS`` (``register_agent`` adds
+one), which also builds the ``agent`` section; ``metarl.config_errors`` words the
+errors.
 
 A validated config is *resolved*: seeds left out take ``run.seed``, task counts
 left out take the family's counts (``TASK_ENVS``), the run name defaults to
@@ -35,22 +37,19 @@ gives the same config.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import inspect
 import json
 import re
-import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -58,13 +57,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
-from metarl.checks import allowed, is_integer, settings_fields
+from metarl.agent_registry import AgentConfig, agent_model, translate_renamed
+from metarl.checks import is_integer
+from metarl.config_errors import format_errors
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
 from metarl.envs.metaworld import ADAPTATION_EPISODES, EVALUATION_EPISODES
 from metarl.schema import (
+    STRICT_SECTION,
     ConfigError,
     PhysicsParamDicts,
     parse_yaml,
@@ -74,9 +75,7 @@ from metarl.schema import (
 from metarl.trainer import TrainerConfig, TrainerSection
 
 __all__ = [
-    "AGENTS",
     "AgentConfig",
-    "AgentEntry",
     "ConfigError",
     "EnvConfig",
     "EvaluationConfig",
@@ -91,8 +90,6 @@ __all__ = [
     "config_to_yaml",
     "load_config",
     "read_yaml",
-    "register_agent",
-    "translate_renamed",
     "validate_config",
     "validation_message",
 ]
@@ -140,68 +137,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return data
 
 
-# --------------------------------------------------------------------------- agents
-
-
-def _import(path: str) -> Any:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-@dataclasses.dataclass(frozen=True)
-class AgentEntry:
-    """Where an agent lives: its config dataclass and its class.
-
-    Either may be given as ``"module:Name"`` (imported when first used) or as the
-    object. The agent class is called as ``agent(observation_space, action_space,
-    config)``. ``label`` is its name in reports (default: the registry key).
-    """
-
-    config: str | type
-    agent: str | Callable[..., Any]
-    label: str | None = None
-
-    def config_class(self) -> type:
-        """The agent's config dataclass."""
-        cls = _import(self.config) if isinstance(self.config, str) else self.config
-        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            raise TypeError(f"an agent config must be a dataclass, got {cls!r}")
-        return cls
-
-    def agent_class(self) -> Callable[..., Any]:
-        """The agent's class (or factory)."""
-        return _import(self.agent) if isinstance(self.agent, str) else self.agent
-
-
-AGENTS: dict[str, AgentEntry] = {
-    "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent", "RL2"),
-    "maml_trpo": AgentEntry(
-        "metarl.agents.maml_trpo:MAMLTRPOConfig",
-        "metarl.agents.maml_trpo:MAMLTRPOAgent",
-        "MAML-TRPO",
-    ),
-    "promp": AgentEntry(
-        "metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent", "ProMP"
-    ),
-    "pearl": AgentEntry(
-        "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
-    ),
-    "ppo": AgentEntry("metarl.agents.ppo:PPOConfig", "metarl.agents.ppo:PPOAgent", "PPO (DR)"),
-}
-
-
-def register_agent(
-    name: str, config: str | type, agent: str | Callable[..., Any], label: str | None = None
-) -> None:
-    """Make ``agent.name: <name>`` usable in configs (replaces an entry of that name)."""
-    AGENTS[name] = AgentEntry(config, agent, label)
-    _agent_models.pop(name, None)
-    _model_cache.pop(name, None)
-
-
 # --------------------------------------------------------------------------- sections
-
-_STRICT = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 def _registered_envs() -> list[str]:
@@ -217,7 +153,7 @@ def _gymnasium_env(env_id: str) -> bool:
 class EnvConfig(BaseModel):
     """The task family and the reproducible train/test task sets."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     id: str
     """A registered task environment, e.g. ``metarl/PointRobot-v0`` (``metarl envs``), or
@@ -299,7 +235,7 @@ class RandomizationConfig(BaseModel):
     and learns from the episodes' returns; ``options`` are its keyword arguments.
     """
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     schedule: Literal["uniform", "adr", "doraemon"] = "uniform"
     params: PhysicsParamDicts = Field(min_length=1)
@@ -355,7 +291,7 @@ class RandomizationConfig(BaseModel):
 class SamplerConfig(BaseModel):
     """Who collects the episodes: this process, or Ray workers."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     kind: Literal["local", "ray"] = "local"
     """``local``: one vector env in this process; ``ray``: Ray actors, each with a vector env."""
@@ -377,7 +313,7 @@ class SamplerConfig(BaseModel):
 class RayConfig(BaseModel):
     """Which Ray instance the run's workers (``sampler.kind: ray``) use."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     address: str | None = None
     """``null``: start a private local instance; ``auto``: the cluster that ``ray start``
@@ -392,110 +328,13 @@ class RayConfig(BaseModel):
     ``{working_dir: .}`` on a cluster whose nodes lack metarl."""
 
 
-class AgentConfig(BaseModel):
-    """The algorithm: ``name`` and, as further keys, the fields of its config class.
-
-    ``validate_config`` uses a subclass made for the named agent (``agent_model``),
-    whose further fields are the config class's, with their types, constraints,
-    defaults and docstrings.
-    """
-
-    model_config = _STRICT
-    # The config class's old field names -> their new names (refused with the new name).
-    renamed_fields: ClassVar[Mapping[str, str]] = {}
-
-    name: str = "rl2"
-    """A registered agent (``metarl.config.AGENTS``)."""
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The config class's fields as set here."""
-        return {k: getattr(self, k) for k in type(self).model_fields if k != "name"}
-
-    def to_dataclass(self) -> Any:
-        """The agent's config (an instance of its config class) built from this section;
-        the class's own checks of several fields together run here.
-
-        Raises:
-            ConfigError: the config class refuses the values.
-        """
-        cls = AGENTS[self.name].config_class()
-        try:
-            return cls(**self.hyperparameters())
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"invalid config:\n  agent: {err}") from None
-
-
-_agent_models: dict[str, type[AgentConfig]] = {}
-_model_cache: dict[str, type[ExperimentConfig]] = {}
-
-
-def _class_fields(cls: type) -> dict[str, tuple[Any, FieldInfo]]:
-    """The fields of a config dataclass as ``(annotation, FieldInfo)`` for ``create_model``:
-    a settings class's own (constraints, defaults, docstrings), or those a plain
-    dataclass's type hints give (constraints in ``Annotated``)."""
-    if hasattr(cls, "__pydantic_fields__"):
-        return {
-            name: (info.annotation, copy.copy(info))
-            for name, info in settings_fields(cls).items()
-            if info.init is not False
-        }
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.default is not dataclasses.MISSING:
-            info = Field(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            info = Field(default_factory=f.default_factory)
-        else:
-            info = Field()
-        out[f.name] = (hints[f.name], info)
-    return out
-
-
-def agent_model(name: str) -> type[AgentConfig]:
-    """The ``agent`` section's model for agent ``name``: ``name`` plus its config class's
-    fields (``renamed_fields``: the class's old names, refused with the new ones).
-
-    Raises:
-        ConfigError: ``name`` is not registered or its module cannot be imported.
-    """
-    if name in _agent_models:
-        return _agent_models[name]
-    if name not in AGENTS:
-        raise ConfigError(
-            f"invalid config:\n  agent.name: unknown agent {name!r}; "
-            f"registered agents: {', '.join(sorted(AGENTS))}"
-        )
-    try:
-        cls = AGENTS[name].config_class()
-    except ImportError as err:
-        raise ConfigError(
-            f"invalid config:\n  agent.name: agent {name!r} cannot be imported ({err})"
-        ) from None
-    fields = _class_fields(cls)
-    if "name" in fields:
-        raise TypeError(f"{cls.__name__} has a field 'name', which would clash with agent.name")
-    model: type[AgentConfig] = create_model(
-        f"AgentConfig_{name}",
-        __base__=AgentConfig,
-        __doc__=cls.__doc__,
-        name=(Literal[name], name),
-        **fields,  # type: ignore[call-overload]
-    )
-    model.renamed_fields = dict(getattr(cls, "renamed_fields", {}))
-    _agent_models[name] = model
-    return model
-
-
 _SET_BY_TRAINER = ("policy", "env", "seed", "device")
 
 
 class BaselineTraining(BaseModel):
     """Training of the multi-task and oracle baselines (``metarl.agents.baselines``)."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     steps: int | None = Field(default=None, ge=1)
     """Env steps each trained baseline trains for (default: the agent's env steps, the
@@ -536,7 +375,7 @@ class TestSetConfig(BaseModel):
     built with other env keyword arguments (e.g. a fixed shifted-physics set, or the
     nominal model, whatever width the agent was trained with)."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of ``gymnasium.make`` for this set, over ``env.kwargs``."""
@@ -556,7 +395,7 @@ class TestSetConfig(BaseModel):
 class EvaluationConfig(BaseModel):
     """The final meta-test: K episodes per held-out task, for the agent and its baselines."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     episodes: int = Field(default=3, ge=1)
     """K, consecutive episodes per test task (docs/benchmarks.md#the-meta-test: K >= 3,
@@ -601,7 +440,7 @@ class EvaluationConfig(BaseModel):
 class RunConfig(BaseModel):
     """Where the run folder goes and the run's seed."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     root: str = "runs"
     """Folder under which run folders ``<name>-<timestamp>`` are made."""
@@ -614,7 +453,7 @@ class RunConfig(BaseModel):
 class ExperimentConfig(BaseModel):
     """A whole experiment. Build it with ``load_config`` or ``validate_config``."""
 
-    model_config = _STRICT
+    model_config = STRICT_SECTION
 
     env: EnvConfig
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
@@ -656,105 +495,22 @@ class ExperimentConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+# The experiment model of each agent section model (a re-registered agent gets a new one).
+_model_cache: dict[type[AgentConfig], type[ExperimentConfig]] = {}
+
+
 def experiment_model(agent_name: str) -> type[ExperimentConfig]:
     """``ExperimentConfig`` whose ``agent`` section is agent ``agent_name``'s."""
     section = agent_model(agent_name)
-    if agent_name in _model_cache:
-        return _model_cache[agent_name]
+    if section in _model_cache:
+        return _model_cache[section]
     model: type[ExperimentConfig] = create_model(
         f"ExperimentConfig_{agent_name}",
         __base__=ExperimentConfig,
         agent=(section, Field(default_factory=section)),
     )
-    _model_cache[agent_name] = model
+    _model_cache[section] = model
     return model
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _field_at(model: Any, loc: Sequence[str | int]) -> tuple[Any, FieldInfo | None]:
-    """Walk ``loc`` from ``model``: the section (a model or a settings class) holding the
-    last key and that key's field."""
-    current: Any = model
-    parent: Any = None
-    info: FieldInfo | None = None
-    for part in loc:
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            current = args[0] if args else None
-            info = None
-            continue
-        if not (isinstance(current, type) and _is_section(current)):
-            return None, None
-        parent = current
-        info = settings_fields(current).get(part)
-        if info is None:
-            return parent, None
-        current = _unwrap_optional(info.annotation)
-    return parent, info
-
-
-def _is_section(cls: type) -> bool:
-    return issubclass(cls, BaseModel) or hasattr(cls, "__pydantic_fields__")
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
-
-
-def _format_errors(err: ValidationError, model: type[BaseModel], overridden: set[str]) -> str:
-    lines = []
-    for e in err.errors():
-        loc = [p for p in e["loc"] if isinstance(p, (str, int))]
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        parent, info = _field_at(model, loc)
-        value = e["input"]
-        renamed: Mapping[str, str] = getattr(parent, "renamed_fields", {})
-        if e["type"] in _UNKNOWN_KEY and loc and loc[-1] in renamed:
-            new = ".".join([*map(str, loc[:-1]), renamed[str(loc[-1])]])
-            line = f"{path} was renamed {new}"
-        elif e["type"] in _UNKNOWN_KEY:
-            keys = ", ".join(settings_fields(parent)) if parent is not None else "?"
-            line = f"{path}: unknown key; allowed keys here: {keys}"
-        elif e["type"] == "missing":
-            line = f"{path}: required, missing"
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            line = f"{path}: {msg}, got {value!r}"
-            if info is not None and e["type"] != "value_error":
-                line += f"; allowed: {allowed(info.annotation, info.metadata, yaml=True)}"
-        if path in overridden:
-            line += f" (set by the override {path}=...)"
-        lines.append(line)
-    return f"invalid config ({len(lines)} error{'s' * (len(lines) > 1)}):\n  " + "\n  ".join(lines)
-
-
-def translate_renamed(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``raw`` whose ``agent`` keys that the agent's config class has renamed
-    (its ``renamed_fields``) carry their new names. A run folder's own ``config.yaml``
-    is read this way, so that runs written before a rename still resume and evaluate;
-    a file a user writes is not (an old key there is an error naming the new one)."""
-    data = dict(raw)
-    agent = data.get("agent")
-    if not isinstance(agent, Mapping):
-        return data
-    name = agent.get("name", AgentConfig.model_fields["name"].default)
-    if not isinstance(name, str) or name not in AGENTS:
-        return data
-    renamed: Mapping[str, str] = getattr(AGENTS[name].config_class(), "renamed_fields", {})
-    data["agent"] = {
-        renamed[key] if key in renamed and renamed[key] not in agent else key: value
-        for key, value in agent.items()
-    }
-    return data
 
 
 # --------------------------------------------------------------------------- entry points
@@ -805,7 +561,7 @@ def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> E
     try:
         config = model.model_validate_json(json.dumps(_with_seeds(raw, model), default=str))
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, model, set(overridden))) from None
+        raise ConfigError(format_errors(err, model, set(overridden))) from None
     config.agent.to_dataclass()  # the config class's checks of several fields together
     return config
 

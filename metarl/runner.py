@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import metarl  # noqa: F401  (registers the environments)
+from metarl.agent_registry import AGENTS
 from metarl.agents.base import Agent
 from metarl.baseline_cache import load_or_train_baseline
 from metarl.build import (
@@ -49,7 +50,7 @@ from metarl.build import (
     test_set_tasks,
 )
 from metarl.checkpoints import CHECKPOINT_DIR, load_latest_checkpoint
-from metarl.config import AGENTS, ConfigError, ExperimentConfig
+from metarl.config import ConfigError, ExperimentConfig
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.report import (
     BASELINE_LABELS,

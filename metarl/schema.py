@@ -1,7 +1,8 @@
 """Pieces every metarl file format shares, without torch or the trainer: the
 ``ConfigError`` of a bad file (declared in ``metarl.checks``), YAML reading,
-one-line-per-field validation messages, and the checked form of physical parameters
-in files (``PhysicsParamDicts``).
+one-line-per-field validation messages, the checked form of physical parameters
+in files (``PhysicsParamDicts``), and the model config of an experiment config's
+sections (``STRICT_SECTION``).
 
 ``metarl.config`` (experiments), the sim2real files (targets, sysid, transfer) and the
 robot side (which runs without PyTorch) all use them.
@@ -14,12 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, ConfigDict, ValidationError
 
 from metarl.checks import ConfigError
 from metarl.envs import params_from_dicts
 
 __all__ = [
+    "STRICT_SECTION",
     "ConfigError",
     "PhysicsParamDicts",
     "RunFolderError",
@@ -31,6 +33,12 @@ __all__ = [
 
 class RunFolderError(ValueError):
     """A run folder that cannot be resumed or evaluated (missing config or checkpoint)."""
+
+
+# The pydantic config of every section of an experiment config (``metarl.config``, the
+# ``agent`` section of ``metarl.agent_registry``): unknown keys refused, nothing coerced,
+# each field's docstring its description.
+STRICT_SECTION = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 # --------------------------------------------------------------------------- YAML

@@ -10,14 +10,13 @@ import pytest
 import yaml
 from pydantic import Field
 
+from metarl.agent_registry import AGENTS, register_agent
 from metarl.config import (
-    AGENTS,
     ConfigError,
     ExperimentConfig,
     TrainerSection,
     config_to_yaml,
     load_config,
-    register_agent,
     validate_config,
 )
 from metarl.envs import TASK_ENVS
@@ -112,6 +111,28 @@ def test_registered_agent_gets_its_dataclass_schema() -> None:
         # A check of several fields together (here __post_init__) is named by the section.
         msg = _error(_config(agent={"name": "toy", "steps": 11, "scale": 2}))
         assert "agent: _ToyConfig: steps > 10 needs scale <= 1" in msg
+    finally:
+        del AGENTS["toy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _OtherToyConfig:
+    """Another config registered under the name of ``_ToyConfig``."""
+
+    width: int = 2
+
+
+def test_registering_an_agent_again_replaces_its_section() -> None:
+    """The section models made for a name are not reused after it is registered again."""
+    register_agent("toy", _ToyConfig, "unused:Agent")
+    try:
+        assert validate_config(_config(agent={"name": "toy"})).agent.to_dataclass() == (
+            _ToyConfig()
+        )
+        register_agent("toy", _OtherToyConfig, "unused:Agent")
+        config = validate_config(_config(agent={"name": "toy", "width": 5}))
+        assert config.agent.to_dataclass() == _OtherToyConfig(width=5)
+        assert "agent.steps: unknown key" in _error(_config(agent={"name": "toy", "steps": 1}))
     finally:
         del AGENTS["toy"]
 
@@ -327,8 +348,8 @@ def test_agent_sections_take_the_constraints_of_the_config_classes() -> None:
     """Each agent's settings are declared once, in its config class: the ``agent``
     section has the class's fields with their constraints, so YAML and Python refuse a
     value in the same words."""
+    from metarl.agent_registry import agent_model
     from metarl.checks import settings_fields
-    from metarl.config import agent_model
 
     for name, entry in AGENTS.items():
         cls = entry.config_class()

@@ -1,5 +1,6 @@
 """The layers (envs <- agents <- core <- sim2real): no module imports from a layer above
-its own, and sim2real reaches the agents only through their shared modules."""
+its own, and sim2real reaches the agents only through their shared modules; and no module
+grows past ``MODULE_LINES`` without saying why it is kept in one piece."""
 
 from __future__ import annotations
 
@@ -128,3 +129,34 @@ def test_the_bottom_imports_only_the_checks() -> None:
     for name in ("tasks.py", "episodes.py"):
         found = _imports(PACKAGE / name)
         assert all(n.startswith(("metarl.checks", "metarl.tasks")) for n in found), found
+
+
+# A module longer than this is split where a seam exists, or its docstring says why it is
+# kept in one piece, in a sentence that starts with KEPT_WHOLE.
+MODULE_LINES = 600
+KEPT_WHOLE = "Kept in one module:"
+
+
+def _long_modules(root: Path) -> list[str]:
+    """The modules under ``root`` longer than ``MODULE_LINES`` that do not say why."""
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines > MODULE_LINES and KEPT_WHOLE not in (ast.get_docstring(ast.parse(text)) or ""):
+            long.append(f"{path.relative_to(root).as_posix()}: {lines} lines")
+    return long
+
+
+def test_no_module_is_longer_than_600_lines_without_a_stated_reason() -> None:
+    long = _long_modules(PACKAGE)
+    assert not long, f"split these, or state why each is kept whole ({KEPT_WHOLE!r}): {long}"
+
+
+def test_the_length_check_sees_long_modules(tmp_path: Path) -> None:
+    body = "x = 1\n" * MODULE_LINES
+    (tmp_path / "short.py").write_text('"""A module."""\nx = 1\n')
+    (tmp_path / "reasoned.py").write_text(f'"""A module. {KEPT_WHOLE} one integration."""\n{body}')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "long.py").write_text(f'"""A module."""\n{body}')
+    assert _long_modules(tmp_path) == [f"sub/long.py: {MODULE_LINES + 1} lines"]

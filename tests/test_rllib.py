@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from metarl.envs import PhysicsRandomization, Uniform
-from metarl.envs.physics import PhysicsParam
+from metarl.envs.physics_param import PhysicsParam
 from metarl.envs.wrappers import MultiTaskEnv
 from metarl.rllib import (
     _make_as_gymnasium,

@@ -21,7 +21,7 @@ from metarl.envs.base import (
     task_distribution,
 )
 from metarl.envs.checker import TaskEnvCheckError, check_task_env
-from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
+from metarl.envs.physics import PhysicsSpace
 from metarl.envs.physics_distributions import (
     Beta,
     Fixed,
@@ -30,6 +30,7 @@ from metarl.envs.physics_distributions import (
     TruncatedNormal,
     Uniform,
 )
+from metarl.envs.physics_param import PhysicsParam, params_from_dicts
 from metarl.envs.physics_wrapper import PhysicsRandomization
 
 # id -> (entry point, horizon, train tasks, test tasks)
@@ -48,7 +49,8 @@ TASK_ENVS: dict[str, tuple[str, int, int, int]] = {
 # Meta-World (the optional extra ``metarl[metaworld]``): id -> (constructor kwargs, train
 # tasks, test tasks); horizon 500. Registering imports nothing of Meta-World: the entry
 # point module imports it only when an environment is made. Importing that module here
-# registers the "metaworld" task kind, so ``Task.from_dict`` reads Meta-World tasks.
+# (and through it ``metaworld_tasks``) registers the "metaworld" task kind, so
+# ``Task.from_dict`` reads Meta-World tasks.
 from metarl.envs import metaworld as _metaworld  # noqa: E402
 
 METAWORLD_ENVS: dict[str, tuple[dict[str, str], int, int]] = {

@@ -22,8 +22,9 @@ from gymnasium.utils import EzPickle
 
 from metarl.checks import check_number
 from metarl.envs.mujoco_task import MujocoTaskEnv
-from metarl.envs.physics import PhysicsParam, PhysicsSpace
+from metarl.envs.physics import PhysicsSpace
 from metarl.envs.physics_distributions import Fixed, LogUniform, ScalarDistribution
+from metarl.envs.physics_param import PhysicsParam
 from metarl.tasks import Task
 
 __all__ = ["RAND_PARAMS", "HopperParamsEnv", "Walker2dParamsEnv", "rand_params_space"]

@@ -1,6 +1,6 @@
 """Scalar distributions of physical parameters, each with a stated support.
 
-A ``PhysicsParam`` (``metarl.envs.physics``) draws its value(s) from one of
+A ``PhysicsParam`` (``metarl.envs.physics_param``) draws its value(s) from one of
 these: ``Uniform``, ``LogUniform`` (``LogUniform.power(1.5, -3, 3)`` is
 rand_param_envs' ``1.5 ** U(-3, 3)``), ``Normal``, ``TruncatedNormal``, ``Beta``
 (scaled to ``[low, high]``) and ``Fixed``. Every distribution samples from an

@@ -48,7 +48,8 @@ import numpy as np
 
 from metarl.checks import is_integer
 from metarl.envs.base import TaskEnv
-from metarl.envs.physics import PhysicsParam, PhysicsSpace, params_from_dicts
+from metarl.envs.physics import PhysicsSpace
+from metarl.envs.physics_param import PhysicsParam, params_from_dicts
 from metarl.tasks import PhysicsTask, Task
 
 __all__ = ["RESAMPLE_MODES", "PhysicsRandomization"]

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from metarl.checks import check_int, check_number, check_real
-from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Beta, Fixed, Uniform
+from metarl.envs.physics_param import PhysicsParam
 from metarl.sim2real.schedules import RandomizationSchedule
 from metarl.tasks import PhysicsTask
 

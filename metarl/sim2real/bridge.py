@@ -1,17 +1,9 @@
 """The network bridge: a robot served over TCP (``RobotServer``) and reached as a
 ``Robot`` (``RemoteRobot``).
 
-Wire format: frames of a 4-byte big-endian length and a UTF-8 JSON body, at most
-``max_message_bytes``. Each body is one message, validated against its schema
-(pydantic models below, unknown fields refused), with a ``type``:
-
-- client -> server: ``hello`` (protocol ``version`` and the shared ``token``; the
-  first message of a connection), ``reset`` (``seq``, ``seed``), ``command``
-  (``seq``, ``action``; answered by the reading right after it, an acknowledgement),
-  ``read`` (``seq``: the reading now, at the end of a control period), ``bye``;
-- server -> client: ``welcome`` (``version``, the robot's spaces and observation
-  names), ``reading`` (``seq`` of the request it answers, observation, reward,
-  terminated, truncated, numeric ``info``), ``error`` (``seq`` or null, ``reason``).
+They speak the protocol of ``metarl.sim2real.bridge_protocol``: length-prefixed JSON
+frames, one validated message each (``hello``, ``reset``, ``command``, ``read``,
+``bye`` from the client; ``welcome``, ``reading``, ``error`` from the server).
 
 The server rejects, with a logged reason (``RobotServer.rejections`` and the
 ``metarl.sim2real.bridge`` logger), and answers ``error``: a body that is not JSON or
@@ -35,192 +27,42 @@ episode cleanly, flagged); ``connect`` reconnects, retrying ``connect_attempts``
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from metarl.checks import check_number
+from metarl.sim2real.bridge_protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    Bye,
+    Command,
+    Error,
+    Hello,
+    Message,
+    ProtocolError,
+    Read,
+    Reading,
+    Reset,
+    Welcome,
+    box_from_spec,
+    box_spec,
+    decode,
+    encode,
+    plain_info,
+    read_frame,
+)
 from metarl.sim2real.robot import Robot, RobotDisconnected, RobotReading
 from metarl.sim2real.safety import Intervention, SafetyConfig, SafetyLayer
 
-__all__ = [
-    "PROTOCOL_VERSION",
-    "ProtocolError",
-    "RemoteRobot",
-    "RobotServer",
-    "decode",
-    "encode",
-]
+__all__ = ["Rejection", "RemoteRobot", "RobotServer"]
 
 log = logging.getLogger("metarl.sim2real.bridge")
-
-PROTOCOL_VERSION = 1
-MAX_MESSAGE_BYTES = 1 << 20
-_HEADER = struct.Struct(">I")
-
-
-class ProtocolError(ValueError):
-    """A frame or message that breaks the protocol; the message says how."""
-
-
-class _Message(BaseModel):
-    # NaN and infinities travel as JSON's NaN/Infinity (a faulty sensor's reading is
-    # passed on as it is, for the safety layer and the recording to see).
-    model_config = ConfigDict(extra="forbid", strict=True, ser_json_inf_nan="constants")
-
-
-class Hello(_Message):
-    type: Literal["hello"]
-    version: int
-    token: str
-
-
-class BoxSpec(_Message):
-    low: list[float]
-    high: list[float]
-    shape: list[int]
-    dtype: str
-
-
-class Welcome(_Message):
-    type: Literal["welcome"]
-    version: int
-    observation_space: BoxSpec
-    action_space: BoxSpec
-    observation_names: list[str] | None = None
-
-
-class Reset(_Message):
-    type: Literal["reset"]
-    seq: int = Field(ge=0)
-    seed: int | None = Field(default=None, ge=0)
-
-
-class Read(_Message):
-    type: Literal["read"]
-    seq: int = Field(ge=0)
-
-
-class Command(_Message):
-    type: Literal["command"]
-    seq: int = Field(ge=0)
-    action: list[float]
-
-
-class Reading(_Message):
-    type: Literal["reading"]
-    seq: int = Field(ge=0)
-    observation: list[float]
-    reward: float | None = None
-    terminated: bool = False
-    truncated: bool = False
-    info: dict[str, float | list[float]] = Field(default_factory=dict)
-
-
-class Error(_Message):
-    type: Literal["error"]
-    seq: int | None = None
-    reason: str
-
-
-class Bye(_Message):
-    type: Literal["bye"]
-
-
-Message = Annotated[
-    Hello | Welcome | Reset | Read | Command | Reading | Error | Bye, Field(discriminator="type")
-]
-_MESSAGE: TypeAdapter[Any] = TypeAdapter(Message)
-
-
-def encode(message: _Message, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
-    """One frame of ``message``.
-
-    Raises:
-        ProtocolError: the frame would exceed ``max_bytes``.
-    """
-    body = message.model_dump_json().encode()
-    if len(body) > max_bytes:
-        raise ProtocolError(f"message of {len(body)} bytes exceeds {max_bytes}")
-    return _HEADER.pack(len(body)) + body
-
-
-def decode(body: bytes) -> Any:
-    """The message in a frame's ``body``.
-
-    Raises:
-        ProtocolError: not UTF-8 JSON, or not a valid message (the reason names the
-            field).
-    """
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError too
-        raise ProtocolError(f"not a JSON message: {str(err)[:200]}") from None
-    try:
-        return _MESSAGE.validate_python(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise ProtocolError(f"invalid message: {where}: {first['msg']}") from None
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = sock.recv(n - got)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
-    """The body of the next frame on ``sock``.
-
-    Raises:
-        ProtocolError: a length above ``max_bytes`` (the body is not read).
-        ConnectionError: the peer closed the connection; ``TimeoutError`` on timeout.
-    """
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    if size > max_bytes:
-        raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
-    return _recv_exact(sock, size)
-
-
-def _box_spec(space: spaces.Box) -> BoxSpec:
-    return BoxSpec(
-        low=[float(x) for x in np.ravel(space.low)],
-        high=[float(x) for x in np.ravel(space.high)],
-        shape=list(space.shape),
-        dtype=str(space.dtype),
-    )
-
-
-def _box(spec: BoxSpec) -> spaces.Box:
-    shape, dtype = tuple(spec.shape), np.dtype(spec.dtype)
-    return spaces.Box(
-        np.reshape(np.array(spec.low, dtype=dtype), shape),
-        np.reshape(np.array(spec.high, dtype=dtype), shape),
-        dtype=dtype.type,
-    )
-
-
-def _plain_info(info: dict[str, Any]) -> dict[str, float | list[float]]:
-    out: dict[str, float | list[float]] = {}
-    for key, value in info.items():
-        arr = np.asarray(value, dtype=np.float64)
-        out[key] = float(arr) if arr.ndim == 0 else [float(x) for x in arr.ravel()]
-    return out
 
 
 # --------------------------------------------------------------------------- server
@@ -296,8 +138,8 @@ class RobotServer:
         self._welcome = Welcome(
             type="welcome",
             version=PROTOCOL_VERSION,
-            observation_space=_box_spec(robot.observation_space),
-            action_space=_box_spec(robot.action_space),
+            observation_space=box_spec(robot.observation_space),
+            action_space=box_spec(robot.action_space),
             observation_names=getattr(robot, "observation_names", None),
         )
         self._obs: np.ndarray | None = None  # the latest observation, for state limits
@@ -365,7 +207,7 @@ class RobotServer:
         except Exception as err:  # the robot itself failed: nothing more to do here
             log.error("bridge: the safe action could not be sent (%s: %s)", cause, err)
 
-    def _send(self, client: socket.socket, message: _Message) -> None:
+    def _send(self, client: socket.socket, message: Message) -> None:
         client.sendall(encode(message, self.max_message_bytes))
 
     def _next_frame(self, client: socket.socket, greeted: bool, episode: list[bool]) -> bytes:
@@ -391,13 +233,7 @@ class RobotServer:
             break
         client.settimeout(self.frame_timeout_s)
         try:
-            header = first + _recv_exact(client, _HEADER.size - 1)
-            (size,) = _HEADER.unpack(header)
-            if size > self.max_message_bytes:
-                raise ProtocolError(
-                    f"frame of {size} bytes exceeds the limit of {self.max_message_bytes}"
-                )
-            return _recv_exact(client, size)
+            return read_frame(client, self.max_message_bytes, first)
         except TimeoutError:
             raise ProtocolError(f"a frame stalled for {self.frame_timeout_s:g} s") from None
 
@@ -465,7 +301,7 @@ class RobotServer:
                     reward=None if reading.reward is None else float(reading.reward),
                     terminated=bool(reading.terminated),
                     truncated=bool(reading.truncated),
-                    info=_plain_info(reading.info),
+                    info=plain_info(reading.info),
                 ),
             )
 
@@ -527,8 +363,8 @@ class RemoteRobot:
         """Round trips of the resets and commands (a command: sent until acknowledged)."""
         self.last_rtt_s = 0.0
         welcome = self._open()
-        self.observation_space = _box(welcome.observation_space)
-        self.action_space = _box(welcome.action_space)
+        self.observation_space = box_from_spec(welcome.observation_space)
+        self.action_space = box_from_spec(welcome.action_space)
         self.observation_names = welcome.observation_names
 
     def _open(self) -> Welcome:

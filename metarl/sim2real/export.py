@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.agent_registry import AGENTS
 from metarl.agents.control_step import ControlStep, ExportableAgent
 from metarl.agents.policy import PolicyInput
-from metarl.config import AGENTS
 
 __all__ = ["ExportMismatch", "check_export", "export_policy"]
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metarl.checks import check_int, check_number
-from metarl.envs.physics import PhysicsParam
 from metarl.envs.physics_distributions import Fixed, LogUniform
+from metarl.envs.physics_param import PhysicsParam
 
 __all__ = ["FixedRandomization", "LinearWidening", "RandomizationSchedule"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import metarl.agents
+from metarl.agent_registry import AGENTS
 from metarl.agents.base import Agent, BatchAgent, TrainStepAgent
-from metarl.config import AGENTS
 
 AGENTS_DIR = Path(metarl.agents.__file__).parent
 

@@ -28,13 +28,15 @@ from metarl.envs.checker import check_task_env
 from metarl.envs.metaworld import (
     ADAPTATION_EPISODES,
     EVALUATION_EPISODES,
-    GOALS_PER_ENV,
     HORIZON,
-    MetaWorldTask,
     MetaWorldTaskEnv,
+    make_metaworld,
+)
+from metarl.envs.metaworld_tasks import (
+    GOALS_PER_ENV,
+    MetaWorldTask,
     MetaWorldTasks,
     _metaworld_benchmark,
-    make_metaworld,
 )
 from metarl.evaluation import AdaptationResult, evaluate_adaptation
 from metarl.report import metaworld_score

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from metarl.envs.physics import PHYSICS_FIELDS, PhysicsParam, PhysicsSpace
+from metarl.envs.physics import PHYSICS_FIELDS, PhysicsSpace
 from metarl.envs.physics_distributions import (
     Beta,
     Fixed,
@@ -21,6 +21,7 @@ from metarl.envs.physics_distributions import (
     Uniform,
     distribution_from_dict,
 )
+from metarl.envs.physics_param import PhysicsParam
 from metarl.envs.physics_wrapper import PhysicsRandomization
 from metarl.tasks import GoalTask, PhysicsTask, Task
 

@@ -15,15 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metarl.sim2real.bridge import (
+from metarl.sim2real.bridge import RemoteRobot, RobotServer
+from metarl.sim2real.bridge_protocol import (
     PROTOCOL_VERSION,
     Command,
     Hello,
     ProtocolError,
     Reading,
-    RemoteRobot,
     Reset,
-    RobotServer,
     decode,
     encode,
     read_frame,
