@@ -2,15 +2,28 @@
 agent's settings class.
 
 ``AGENTS`` maps an agent's name (``agent.name`` in a config) to an ``AgentEntry``: where
-its config class and its agent class live, as ``"module:Name"`` strings imported on
-first use (the core imports an agent's module only when a config names that agent), and
-its label in reports. ``register_agent`` adds one, e.g. an agent outside the package.
+its config class (a settings class, ``metarl.checks.settings``) and its agent class
+live, as ``"module:Name"`` strings imported on first use (the core imports an agent's
+module only when a config names that agent), and its label in reports.
+``register_agent`` adds one.
+
+An agent in another installed package is found through the entry-point group
+``metarl.agents`` (``ENTRY_POINT_GROUP``): each entry point is named after the agent
+(``agent.name``) and names the module whose import registers it with
+``register_agent``, e.g. in that package's ``pyproject.toml``::
+
+    [project.entry-points."metarl.agents"]
+    toy = "toyagent"
+
+The registry reads the group's names at its first lookup and imports a module when a
+config names its agent and no agent of that name is registered already, in every
+process that looks the name up (the ``metarl`` command, Ray Tune's trial workers), so
+no process needs to import the package by hand.
 
 ``agent_model(name)`` is the ``agent`` section's pydantic model for one agent: ``name``
-plus the fields of its config class (a settings class, ``metarl.checks.settings``, or a
-plain dataclass), with their types, constraints, defaults and docstrings.
-``AgentConfig.to_dataclass`` builds the agent's config from a validated section.
-``translate_renamed`` reads the keys a config class has renamed (its
+plus the fields of its config class, with their types, constraints, defaults and
+docstrings. ``AgentConfig.to_dataclass`` builds the agent's config from a validated
+section. ``translate_renamed`` reads the keys a config class has renamed (its
 ``renamed_fields``) under their new names, for a run folder's own ``config.yaml``.
 """
 
@@ -19,24 +32,29 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
-import typing
-from collections.abc import Callable, Mapping
+import importlib.metadata
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, create_model
 from pydantic.fields import FieldInfo
 
-from metarl.checks import settings_fields
+from metarl.checks import is_settings, settings_fields
 from metarl.schema import STRICT_SECTION, ConfigError
 
 __all__ = [
     "AGENTS",
+    "ENTRY_POINT_GROUP",
     "AgentConfig",
     "AgentEntry",
+    "AgentRegistry",
     "agent_model",
     "register_agent",
     "translate_renamed",
 ]
+
+ENTRY_POINT_GROUP = "metarl.agents"
+"""The entry-point group through which installed packages offer agents (module docstring)."""
 
 
 def _import(path: str) -> Any:
@@ -44,24 +62,45 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _check_config_class(cls: Any) -> None:
+    if not is_settings(cls):
+        raise TypeError(
+            f"an agent's config class must be a settings class (decorated with "
+            f"@metarl.checks.settings), got {cls!r}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentEntry:
-    """Where an agent lives: its config dataclass and its class.
+    """Where an agent lives: its config class and its class.
 
     Either may be given as ``"module:Name"`` (imported when first used) or as the
-    object. The agent class is called as ``agent(observation_space, action_space,
-    config)``. ``label`` is its name in reports (default: the registry key).
+    object. The config class is a settings class (``metarl.checks.settings``), whose
+    fields are the ``agent`` section's keys. The agent class is called as
+    ``agent(observation_space, action_space, config)``. ``label`` is its name in reports
+    (default: the registry key).
+
+    Raises:
+        TypeError: ``config`` is a class but not a settings class.
     """
 
     config: str | type
     agent: str | Callable[..., Any]
     label: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, str):
+            _check_config_class(self.config)
+
     def config_class(self) -> type:
-        """The agent's config dataclass."""
+        """The agent's config class.
+
+        Raises:
+            ImportError: its module cannot be imported.
+            TypeError: it is not a settings class.
+        """
         cls = _import(self.config) if isinstance(self.config, str) else self.config
-        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            raise TypeError(f"an agent config must be a dataclass, got {cls!r}")
+        _check_config_class(cls)
         return cls
 
     def agent_class(self) -> Callable[..., Any]:
@@ -69,29 +108,90 @@ class AgentEntry:
         return _import(self.agent) if isinstance(self.agent, str) else self.agent
 
 
-AGENTS: dict[str, AgentEntry] = {
-    "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent", "RL2"),
-    "maml_trpo": AgentEntry(
-        "metarl.agents.maml_trpo:MAMLTRPOConfig",
-        "metarl.agents.maml_trpo:MAMLTRPOAgent",
-        "MAML-TRPO",
-    ),
-    "promp": AgentEntry(
-        "metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent", "ProMP"
-    ),
-    "pearl": AgentEntry(
-        "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
-    ),
-    "ppo": AgentEntry("metarl.agents.ppo:PPOConfig", "metarl.agents.ppo:PPOAgent", "PPO (DR)"),
-}
+class AgentRegistry(MutableMapping[str, AgentEntry]):
+    """Agent name -> ``AgentEntry``: the registered agents and those that installed
+    packages offer through ``ENTRY_POINT_GROUP`` (module docstring), whose modules are
+    imported when their name is first looked up. Setting or deleting an entry drops the
+    ``agent`` section model built for that name."""
+
+    def __init__(self, entries: Mapping[str, AgentEntry]) -> None:
+        self._entries = dict(entries)
+        self._offered: dict[str, importlib.metadata.EntryPoint] | None = None
+
+    def _entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        """The group's entry points by name, read once."""
+        if self._offered is None:
+            found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            self._offered = {ep.name: ep for ep in found}
+        return self._offered
+
+    def _load(self, name: str) -> AgentEntry:
+        ep = self._entry_points()[name]
+        where = f"entry point {ep.name} = {ep.value!r} ({ENTRY_POINT_GROUP})"
+        try:
+            ep.load()
+        except Exception as err:
+            raise ImportError(f"{where} failed to import: {type(err).__name__}: {err}") from err
+        if name not in self._entries:
+            raise ImportError(
+                f"{where} was imported but registered no agent {name!r}; its module must call "
+                f"metarl.agent_registry.register_agent({name!r}, ...)"
+            )
+        return self._entries[name]
+
+    def __getitem__(self, name: str) -> AgentEntry:
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._entry_points():
+            return self._load(name)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._entry_points()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self._entries), **dict.fromkeys(self._entry_points())})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __setitem__(self, name: str, entry: AgentEntry) -> None:
+        self._entries[name] = entry
+        _agent_models.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+        _agent_models.pop(name, None)
+
+
+AGENTS = AgentRegistry(
+    {
+        "rl2": AgentEntry("metarl.agents.rl2:RL2Config", "metarl.agents.rl2:RL2Agent", "RL2"),
+        "maml_trpo": AgentEntry(
+            "metarl.agents.maml_trpo:MAMLTRPOConfig",
+            "metarl.agents.maml_trpo:MAMLTRPOAgent",
+            "MAML-TRPO",
+        ),
+        "promp": AgentEntry(
+            "metarl.agents.promp:ProMPConfig", "metarl.agents.promp:ProMPAgent", "ProMP"
+        ),
+        "pearl": AgentEntry(
+            "metarl.agents.pearl:PEARLConfig", "metarl.agents.pearl:PEARLAgent", "PEARL"
+        ),
+        "ppo": AgentEntry("metarl.agents.ppo:PPOConfig", "metarl.agents.ppo:PPOAgent", "PPO (DR)"),
+    }
+)
 
 
 def register_agent(
     name: str, config: str | type, agent: str | Callable[..., Any], label: str | None = None
 ) -> None:
-    """Make ``agent.name: <name>`` usable in configs (replaces an entry of that name)."""
+    """Make ``agent.name: <name>`` usable in configs (replaces an entry of that name).
+
+    Raises:
+        TypeError: ``config`` is a class but not a settings class.
+    """
     AGENTS[name] = AgentEntry(config, agent, label)
-    _agent_models.pop(name, None)
 
 
 class AgentConfig(BaseModel):
@@ -115,44 +215,26 @@ class AgentConfig(BaseModel):
 
     def to_dataclass(self) -> Any:
         """The agent's config (an instance of its config class) built from this section;
-        the class's own checks of several fields together run here.
+        the class's own checks of several fields together run here (``validate_config``
+        names their errors by field path).
 
         Raises:
-            ConfigError: the config class refuses the values.
+            SettingsError: the config class refuses the values.
         """
-        cls = AGENTS[self.name].config_class()
-        try:
-            return cls(**self.hyperparameters())
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"invalid config:\n  agent: {err}") from None
+        return AGENTS[self.name].config_class()(**self.hyperparameters())
 
 
 _agent_models: dict[str, type[AgentConfig]] = {}
 
 
 def _class_fields(cls: type) -> dict[str, tuple[Any, FieldInfo]]:
-    """The fields of a config dataclass as ``(annotation, FieldInfo)`` for ``create_model``:
-    a settings class's own (constraints, defaults, docstrings), or those a plain
-    dataclass's type hints give (constraints in ``Annotated``)."""
-    if hasattr(cls, "__pydantic_fields__"):
-        return {
-            name: (info.annotation, copy.copy(info))
-            for name, info in settings_fields(cls).items()
-            if info.init is not False
-        }
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.default is not dataclasses.MISSING:
-            info = Field(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            info = Field(default_factory=f.default_factory)
-        else:
-            info = Field()
-        out[f.name] = (hints[f.name], info)
-    return out
+    """The fields of a settings class as ``(annotation, FieldInfo)`` for ``create_model``
+    (constraints, defaults, docstrings)."""
+    return {
+        name: (info.annotation, copy.copy(info))
+        for name, info in settings_fields(cls).items()
+        if info.init is not False
+    }
 
 
 def agent_model(name: str) -> type[AgentConfig]:
@@ -160,7 +242,8 @@ def agent_model(name: str) -> type[AgentConfig]:
     fields (``renamed_fields``: the class's old names, refused with the new ones).
 
     Raises:
-        ConfigError: ``name`` is not registered or its module cannot be imported.
+        ConfigError: ``name`` is not registered, its module cannot be imported or its
+            config class is not a settings class.
     """
     if name in _agent_models:
         return _agent_models[name]
@@ -175,6 +258,8 @@ def agent_model(name: str) -> type[AgentConfig]:
         raise ConfigError(
             f"invalid config:\n  agent.name: agent {name!r} cannot be imported ({err})"
         ) from None
+    except TypeError as err:  # not a settings class
+        raise ConfigError(f"invalid config:\n  agent.name: agent {name!r}: {err}") from None
     fields = _class_fields(cls)
     if "name" in fields:
         raise TypeError(f"{cls.__name__} has a field 'name', which would clash with agent.name")

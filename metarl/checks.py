@@ -5,20 +5,22 @@ be, and the checks of plain arguments.
   a frozen pydantic dataclass in strict mode, each setting declared once with its
   constraint on the field (``PositiveInt``, ``Annotated[float, Field(ge=0, le=1)]``,
   ``Literal[...]``), its docstring below it and cross-field checks as
-  ``model_validator``s. Nothing is coerced (``"5"`` is not an integer, ``True`` is not
-  one, a list is not a float), unknown keywords and non-finite floats are refused, and
-  a refusal raises ``ConfigError`` naming the field and what it allows
+  ``model_validator``s that raise ``CrossFieldError`` naming the settings they concern.
+  Nothing is coerced (``"5"`` is not an integer, ``True`` is not one, a list is not a
+  float), unknown keywords and non-finite floats are refused, and a refusal raises
+  ``SettingsError`` (a ``ConfigError``) naming the field and what it allows
   (``RL2Config.gamma must be in [0, 1], got 1.5``). A class renames a setting by
   listing ``renamed_fields = {old: new}``: the old keyword is refused with the new name.
-  The experiment config (``metarl.config``) validates its YAML sections through the
-  same classes, so a setting has one declaration for Python and YAML.
+  ``is_settings`` tells a settings class apart. The experiment config
+  (``metarl.config``) validates its YAML sections through the same classes, so a
+  setting has one declaration for Python and YAML.
 - ``allowed``: what a type with constraints accepts, in words (``a positive
   integer``, ``in [0, 1]``, ``one of ['tanh', 'relu']``); the errors of settings,
   of the experiment config and of the plain checks all use it.
-- ``check_int``, ``check_number``, ``check_real``: checks of arguments that are not
-  settings (a wrapper's delay, a sampler's number of environments, a task's
-  parameter), raising ``ValueError`` in the same words; ``is_integer`` and ``is_real``
-  the tests they make (a bool is neither), for checks with their own message.
+- ``check_int``, ``check_number``: checks of arguments that are not settings (a
+  wrapper's delay, a sampler's number of environments, a task's parameter), raising
+  ``ValueError`` in the same words; ``is_integer`` and ``is_real`` the tests they make
+  (a bool is neither), for checks with their own message.
 
 This module imports nothing of metarl, so that every layer (the task types and
 environments included) can use it.
@@ -31,6 +33,7 @@ import math
 import numbers
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeGuard, TypeVar
 
@@ -38,21 +41,25 @@ import annotated_types
 import pydantic.dataclasses
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "SETTINGS",
     "ConfigError",
+    "CrossFieldError",
     "NonNegativeFloat",
     "NonNegativeInt",
     "PositiveFloat",
     "PositiveInt",
+    "SettingsError",
     "UnitInterval",
     "allowed",
     "check_int",
     "check_number",
-    "check_real",
+    "cross_field_error",
     "is_integer",
     "is_real",
+    "is_settings",
     "settings",
     "settings_fields",
 ]
@@ -60,6 +67,35 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names each bad field, value and what is allowed."""
+
+
+class SettingsError(ConfigError):
+    """A settings class refused its values. The message has one line per problem;
+    ``errors`` holds pydantic's details of each (``loc``, ``type``, ``msg``, ``input``,
+    ``ctx``), from which the experiment config names the problems by their paths in
+    the file."""
+
+    def __init__(self, message: str, errors: list[ErrorDetails]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class CrossFieldError(ValueError):
+    """Raised by a settings class's check of several settings together (a
+    ``model_validator``): ``fields`` are the settings it concerns, which the error names
+    as its field paths (``PEARLConfig.num_steps_prior, PEARLConfig.num_steps_posterior:
+    ...``; in a config file ``agent.num_steps_prior, agent.num_steps_posterior: ...``).
+    The message says what the settings must satisfy and the values given."""
+
+    def __init__(self, fields: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
+def cross_field_error(error: ErrorDetails) -> CrossFieldError | None:
+    """The ``CrossFieldError`` behind one of pydantic's error details, if any."""
+    cause = error.get("ctx", {}).get("error")
+    return cause if isinstance(cause, CrossFieldError) else None
 
 
 # --------------------------------------------------------------------------- constrained types
@@ -76,7 +112,7 @@ UnitInterval = Annotated[float, annotated_types.Ge(0), annotated_types.Le(1)]
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _range_words(
@@ -86,10 +122,12 @@ def _range_words(
     le: float | None = None,
     lt: float | None = None,
 ) -> str:
-    """What a number with these bounds may be: ``a positive integer``, ``a non-negative
-    number``, ``in [0, 1]``, ``an integer >= 2``, ``a number > 1``."""
+    """What a number with these bounds may be: ``a positive integer``, ``an integer >= 2``,
+    ``in [0, 1]``, ``a finite non-negative number``, ``a finite number > 1``. Every number
+    checked here must be finite (settings, config sections and ``check_number`` refuse
+    infinity and NaN); the words say so where the bounds leave infinity in."""
     noun = "integer" if integer else "number"
-    article = "an" if integer else "a"
+    finite = "" if integer else "finite "
     low = ("[", ge) if ge is not None else ("(", gt) if gt is not None else None
     high = ("]", le) if le is not None else (")", lt) if lt is not None else None
     if low is not None and high is not None:
@@ -98,14 +136,16 @@ def _range_words(
     if low is not None:
         bracket, bound = low
         if (bracket == "(" and bound == 0) or (integer and bracket == "[" and bound == 1):
-            return f"a positive {noun}"
+            return f"a {finite}positive {noun}"
         if bracket == "[" and bound == 0:
-            return f"a non-negative {noun}"
-        return f"{article} {noun} {'>=' if bracket == '[' else '>'} {_number(bound)}"
-    if high is not None:
+            return f"a {finite}non-negative {noun}"
+        words = f"{finite}{noun} {'>=' if bracket == '[' else '>'} {_number(bound)}"
+    elif high is not None:
         bracket, bound = high
-        return f"{article} {noun} {'<=' if bracket == ']' else '<'} {_number(bound)}"
-    return f"{article} {noun}"
+        words = f"{finite}{noun} {'<=' if bracket == ']' else '<'} {_number(bound)}"
+    else:
+        words = f"{finite}{noun}"
+    return f"{'an' if integer else 'a'} {words}"
 
 
 def _plural(words: str) -> str:
@@ -206,7 +246,10 @@ def _error_lines(cls: type, err: ValidationError, given: Mapping[str, Any]) -> l
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
         field = e["loc"][0] if e["loc"] else None
-        if not isinstance(field, str):
+        cross = cross_field_error(e)
+        if cross is not None:
+            lines.append(f"{', '.join(f'{name}.{f}' for f in cross.fields)}: {msg}")
+        elif not isinstance(field, str):
             lines.append(f"{name}: {msg}")
         elif e["type"] == "unexpected_keyword_argument":
             if field in renamed:
@@ -222,10 +265,13 @@ def _error_lines(cls: type, err: ValidationError, given: Mapping[str, Any]) -> l
     return lines
 
 
+_settings_classes: weakref.WeakSet[type] = weakref.WeakSet()
+
+
 @typing.dataclass_transform(frozen_default=True, field_specifiers=(Field,))
 def settings(cls: type[T]) -> type[T]:
     """Make ``cls`` a settings class (module docstring): a frozen pydantic dataclass
-    with ``SETTINGS``, whose constructor raises ``ConfigError`` naming the field and
+    with ``SETTINGS``, whose constructor raises ``SettingsError`` naming the field and
     what it allows. Subclasses of a settings class are decorated again."""
     out: Any = pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)(cls)
     init: Callable[..., None] = out.__init__
@@ -236,10 +282,18 @@ def settings(cls: type[T]) -> type[T]:
             init(self, *args, **kwargs)
         except ValidationError as err:
             given = {**dict(zip(settings_fields(type(self)), args, strict=False)), **kwargs}
-            raise ConfigError("\n".join(_error_lines(type(self), err, given))) from None
+            lines = _error_lines(type(self), err, given)
+            raise SettingsError("\n".join(lines), err.errors()) from None
 
     out.__init__ = __init__
+    _settings_classes.add(out)
     return typing.cast(type[T], out)
+
+
+def is_settings(cls: Any) -> bool:
+    """Whether ``cls`` is a settings class (made by ``settings`` itself, not merely
+    inherited from one)."""
+    return isinstance(cls, type) and cls in _settings_classes
 
 
 # --------------------------------------------------------------------------- plain arguments
@@ -280,11 +334,12 @@ def check_number(
     lt: float | None = None,
 ) -> float:
     """``value`` as a finite ``float`` (ints and numpy numbers too, never a bool) within
-    the bounds.
+    the bounds (none: any finite number).
 
     Raises:
         ValueError: otherwise, naming ``name`` and what is allowed
-            (``name must be a positive number, got 0``).
+            (``name must be a finite positive number, got 0``, ``name must be a finite
+            number, got inf``).
     """
     ok = is_real(value) and math.isfinite(value)
     ok = ok and (ge is None or value >= ge) and (gt is None or value > gt)
@@ -293,18 +348,3 @@ def check_number(
         words = _range_words(False, ge=ge, gt=gt, le=le, lt=lt)
         raise ValueError(f"{name} must be {words}, got {value!r}")
     return float(value)
-
-
-def check_real(cls_name: str, name: str, value: Any) -> float:
-    """Return ``value`` as a finite float.
-
-    Raises:
-        ValueError: ``value`` is not a real number or not finite; the message names
-            ``cls_name.name``.
-    """
-    if not is_real(value):
-        raise ValueError(f"{cls_name}.{name} must be a real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{cls_name}.{name} must be finite, got {out}")
-    return out

@@ -59,7 +59,7 @@ from pydantic import (
 )
 
 from metarl.agent_registry import AgentConfig, agent_model, translate_renamed
-from metarl.checks import is_integer
+from metarl.checks import SettingsError, is_integer
 from metarl.config_errors import format_errors
 from metarl.envs import METAWORLD_ENVS, TASK_ENVS, params_from_dicts
 from metarl.envs.effects import check_effect_specs
@@ -560,10 +560,14 @@ def validate_config(raw: Mapping[str, Any], overridden: Sequence[str] = ()) -> E
     model = experiment_model(name)
     try:
         config = model.model_validate_json(json.dumps(_with_seeds(raw, model), default=str))
+        config.agent.to_dataclass()  # the config class's checks of several fields together
     except ValidationError as err:
-        raise ConfigError(format_errors(err, model, set(overridden))) from None
-    config.agent.to_dataclass()  # the config class's checks of several fields together
-    return config
+        errors = err.errors()
+    except SettingsError as err:
+        errors = [{**e, "loc": ("agent", *e["loc"])} for e in err.errors]
+    else:
+        return config
+    raise ConfigError(format_errors(errors, model, set(overridden)))
 
 
 def load_config(

@@ -84,7 +84,7 @@ from metarl.sampling import (
     VECTORIZATION_MODES,
     Sampler,
     WorkerInfo,
-    _check_request,
+    check_collect_request,
     make_vector_env,
     run_trials,
 )
@@ -471,7 +471,7 @@ class RaySampler(Sampler):
         self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
         self._check_open()
-        _check_request(tasks, episodes_per_trial)
+        check_collect_request(tasks, episodes_per_trial)
         tasks = list(tasks)
         shares = split_trials(len(tasks), self.num_workers, self.envs_per_worker)
         start = time.perf_counter()

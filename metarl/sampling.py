@@ -45,6 +45,7 @@ __all__ = [
     "LocalSampler",
     "Sampler",
     "WorkerInfo",
+    "check_collect_request",
     "make_vector_env",
     "run_trials",
     "trial_seed",
@@ -82,8 +83,9 @@ class Sampler(ABC):
         """Return the batch of ``len(tasks) * episodes_per_trial`` episodes, in task order.
 
         Raises:
-            ValueError: no tasks, ``episodes_per_trial < 1``, or a task outside the
-                environment's task distribution.
+            ValueError: no tasks, ``episodes_per_trial`` not a positive integer
+                (``check_collect_request``), or a task outside the environment's task
+                distribution.
         """
 
     @abstractmethod
@@ -142,7 +144,12 @@ def make_vector_env(
     return envs
 
 
-def _check_request(tasks: Sequence[Task], episodes_per_trial: int) -> None:
+def check_collect_request(tasks: Sequence[Task], episodes_per_trial: int) -> None:
+    """The check of ``Sampler.collect``'s arguments that every sampler makes first.
+
+    Raises:
+        ValueError: no tasks, or ``episodes_per_trial`` not a positive integer.
+    """
     if len(tasks) == 0:
         raise ValueError("collect needs at least one task")
     check_int("episodes_per_trial", episodes_per_trial, ge=1)
@@ -421,7 +428,7 @@ class LocalSampler(Sampler):
     def collect(
         self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
-        _check_request(tasks, episodes_per_trial)
+        check_collect_request(tasks, episodes_per_trial)
         tasks = list(tasks)
         episodes = run_trials(
             self.envs,

@@ -37,8 +37,10 @@ class RunFolderError(ValueError):
 
 # The pydantic config of every section of an experiment config (``metarl.config``, the
 # ``agent`` section of ``metarl.agent_registry``): unknown keys refused, nothing coerced,
-# each field's docstring its description.
-STRICT_SECTION = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+# infinity and NaN refused (as settings classes do), each field's docstring its description.
+STRICT_SECTION = ConfigDict(
+    extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True
+)
 
 
 # --------------------------------------------------------------------------- YAML

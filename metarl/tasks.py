@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from metarl.checks import check_int, check_real, is_real
+from metarl.checks import check_int, check_number, is_real
 
 __all__ = [
     "SUCCESS_KEY",
@@ -60,7 +60,7 @@ def _nested_floats(cls_name: str, name: str, value: Any) -> float | tuple[Any, .
         if len(value) == 0:
             raise ValueError(f"{cls_name}.{name} must not be empty")
         return tuple(_nested_floats(cls_name, name, v) for v in value)
-    return check_real(cls_name, name, value)
+    return check_number(f"{cls_name}.{name}", value)
 
 
 def _flatten(cls_name: str, name: str, value: Any, out: list[float]) -> None:
@@ -165,7 +165,7 @@ class VelocityTask(Task):
     velocity: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "velocity", check_real("VelocityTask", "velocity", self.velocity))
+        object.__setattr__(self, "velocity", check_number("VelocityTask.velocity", self.velocity))
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class AngleTask(Task):
     angle: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "angle", check_real("AngleTask", "angle", self.angle))
+        object.__setattr__(self, "angle", check_number("AngleTask.angle", self.angle))
 
     def features(self) -> np.ndarray:
         """``(cos angle, sin angle)``: continuous across the 0 / 2 pi seam."""

@@ -4,6 +4,7 @@ checks, and that no module keeps a private copy of them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -15,14 +16,17 @@ from pydantic import Field, model_validator
 import metarl
 from metarl.checks import (
     ConfigError,
+    CrossFieldError,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    SettingsError,
     UnitInterval,
     allowed,
     check_int,
     check_number,
+    is_settings,
     settings,
     settings_fields,
 )
@@ -37,12 +41,12 @@ PACKAGE = Path(metarl.__file__).parent
         (NonNegativeInt, "a non-negative integer"),
         (Annotated[int, Field(ge=2)], "an integer >= 2"),
         (Annotated[int, Field(ge=0, le=49)], "an integer in [0, 49]"),
-        (PositiveFloat, "a positive number"),
-        (NonNegativeFloat, "a non-negative number"),
+        (PositiveFloat, "a finite positive number"),
+        (NonNegativeFloat, "a finite non-negative number"),
         (UnitInterval, "in [0, 1]"),
         (Annotated[float, Field(gt=0, lt=1)], "in (0, 1)"),
-        (Annotated[float, Field(gt=1)], "a number > 1"),
-        (float, "a number"),
+        (Annotated[float, Field(gt=1)], "a finite number > 1"),
+        (float, "a finite number"),
         (bool, "True or False"),
         (Literal["tanh", "relu"], "one of ['tanh', 'relu']"),
         (tuple[PositiveInt, ...], "positive integers"),
@@ -98,7 +102,7 @@ def _refusal(**kwargs: Any) -> str:
 
 def test_a_settings_class_names_the_field_and_what_it_allows() -> None:
     assert _refusal(batch=0) == "_Child.batch must be a positive integer, got 0"
-    assert _refusal(rate=float("nan")) == "_Child.rate must be a positive number, got nan"
+    assert _refusal(rate=float("nan")) == "_Child.rate must be a finite positive number, got nan"
     assert _refusal(mode="c") == "_Child.mode must be one of ['a', 'b'], got 'c'"
     assert _refusal(low=2.0) == "_Child: low must be below high, got 2.0, 1.0"
     assert _refusal(tasks=3) == "_Child.tasks was renamed _Child.batch"
@@ -106,7 +110,7 @@ def test_a_settings_class_names_the_field_and_what_it_allows() -> None:
     # Every problem at once, one line each.
     assert _refusal(batch=0, rate=0).splitlines() == [
         "_Child.batch must be a positive integer, got 0",
-        "_Child.rate must be a positive number, got 0",
+        "_Child.rate must be a finite positive number, got 0",
     ]
 
 
@@ -148,8 +152,56 @@ def test_argument_checks_use_the_same_words() -> None:
     assert check_number("p", 1, ge=0, le=1) == 1.0
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got 1.5"):
         check_number("p", 1.5, ge=0, le=1)
-    with pytest.raises(ValueError, match="hz must be a positive number, got inf"):
+    with pytest.raises(ValueError, match="hz must be a finite positive number, got inf"):
         check_number("hz", float("inf"), gt=0)
+
+
+def test_check_number_is_the_one_check_of_a_number() -> None:
+    """Without bounds it takes any finite number and says so; there is no second check."""
+    assert not hasattr(metarl.checks, "check_real")
+    assert check_number("x", np.float32(-2.5)) == -2.5
+    for bad in (math.inf, math.nan, "a", True):
+        with pytest.raises(ValueError, match=rf"^x must be a finite number, got {bad!r}$"):
+            check_number("x", bad)
+
+
+@settings
+class _Pair:
+    """Two settings checked together."""
+
+    prior: NonNegativeInt = 1
+    """Steps before."""
+    posterior: NonNegativeInt = 1
+    """Steps after."""
+
+    @model_validator(mode="after")
+    def _some(self) -> _Pair:
+        if self.prior + self.posterior < 1:
+            raise CrossFieldError(
+                ("prior", "posterior"), f"prior + posterior must be positive, got {self.prior}"
+            )
+        return self
+
+
+def test_a_check_of_several_settings_names_them_and_keeps_its_details() -> None:
+    with pytest.raises(SettingsError) as info:
+        _Pair(prior=0, posterior=0)
+    assert (
+        str(info.value) == "_Pair.prior, _Pair.posterior: prior + posterior must be positive, got 0"
+    )
+    (error,) = info.value.errors
+    assert error["loc"] == () and isinstance(error["ctx"]["error"], CrossFieldError)
+
+
+@dataclasses.dataclass
+class _PlainDataclass:
+    x: int = 1
+
+
+def test_is_settings_tells_settings_classes_apart() -> None:
+    assert is_settings(_Toy) and is_settings(_Child) and is_settings(_Pair)
+    assert not is_settings(_PlainDataclass) and not is_settings(_Toy())
+    assert not is_settings(type("Undecorated", (_Toy,), {}))
 
 
 def test_no_module_keeps_its_own_copy_of_the_checks() -> None:

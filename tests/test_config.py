@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import pytest
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from metarl.agent_registry import AGENTS, register_agent
+from metarl.checks import CrossFieldError, settings
 from metarl.config import (
     ConfigError,
     ExperimentConfig,
@@ -87,35 +88,61 @@ def test_agent_hyperparameters_are_checked_against_its_dataclass() -> None:
     assert "agent.name" in msg and "'maml'" in msg and "rl2" in msg
 
 
-@dataclasses.dataclass(frozen=True)
+@settings
 class _ToyConfig:
-    """A plain dataclass registered from outside: its constraints sit on its fields."""
+    """A settings class registered from outside: its constraints sit on its fields."""
 
     steps: int = 3
     scale: Annotated[float, Field(gt=0)] = 0.5
     sizes: tuple[int, ...] = (4, 4)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _bounded(self) -> _ToyConfig:
         if self.steps > 10 and self.scale > 1:
-            raise ValueError(f"_ToyConfig: steps > 10 needs scale <= 1, got {self.scale}")
+            raise CrossFieldError(
+                ("steps", "scale"), f"steps > 10 needs scale <= 1, got {self.steps}, {self.scale}"
+            )
+        return self
 
 
-def test_registered_agent_gets_its_dataclass_schema() -> None:
+def test_registered_agent_gets_its_settings_schema() -> None:
     register_agent("toy", _ToyConfig, "unused:Agent")
     try:
-        config = validate_config(_config(agent={"name": "toy", "sizes": [8], "scale": 2}))
+        config = validate_config(_config(agent={"name": "toy", "sizes": [8], "scale": 2.0}))
         assert config.agent.to_dataclass() == _ToyConfig(steps=3, scale=2.0, sizes=(8,))
         assert "agent.scale" in _error(_config(agent={"name": "toy", "scale": -1.0}))
         msg = _error(_config(agent={"name": "toy", "seed": 1}))
         assert "agent.seed: unknown key" in msg and "steps, scale, sizes" in msg
-        # A check of several fields together (here __post_init__) is named by the section.
-        msg = _error(_config(agent={"name": "toy", "steps": 11, "scale": 2}))
-        assert "agent: _ToyConfig: steps > 10 needs scale <= 1" in msg
+        # A check of several fields together names them by their paths.
+        msg = _error(_config(agent={"name": "toy", "steps": 11, "scale": 2.0}))
+        assert "agent.steps, agent.scale: steps > 10 needs scale <= 1, got 11, 2.0" in msg
     finally:
         del AGENTS["toy"]
 
 
 @dataclasses.dataclass(frozen=True)
+class _PlainConfig:
+    """A plain dataclass: not a settings class."""
+
+    width: int = 2
+
+
+def test_an_agent_config_must_be_a_settings_class() -> None:
+    """A plain dataclass is refused when registered, and when a config names an agent
+    registered by a ``"module:Name"`` string that turns out to be one."""
+    with pytest.raises(TypeError, match=r"must be a settings class \(decorated with "):
+        register_agent("toy", _PlainConfig, "unused:Agent")
+    assert "toy" not in AGENTS
+    register_agent("toy", f"{__name__}:_PlainConfig", "unused:Agent")
+    try:
+        msg = _error(_config(agent={"name": "toy"}))
+        assert "agent.name: agent 'toy': an agent's config class must be a settings" in msg
+        assert "@metarl.checks.settings" in msg
+    finally:
+        del AGENTS["toy"]
+
+
+@settings
 class _OtherToyConfig:
     """Another config registered under the name of ``_ToyConfig``."""
 
@@ -362,9 +389,56 @@ def test_agent_sections_take_the_constraints_of_the_config_classes() -> None:
     assert "allowed: in [0, 1]" in msg and "agent.hidden_sizes.1" in msg
     with pytest.raises(ValueError, match=r"PPOConfig.gamma must be in \[0, 1\], got 2.0"):
         AGENTS["ppo"].config_class()(gamma=2.0)
-    # A check of several fields together is the class's own, named at the section.
+    # A check of several fields together is the class's own, named by their paths.
     msg = _error(_config(agent={"name": "pearl", "num_steps_prior": 0, "num_steps_posterior": 0}))
-    assert "agent: PEARLConfig: num_steps_prior + num_steps_posterior must be positive" in msg
+    assert (
+        "agent.num_steps_prior, agent.num_steps_posterior: num_steps_prior + "
+        "num_steps_posterior must be positive" in msg
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ("agent.name=ppo", "agent.init_std=.inf"),
+            "agent.init_std: Input should be a finite number, got inf; allowed: a finite "
+            "positive number (set by the override agent.init_std=...)",
+        ),
+        (
+            ("agent.name=rl2", "agent.learning_rate=-.inf"),
+            "agent.learning_rate: Input should be a finite number, got -inf; allowed: a finite "
+            "positive number (set by the override agent.learning_rate=...)",
+        ),
+        (
+            ("agent.name=ppo", "agent.hidden_sizes=[64, 0]"),
+            "agent.hidden_sizes.1: Input should be greater than or equal to 1, got 0; allowed: "
+            "a positive integer (set by the override agent.hidden_sizes=...)",
+        ),
+        (
+            ("agent.name=pearl", "agent.num_steps_prior=0", "agent.num_steps_posterior=0"),
+            "agent.num_steps_prior, agent.num_steps_posterior: num_steps_prior + "
+            "num_steps_posterior must be positive (the encoder buffer is refilled from them), "
+            "got 0 + 0 (set by the override agent.num_steps_prior=...)",
+        ),
+        (  # not the agent's: an item of another section's list, and a float outside one
+            ("evaluation.baselines=[random, expert]",),
+            "evaluation.baselines.1: Input should be 'random', 'multitask' or 'oracle', got "
+            "'expert'; allowed: one of ['random', 'multitask', 'oracle'] (set by the "
+            "override evaluation.baselines=...)",
+        ),
+        (
+            ("sampler.cpus_per_worker=.inf",),
+            "sampler.cpus_per_worker: Input should be a finite number, got inf; allowed: a "
+            "finite positive number (set by the override sampler.cpus_per_worker=...)",
+        ),
+    ],
+)
+def test_every_error_names_its_path_what_is_allowed_and_its_override(
+    overrides: tuple[str, ...], line: str
+) -> None:
+    msg = _error({}, overrides)
+    assert msg.splitlines()[1:] == [f"  {line}"], msg
 
 
 # --------------------------------------------------------------------------- one vocabulary

@@ -59,9 +59,9 @@ def test_from_dict_errors_name_the_problem() -> None:
         Task.from_dict({"kind": "velocity"})
     with pytest.raises(ValueError, match="is a VelocityTask, not a GoalTask"):
         GoalTask.from_dict({"kind": "velocity", "velocity": 1.0})
-    with pytest.raises(ValueError, match="VelocityTask.velocity must be a real number"):
+    with pytest.raises(ValueError, match="VelocityTask.velocity must be a finite number"):
         Task.from_dict({"kind": "velocity", "velocity": "fast"})
-    with pytest.raises(ValueError, match="VelocityTask.velocity must be finite"):
+    with pytest.raises(ValueError, match="VelocityTask.velocity must be a finite number"):
         VelocityTask(math.nan)
     with pytest.raises(ValueError, match="DirectionTask.direction must be an integer"):
         DirectionTask(0.5)  # type: ignore[arg-type]

@@ -60,6 +60,7 @@ from metarl.agents.pearl_networks import ContextEncoder, PEARLPolicy
 from metarl.agents.replay import TaskReplayBuffers, Transitions
 from metarl.agents.sac import TanhGaussianPolicy, soft_update
 from metarl.checks import (
+    CrossFieldError,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -154,9 +155,10 @@ class PEARLConfig:
     @model_validator(mode="after")
     def _refills_the_encoder_buffer(self) -> PEARLConfig:
         if self.num_steps_prior + self.num_steps_posterior < 1:
-            raise ValueError(
+            raise CrossFieldError(
+                ("num_steps_prior", "num_steps_posterior"),
                 "num_steps_prior + num_steps_posterior must be positive (the encoder buffer "
-                f"is refilled from them), got {self.num_steps_prior} + {self.num_steps_posterior}"
+                f"is refilled from them), got {self.num_steps_prior} + {self.num_steps_posterior}",
             )
         return self
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.checks import check_int, is_integer
+from metarl.checks import check_int
 from metarl.tasks import Task, TaskDistribution, TaskSets
 
 __all__ = [
@@ -67,14 +67,6 @@ def one_of(owner: str, name: str, value: Any, allowed: tuple[str, ...] | list[st
     return value
 
 
-def _integer(owner: str, name: str, value: Any, low: int, high: int) -> int:
-    if not is_integer(value):
-        raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
-    if not low <= int(value) <= high:
-        raise ValueError(f"{owner}.{name} = {int(value)} is out of range; allowed: [{low}, {high}]")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- task
 
 
@@ -103,9 +95,11 @@ class MetaWorldTask(Task):
                 f"'reach-v3', got {self.env_name!r}"
             )
         one_of("MetaWorldTask", "split", self.split, SPLITS)
-        index = _integer("MetaWorldTask", "index", self.index, 0, GOALS_PER_ENV - 1)
+        index = check_int("MetaWorldTask.index", self.index, ge=0, le=GOALS_PER_ENV - 1)
         object.__setattr__(self, "index", index)
-        object.__setattr__(self, "seed", _integer("MetaWorldTask", "seed", self.seed, 0, _MAX_SEED))
+        object.__setattr__(
+            self, "seed", check_int("MetaWorldTask.seed", self.seed, ge=0, le=_MAX_SEED)
+        )
 
 
 # --------------------------------------------------------------------------- distribution
@@ -164,7 +158,7 @@ class MetaWorldTasks(TaskDistribution):
     ):
         self.benchmark = one_of("MetaWorldTasks", "benchmark", benchmark, BENCHMARKS)
         self.split = one_of("MetaWorldTasks", "split", split, SPLITS)
-        self.seed = _integer("MetaWorldTasks", "seed", seed, 0, _MAX_SEED)
+        self.seed = check_int("MetaWorldTasks.seed", seed, ge=0, le=_MAX_SEED)
         env_dict = _import_metaworld().env_dict
         all_names = list(env_dict.ALL_V3_ENVIRONMENTS)
         if benchmark == "ML1":
@@ -237,7 +231,7 @@ class MetaWorldTasks(TaskDistribution):
         Raises:
             ValueError: a count is negative or larger than its list.
         """
-        _integer("MetaWorldTasks.task_sets", "seed", seed, 0, _MAX_SEED)
+        check_int("MetaWorldTasks.task_sets.seed", seed, ge=0, le=_MAX_SEED)
         train, test = self.for_split("train"), self.for_split("test")
         n_train = len(train) if n_train is None else n_train
         n_test = len(test) if n_test is None else n_test

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.checks import check_real
+from metarl.checks import check_number
 
 __all__ = [
     "Beta",
@@ -131,7 +131,7 @@ class Uniform(ScalarDistribution):
     high: float
 
     def __post_init__(self) -> None:
-        low, high = check_real("Uniform", "low", self.low), check_real("Uniform", "high", self.high)
+        low, high = check_number("Uniform.low", self.low), check_number("Uniform.high", self.high)
         if not low < high:
             raise ValueError(f"Uniform needs low < high, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
@@ -163,14 +163,14 @@ class LogUniform(ScalarDistribution):
     base: float | None = None
 
     def __post_init__(self) -> None:
-        low = check_real("LogUniform", "low", self.low)
-        high = check_real("LogUniform", "high", self.high)
+        low = check_number("LogUniform.low", self.low)
+        high = check_number("LogUniform.high", self.high)
         if not 0.0 < low < high:
             raise ValueError(f"LogUniform needs 0 < low < high, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         if self.base is not None:
-            base = check_real("LogUniform", "base", self.base)
+            base = check_number("LogUniform.base", self.base)
             if not (base > 0.0 and base != 1.0):
                 raise ValueError(f"LogUniform.base must be positive and not 1, got {base}")
             object.__setattr__(self, "base", base)
@@ -178,7 +178,7 @@ class LogUniform(ScalarDistribution):
     @classmethod
     def power(cls, base: float, low_exponent: float, high_exponent: float) -> LogUniform:
         """``base ** U(low_exponent, high_exponent)`` with ``base > 1``."""
-        base = check_real("LogUniform", "base", base)
+        base = check_number("LogUniform.base", base)
         if not base > 1.0:
             raise ValueError(f"LogUniform.power needs base > 1, got {base}")
         return cls(base**low_exponent, base**high_exponent, base=base)
@@ -210,9 +210,8 @@ class Normal(ScalarDistribution):
     std: float
 
     def __post_init__(self) -> None:
-        mean, std = check_real("Normal", "mean", self.mean), check_real("Normal", "std", self.std)
-        if not std > 0.0:
-            raise ValueError(f"Normal.std must be positive, got {std}")
+        mean = check_number("Normal.mean", self.mean)
+        std = check_number("Normal.std", self.std, gt=0.0)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
 
@@ -239,9 +238,9 @@ class TruncatedNormal(ScalarDistribution):
 
     def __post_init__(self) -> None:
         for name in ("mean", "std", "low", "high"):
-            object.__setattr__(self, name, check_real("TruncatedNormal", name, getattr(self, name)))
-        if not self.std > 0.0:
-            raise ValueError(f"TruncatedNormal.std must be positive, got {self.std}")
+            gt = 0.0 if name == "std" else None
+            value = check_number(f"TruncatedNormal.{name}", getattr(self, name), gt=gt)
+            object.__setattr__(self, name, value)
         if not self.low < self.high:
             raise ValueError(
                 f"TruncatedNormal needs low < high, got low={self.low}, high={self.high}"
@@ -280,9 +279,8 @@ class Beta(ScalarDistribution):
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "low", "high"):
-            object.__setattr__(self, name, check_real("Beta", name, getattr(self, name)))
-        if not (self.a > 0.0 and self.b > 0.0):
-            raise ValueError(f"Beta needs a > 0 and b > 0, got a={self.a}, b={self.b}")
+            gt = 0.0 if name in ("a", "b") else None
+            object.__setattr__(self, name, check_number(f"Beta.{name}", getattr(self, name), gt=gt))
         if not self.low < self.high:
             raise ValueError(f"Beta needs low < high, got low={self.low}, high={self.high}")
 
@@ -308,7 +306,7 @@ class Fixed(ScalarDistribution):
     value: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", check_real("Fixed", "value", self.value))
+        object.__setattr__(self, "value", check_number("Fixed.value", self.value))
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
         return np.full(shape, self.value, dtype=np.float64)

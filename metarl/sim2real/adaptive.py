@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl.checks import check_int, check_number, check_real
+from metarl.checks import check_int, check_number
 from metarl.envs.physics_distributions import Beta, Fixed, Uniform
 from metarl.envs.physics_param import PhysicsParam
 from metarl.sim2real.schedules import RandomizationSchedule
@@ -99,13 +99,13 @@ class AdaptiveSchedule(RandomizationSchedule):
         self.nominal = {}
         for name in self.names:
             low, high = self.limits[name]
-            value = check_real(cls, f"nominal.{name}", nominal.get(name, (low + high) / 2))
+            value = check_number(f"{cls}.nominal.{name}", nominal.get(name, (low + high) / 2))
             if not low <= value <= high:
                 raise ValueError(
                     f"{cls}.nominal.{name}: {value} lies outside the limits [{low}, {high}]"
                 )
             self.nominal[name] = value
-        self.success_return = check_real(cls, "success_return", success_return)
+        self.success_return = check_number(f"{cls}.success_return", success_return)
 
     def _param(self, name: str, dist: Any) -> PhysicsParam:
         t = self.templates[name]
@@ -157,11 +157,9 @@ class AutomaticDR(AdaptiveSchedule):
         missing = [n for n in self.names if n not in steps]
         if missing or set(steps) - set(self.names):
             raise ValueError(f"AutomaticDR.step: give one step per parameter {self.names}")
-        self.step = {n: check_real("AutomaticDR", f"step.{n}", steps[n]) for n in self.names}
-        if any(v <= 0 for v in self.step.values()):
-            raise ValueError(f"AutomaticDR.step must be positive, got {dict(self.step)}")
-        self.low_threshold = check_real("AutomaticDR", "low_threshold", low_threshold)
-        self.high_threshold = check_real("AutomaticDR", "high_threshold", high_threshold)
+        self.step = {n: check_number(f"AutomaticDR.step.{n}", steps[n], gt=0) for n in self.names}
+        self.low_threshold = check_number("AutomaticDR.low_threshold", low_threshold)
+        self.high_threshold = check_number("AutomaticDR.high_threshold", high_threshold)
         if not self.low_threshold < self.high_threshold:
             raise ValueError(
                 f"AutomaticDR needs low_threshold < high_threshold, got {low_threshold}, "
@@ -293,12 +291,8 @@ class DORAEMON(AdaptiveSchedule):
     ):
         super().__init__(params, success_return, nominal)
         self.success_rate = check_number("DORAEMON.success_rate", success_rate, gt=0.0, lt=1.0)
-        self.kl_bound = check_real("DORAEMON", "kl_bound", kl_bound)
-        if not self.kl_bound > 0:
-            raise ValueError(f"DORAEMON.kl_bound must be positive, got {kl_bound}")
-        c = check_real("DORAEMON", "init_concentration", init_concentration)
-        if not c > 2:
-            raise ValueError(f"DORAEMON.init_concentration must be > 2, got {init_concentration}")
+        self.kl_bound = check_number("DORAEMON.kl_bound", kl_bound, gt=0)
+        c = check_number("DORAEMON.init_concentration", init_concentration, gt=2)
         self.min_episodes = check_int("DORAEMON.min_episodes", min_episodes, ge=1)
         ab = []
         for n in self.names:

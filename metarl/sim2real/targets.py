@@ -41,7 +41,7 @@ from metarl.checks import check_int
 from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
 from metarl.episodes import Episode, EpisodeBatch
-from metarl.sampling import Sampler, trial_seed
+from metarl.sampling import Sampler, check_collect_request, trial_seed
 from metarl.schema import PhysicsParamDicts, validation_message
 from metarl.tasks import RealTask, Task
 
@@ -333,8 +333,7 @@ class TargetSampler(Sampler):
     def collect(
         self, policy: Policy, tasks: Sequence[Task], episodes_per_trial: int
     ) -> EpisodeBatch:
-        if not tasks or episodes_per_trial < 1:
-            raise ValueError("TargetSampler.collect needs tasks and episodes_per_trial >= 1")
+        check_collect_request(tasks, episodes_per_trial)
         episodes: list[Episode] = []
         for i, _task in enumerate(tasks):
             rng = np.random.default_rng(trial_seed(self.seed, self.calls, i))

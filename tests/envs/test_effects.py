@@ -283,7 +283,7 @@ def test_remaining_argument_errors_are_named() -> None:
         ObservationNoise(gym.make("FrozenLake-v1"), std=0.1)
     with pytest.raises(ValueError, match="ActionNoise needs a 1-D Box action"):
         ActionNoise(discrete, std=0.1)
-    with pytest.raises(ValueError, match="RandomPush.force must be a positive number"):
+    with pytest.raises(ValueError, match="RandomPush.force must be a finite positive number"):
         RandomPush(gym.make("Hopper-v5"), probability=0.5, force=0.0)
     with pytest.raises(ValueError, match="RandomPush.duration must be a positive integer"):
         RandomPush(gym.make("Hopper-v5"), probability=0.5, force=1.0, duration=0)

@@ -225,8 +225,11 @@ def test_width_and_params_keywords_narrow_the_task_space(env_id: str) -> None:
     for kwargs, match in (
         ({"params": ["mass"]}, r"params must be distinct names among \['body_mass'"),
         ({"params": []}, "params must be distinct names"),
-        ({"log_scale_limit": -0.5}, "log_scale_limit must be a non-negative number"),
-        ({"log_scale_limit": float("inf")}, "log_scale_limit must be a non-negative"),
+        ({"log_scale_limit": -0.5}, "log_scale_limit must be a finite non-negative number"),
+        (
+            {"log_scale_limit": float("inf")},
+            "log_scale_limit must be a finite non-negative number, got inf",
+        ),
     ):
         with pytest.raises(ValueError, match=match):
             gym.make(env_id, **kwargs)

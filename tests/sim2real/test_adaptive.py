@@ -152,7 +152,10 @@ def test_doraemon_shrinks_back_when_the_policy_fails_away_from_nominal() -> None
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: AutomaticDR(PARAMS, step=0.0, low_threshold=0, high_threshold=1), "step must be"),
+        (
+            lambda: AutomaticDR(PARAMS, step=0.0, low_threshold=0, high_threshold=1),
+            "step.mass must be a finite positive number",
+        ),
         (
             lambda: AutomaticDR(PARAMS, step=0.1, low_threshold=1, high_threshold=0),
             "low_threshold < high_threshold",
@@ -262,10 +265,13 @@ def test_describe_keeps_its_keys_across_updates(make: Callable[[], AdaptiveSched
             ),
             r"boundary_probability must be in \(0, 1\]",
         ),
-        (lambda: DORAEMON(PARAMS, success_return=1, kl_bound=0), "kl_bound must be positive"),
+        (
+            lambda: DORAEMON(PARAMS, success_return=1, kl_bound=0),
+            "kl_bound must be a finite positive number",
+        ),
         (
             lambda: DORAEMON(PARAMS, success_return=1, init_concentration=2),
-            "init_concentration must be > 2",
+            "init_concentration must be a finite number > 2",
         ),
         (
             lambda: DORAEMON(PARAMS, success_return=1, nominal={"mas": 1.0}),

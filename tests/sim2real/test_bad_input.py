@@ -61,13 +61,16 @@ def test_a_robot_breaking_its_contract_is_named_and_left_safe(mode: str, message
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: RobotServer(robot(), "t", watchdog_s=0), "watchdog_s must be a positive number"),
+        (
+            lambda: RobotServer(robot(), "t", watchdog_s=0),
+            "watchdog_s must be a finite positive number",
+        ),
         (
             lambda: RobotServer(robot(), "t", frame_timeout_s=float("inf")),
-            "frame_timeout_s must be a positive number",
+            "frame_timeout_s must be a finite positive number",
         ),
-        (lambda: Watchdog(0, lambda waited: None), "timeout_s must be a positive number"),
-        (lambda: RateController(100, spin_s=-1), "spin_s must be a non-negative number"),
+        (lambda: Watchdog(0, lambda waited: None), "timeout_s must be a finite positive number"),
+        (lambda: RateController(100, spin_s=-1), "spin_s must be a finite non-negative number"),
     ],
 )
 def test_bad_numbers_are_named(make: Any, message: str) -> None:

@@ -171,7 +171,7 @@ def test_a_robot_without_rewards_needs_a_reward_fn() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"hz": 0}, "RateController.hz must be a positive number"),
+        ({"hz": 0}, "RateController.hz must be a finite positive number"),
         ({"hz": 100, "max_episode_steps": 0}, "max_episode_steps must be a positive integer"),
     ],
 )

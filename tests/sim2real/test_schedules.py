@@ -48,10 +48,10 @@ def test_fixed_randomization_never_changes() -> None:
         ({"fields": []}, "fields must be a non-empty list"),
         ({"fields": "body_mass"}, "fields must be a non-empty list"),
         ({"fields": ["mass"]}, "unknown physics field 'mass'"),
-        ({"start": -1.0}, "start must be a non-negative number"),
-        ({"end": float("inf")}, "end must be a non-negative number, got inf"),
+        ({"start": -1.0}, "start must be a finite non-negative number"),
+        ({"end": float("inf")}, "end must be a finite non-negative number, got inf"),
         ({"iterations": 0}, "iterations must be a positive integer"),
-        ({"base": 1.0}, "base must be a number > 1"),
+        ({"base": 1.0}, "base must be a finite number > 1"),
     ],
 )
 def test_linear_widening_names_bad_arguments(kwargs: dict[str, object], match: str) -> None:

@@ -142,7 +142,7 @@ def test_more_unfittable_setups_are_named() -> None:
     episodes = recorded(0, 0.0)[0]
     with pytest.raises(ValueError, match="horizon must be a positive integer"):
         fit_trajectory_matching(Simulator(ENV, pole), episodes, horizon=0)
-    with pytest.raises(ValueError, match="epsilon must be a positive number"):
+    with pytest.raises(ValueError, match="epsilon must be a finite positive number"):
         fit_dropo(Simulator(ENV, pole), episodes, epsilon=0.0)
 
 

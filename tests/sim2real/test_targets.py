@@ -113,8 +113,11 @@ def test_sampler_and_rollout_arguments_are_checked() -> None:
     sampler = TargetSampler(target)
     # The sampler contract: a call counter, and no workers besides this process.
     assert (sampler.calls, sampler.worker_info()) == (0, [])
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
+    with pytest.raises(ValueError, match="collect needs at least one task"):
         sampler.collect(None, [], 1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="needs tasks and episodes_per_trial >= 1"):
+    with pytest.raises(ValueError, match="episodes_per_trial must be a positive integer, got 0"):
         sampler.collect(None, [RealTask()], 0)  # type: ignore[arg-type]
+    # The samplers' shared check: a bool is not a count.
+    with pytest.raises(ValueError, match="episodes_per_trial must be a positive integer, got True"):
+        sampler.collect(None, [RealTask()], True)  # type: ignore[arg-type]
     sampler.close()
