@@ -26,8 +26,8 @@ refused with its new name (``agent.tasks_per_iteration was renamed
 agent.meta_batch_size``), except in a run folder's own ``config.yaml``
 (``load_config(..., run_folder=True)``), which is read under the new names.
 Agents are looked up in ``metarl.agent_registry.AGENTS`` (``register_agent`` adds
-one), which also builds the ``agent`` section; ``metarl.config_errors`` words the
-errors.
+one; installed packages offer theirs through the entry-point group ``metarl.agents``),
+which also builds the ``agent`` section; ``metarl.config_errors`` words the errors.
 
 A validated config is *resolved*: seeds left out take ``run.seed``, task counts
 left out take the family's counts (``TASK_ENVS``), the run name defaults to

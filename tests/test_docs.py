@@ -15,6 +15,9 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+import sys
+import textwrap
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +141,53 @@ def test_architecture_md_names_every_module_of_the_package() -> None:
     assert not named - modules, f"named but missing: {sorted(named - modules)}"
     unnamed = modules - named - packages
     assert not unnamed, f"not in docs/architecture.md: {sorted(unnamed)}"
+
+
+def _section(page: str, heading: str) -> str:
+    text = (DOCS / page).read_text()
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_the_worked_example_of_an_agent_runs_as_architecture_md_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The code of "How to add an agent" runs as written (its imports, its settings class
+    and its agent class), and its config reads and refuses values in the words the page
+    gives."""
+    from metarl.agent_registry import AGENTS, register_agent
+    from metarl.agents.base import BatchAgent
+    from metarl.checks import ConfigError
+    from metarl.config import load_config
+
+    section = _section("architecture.md", "How to add an agent")
+    (code,) = re.findall(r"^   ```python\n(.*?)^   ```$", section, re.S | re.M)
+    module = types.ModuleType("varibad_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(textwrap.dedent(code), "architecture.md", "exec", dont_inherit=True), vars(module))
+    config_class, agent_class = module.VariBADConfig, module.VariBADAgent
+    assert isinstance(agent_class, type) and issubclass(agent_class, BatchAgent)
+    register_agent("varibad", config_class, agent_class, "VariBAD")  # type: ignore[arg-type]
+    try:
+        env = ["env.id=metarl/PointRobot-v0", "agent.name=varibad"]
+        assert load_config(None, [*env, "run.seed=7"]).agent.to_dataclass().seed == 7
+        said = re.sub(r"\s+", " ", section)
+        for overrides in (["agent.latent_size=0"], ["agent.vae_buffer_trials=8"]):
+            with pytest.raises(ConfigError) as info:
+                load_config(None, [*env, *overrides])
+            line = str(info.value).splitlines()[1].strip()
+            line = line.split(" (set by the override")[0]
+            assert line in said, line
+        with pytest.raises(ConfigError) as info:
+            config_class(vae_buffer_trials=8)  # type: ignore[operator]
+        assert str(info.value).startswith(
+            "VariBADConfig.vae_buffer_trials, VariBADConfig.meta_batch_size: "
+        )
+        with pytest.raises(ConfigError, match="latent_dim was renamed VariBADConfig.latent_size"):
+            config_class(latent_dim=3)  # type: ignore[operator]
+    finally:
+        del AGENTS["varibad"]
 
 
 def test_nothing_cites_the_reference_sheets_outside_the_repository() -> None:
