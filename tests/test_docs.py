@@ -190,6 +190,21 @@ def test_the_worked_example_of_an_agent_runs_as_architecture_md_says(
         del AGENTS["varibad"]
 
 
+def test_export_is_told_as_the_agents_control_step() -> None:
+    """Export goes through an agent's ``control_step()``: the page's step says so, and
+    export.py lists no agent by hand."""
+    from metarl.agent_registry import AGENTS
+
+    section = " ".join(_section("architecture.md", "How to add an agent").split())
+    step = section[section.index("8. **Export") :]
+    assert "`control_step()`" in step and "`ExportableAgent`" in step
+    assert "A case in" not in step
+    doc = ast.get_docstring(ast.parse((ROOT / "metarl" / "sim2real" / "export.py").read_text()))
+    assert doc is not None and "control_step()" in doc
+    classes = [e.agent.partition(":")[2] for e in AGENTS.values() if isinstance(e.agent, str)]
+    assert len(classes) >= 5 and not [c for c in classes if c in doc]
+
+
 def test_nothing_cites_the_reference_sheets_outside_the_repository() -> None:
     citing = [
         f"{_rel(path)}:{n}: {line.strip()}"

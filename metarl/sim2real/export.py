@@ -8,18 +8,14 @@ with ONNX Runtime and the agent's own policy (its ``act``, the noise set to zero
 the same random inputs and compares: a difference above ``tolerance`` raises, so no
 export that disagrees with the agent is left behind (nor one whose export or check
 failed). The file is self-contained (the weights inline, no ``.onnx.data`` beside it)
-and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads. The agents with a
-control step:
+and carries the ``metarl.*`` metadata ``OnnxPolicy`` reads.
 
-- ``PPOAgent`` (``agent: ppo``): a Markov policy; the graph takes the observation
-  (its running standardization is folded into the first layer, as in training) and
-  has no recurrent state (``metarl.state_dim`` 0);
-- ``RL2Agent``: the GRU step; the graph takes the observation, the previous action
-  and reward, the episode-start flag and the recurrent state, and returns the new
-  state, so the agent adapts online in a deployment as in simulation.
-
-Others (MAML's gradient-step adaptation, PEARL's posterior over contexts) need
-PyTorch at run time and raise ``TypeError`` naming the registered agents that have one.
+Any agent that implements ``control_step()`` (the ``ExportableAgent`` protocol) exports
+through this module unchanged; what its graph takes and returns is said by its
+``control_step`` (a Markov policy takes the observation and has no recurrent state,
+``metarl.state_dim`` 0; a recurrent one also takes the previous action and reward, the
+episode-start flag and its state, and returns the new state). An agent without one
+raises ``TypeError`` naming the registered agents that have one.
 """
 
 from __future__ import annotations
