@@ -11,9 +11,9 @@ An experiment config has one small section per concern::
 
 ``load_config(path, overrides)`` reads the YAML (``yaml.safe_load`` semantics, plus
 ``1e-3`` read as a float as YAML 1.2 does, and a key given twice in one mapping
-refused with both lines), applies overrides ``key.sub=value``
-(the value read as YAML) and validates with pydantic in strict mode: nothing is
-coerced (``"5"`` is not an integer), unknown keys are errors, ranges are checked.
+refused with both lines), applies overrides ``key.sub=value`` (the value read as
+YAML) and validates with pydantic in strict mode: nothing is coerced (``"5"`` is not
+an integer), unknown keys are errors, ranges are checked.
 Every failure raises one ``ConfigError`` whose lines name the field path
 (``agent.learning_rate``), the bad value and what is allowed.
 
@@ -29,10 +29,9 @@ Agents are looked up in ``metarl.agent_registry.AGENTS`` (``register_agent`` add
 one; installed packages offer theirs through the entry-point group ``metarl.agents``),
 which also builds the ``agent`` section; ``metarl.config_errors`` words the errors.
 
-A validated config is *resolved*: seeds left out take ``run.seed``, task counts
-left out take the family's counts (``TASK_ENVS``), the run name defaults to
-``<agent>_<env>``. ``config_to_yaml`` writes it back so that loading it again
-gives the same config.
+A validated config is *resolved*: seeds left out take ``run.seed``, task counts left
+out take the family's counts (``TASK_ENVS``), the run name defaults to ``<agent>_<env>``.
+``config_to_yaml`` writes it back so that loading it again gives the same config.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Vocabulary (every agent, config, sampler and report uses these names, and only t
   keeps what it has learned about the task (RL2's memory, PEARL's posterior; MAML's
   inner step learns from the whole trial); an ``EpisodeBatch`` holds one per task.
 - ``episodes_per_trial``: a trial's length in meta-training (the sampler's
-  ``collect(policy, tasks, episodes_per_trial)``, ``Agent.episodes_per_trial``, the
+  ``collect(policy, tasks, episodes_per_trial)``, ``BatchAgent.episodes_per_trial``, the
   agents' config field). The meta-test's trial length is *K*,
   ``evaluation.episodes``.
 - *iteration*: one step of the outer loop (``trainer.iterations``): the trainer

@@ -287,7 +287,8 @@ def render_report(
         + ").",
         f"- Seeds: run {config.run.seed}, tasks {config.env.task_seed}, sampler "
         f"{config.sampler.seed}, trainer {config.trainer.seed}. One seed: "
-        "docs/benchmarks.md#seeds asks for >= 3 for a published number.",
+        'the benchmark protocol (docs/benchmarks.md in the metarl repository, "Seeds") '
+        "asks for >= 3 for a published number.",
         "",
         "## Return of episode k (mean ± std over test tasks)",
         "",
@@ -337,7 +338,8 @@ def render_report(
     else:
         lines.append(
             f"**{gap:.2f}** = ({main.label} {final} - multi-task) / (oracle - multi-task), "
-            "docs/benchmarks.md#oracle-gap-closed; the baselines do not adapt, so each counts "
+            'as docs/benchmarks.md in the metarl repository defines it ("Oracle gap closed"); '
+            "the baselines do not adapt, so each counts "
             "as its mean over "
             f"the {K} episodes. 1 means the agent matches the oracle after {K} episodes; 0 "
             "means it does no better than the multi-task policy."

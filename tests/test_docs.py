@@ -251,7 +251,8 @@ STALE = re.compile(
 # figure after "measured".
 MEASUREMENT = re.compile(
     r"\b\d+(\.\d+)?x\b|\b\d+(\.\d+)?\s?(ms|µs)\b"
-    r"|\b\d+(\.\d+)?\s?s\b[^.]*\b(\d+-core|cores?|CPUs?)\b|\bmeasured\b[^.]*\d"
+    r"|\b\d+(\.\d+)?\s?s\b[^.]*\b(\d+-core|cores?|CPUs?)\b|\bmeasured\b[^.]*\d",
+    re.IGNORECASE,
 )
 
 
@@ -277,6 +278,8 @@ def test_the_patterns_catch_what_they_are_for() -> None:
     assert MEASUREMENT.search("about 2.5 s for ML1, 18 s for ML10 on one 2-core CPU machine")
     assert MEASUREMENT.search("HalfCheetahVel ran at 0.86x the Gymnasium env")
     assert MEASUREMENT.search("measured on the point robot: 0.54 s instead of 0.82 s")
+    assert MEASUREMENT.search("Measured on the point robot: with 80, episode 2 reached -8")
+    assert MEASUREMENT.search("Measured reason: trial returns are about -40")
     assert MEASUREMENT.search("22 ms per minibatch of 2 trials")
     assert not MEASUREMENT.search("dt = frame_skip * opt.timestep (0.05 s)")
 

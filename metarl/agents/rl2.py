@@ -90,7 +90,8 @@ class RL2Config:
     ``RL2PPO`` and its ``FirstOrderOptimizer`` defaults; "ProMP" is the RL2 config of
     the ProMP repository (``configs/rl2_config.json``); "PPO" is Schulman et al. 2017
     and the implementations that follow it (OpenAI baselines, CleanRL). Where a
-    default was chosen on the point robot, the measurement is in the field's text.
+    default was chosen on the point robot, the field's text says so; the measurements
+    are in benchmarks/RESULTS.md, "Figures quoted from development".
     """
 
     seed: NonNegativeInt = 0
@@ -101,9 +102,9 @@ class RL2Config:
     the point robot (horizon 20) 2 suffices to show adaptation and halves the cost."""
 
     meta_batch_size: PositiveInt = 40
-    """Tasks (trials) per iteration. garage: 10, ProMP: 200. Measured on the point
-    robot: batches of 40 to 80 trials learned far more per CPU second than 20 (with
-    20, no adaptation after 300 iterations; with 80, episode 2 reached -8 within 100)."""
+    """Tasks (trials) per iteration. garage: 10, ProMP: 200. Chosen on the point robot,
+    where batches of 40 to 80 trials learned far more per CPU second than smaller ones
+    (benchmarks/RESULTS.md, "Figures quoted from development")."""
 
     hidden_size: PositiveInt = 64
     """GRU hidden units (the core shared by the policy and value heads). garage and
@@ -150,10 +151,9 @@ class RL2Config:
     """Train the value head on returns standardized by their running mean and
     standard deviation (stable_baselines3's ``RunningMeanStd``), the value
     normalization of rl_games / PopArt (van Hasselt et al. 2016) without PopArt's
-    output correction. Measured reason: point-robot trial returns are about -40, and
-    a head on tanh-bounded GRU features took hundreds of Adam steps to reach that
-    scale (explained variance stayed near 0 for the first 20 iterations; with the
-    standardization it was 0.8 by iteration 30)."""
+    output correction. Why: a value head on tanh-bounded GRU features is slow to reach
+    the scale of the point robot's trial returns without it (benchmarks/RESULTS.md,
+    "Figures quoted from development")."""
 
     ablate_prev_reward: bool = False
     """Ablation: feed 0 instead of the previous reward. The agent can then no longer
@@ -480,8 +480,8 @@ class RL2Agent(BatchAgent):
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """PPO epochs over minibatches of whole trials; returns the update's metrics.
 
-        Metrics: ``PPO_UPDATE_METRICS`` (the returns are ``train_step``'s
-        ``return_mean`` and ``return_k{k}``).
+        Metrics: ``PPO_UPDATE_METRICS``; the trainer adds the batch's returns
+        (``return_metrics``: ``return_mean`` and ``return_k{k}``).
 
         Raises:
             ValueError: the batch's episodes lack the ``log_prob`` / ``value`` infos.
