@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 import pytest
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
@@ -21,6 +20,7 @@ from metarl.envs.mujoco_state import (
     RecordState,
     get_state,
     mujoco_model,
+    set_state,
     state_labels,
     state_size,
 )
@@ -114,9 +114,7 @@ def test_any_mujoco_env_records_its_act_part_too(arm: FilteredArm) -> None:
     assert np.all(act != 0)  # the filter's activation is in the state
     mirror = FilteredArm(arm.fullpath)
     mirror.reset(seed=9)
-    mujoco.mj_setState(
-        mirror.model, mirror.data, infos[0][STATE_KEY], mujoco.mjtState.mjSTATE_PHYSICS
-    )
+    set_state(mirror.model, mirror.data, infos[0][STATE_KEY])
     rng = np.random.default_rng(0)
     for info in infos:
         mirror.step(rng.uniform(-1, 1, 1).astype(np.float32))
@@ -171,7 +169,7 @@ def test_state_noise_is_one_measurement_per_time_point_with_a_bias_per_episode()
 def test_state_noise_sizes_are_per_part_and_leave_the_observation_alone() -> None:
     env = _noisy(qpos_std=[0.0] * 5 + [1.0], qvel_bias_std=0.0)
     plain = RecordState(gym.make("Hopper-v5"))
-    (reset_info, infos), (plain_reset, plain_infos) = _run(env, 3), _run(plain, 3)
+    (_, infos), (_, plain_infos) = _run(env, 3), _run(plain, 3)
     diff = infos[-1][NEXT_STATE_KEY] - plain_infos[-1][NEXT_STATE_KEY]
     assert np.all(diff[:5] == 0) and diff[5] != 0 and np.all(diff[6:] == 0)
     np.testing.assert_array_equal(env.reset(seed=0)[0], plain.reset(seed=0)[0])
