@@ -20,9 +20,10 @@ __all__ = ["StateNoise"]
 
 
 class StateNoise(Effect):
-    """Measured states: truth + bias + N(0, std^2) on the ``qpos`` and ``qvel`` parts of
-    ``info["state"]`` / ``info["next_state"]`` (the ``act`` part, an actuator's internal
-    activation, passes exact). The bias is drawn per episode from N(0, bias_std^2).
+    """The state as sensors give it: truth + bias + N(0, std^2) on the ``qpos`` and
+    ``qvel`` parts of ``info["state"]`` / ``info["next_state"]`` (the ``act`` part, an
+    actuator's internal activation, passes exact). The bias is drawn per episode from
+    N(0, bias_std^2).
 
     ``qpos_std`` and ``qpos_bias_std`` are a number or ``nq`` values (one per ``qpos``
     entry), ``qvel_std`` and ``qvel_bias_std`` a number or ``nv`` values; all default to 0.

@@ -393,11 +393,12 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"RealRobotEnv: {where} has a 'state' and the reset reading had none: a "
                 "robot reports its state in every reading or in none"
             )
-        size = self._state_size if self._state_size is not None else state.size
-        if state.ndim != 1 or state.size != size or state.size == 0:
+        size = self._state_size
+        if state.ndim != 1 or state.size == 0 or size not in (None, state.size):
+            expected = "numbers" if size is None else f"{size} numbers"
             raise ValueError(
                 f"RealRobotEnv: {where} has a 'state' of shape {state.shape}; the robot's "
-                f"state is a vector of {size} numbers ([qpos, qvel, act] of its model)"
+                f"state is a vector of {expected} ([qpos, qvel, act] of its model)"
             )
         bad = np.flatnonzero(~np.isfinite(state))
         if bad.size:
@@ -405,7 +406,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"RealRobotEnv: {where} has a 'state' that is not finite at entries "
                 f"{bad.tolist()} ({state[bad].tolist()}); a state must be finite numbers"
             )
-        self._state_size = size
+        self._state_size = state.size
         return state
 
     def clear_estop(self) -> None:
