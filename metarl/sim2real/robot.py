@@ -15,16 +15,16 @@ specification of what it reads and takes), optional ``observation_names``, and
 
 A robot raises ``RobotDisconnected`` when its link is gone.
 
-``RealRobotEnv`` makes any such robot a Gymnasium environment, so that every policy
-and agent of the platform runs on it unchanged. Each ``step``: the command passes the
+``RealRobotEnv`` makes any such robot a Gymnasium environment, so that every policy and
+agent of the platform runs on it unchanged. Each ``step``: the command passes the
 ``SafetyLayer`` (``metarl.sim2real.safety``), is sent, the ``RateController`` waits for
-the end of the control period, and the robot is read. ``info`` says, with the same
-keys at every step and at reset (what recorders need): the command as sent
-(``command``), the step's timing (``timing.*``: period, lateness past the deadline,
-overrun, time spent in ``send_command`` and in ``read``), the safety layer's
-interventions on this command (``safety.interventions``, ``safety.kinds`` as a bit mask
-of ``safety.KINDS``, ``safety.estop``), how often the watchdog sent the safe action
-since the previous step (``safety.watchdog``) and whether the link was lost
+the end of the control period, and the robot is read. ``info`` says, with the same keys
+at every step and at reset (what recorders need; the state's keys below aside): the
+command as sent (``command``), the step's timing (``timing.*``: period, lateness past
+the deadline, overrun, time spent in ``send_command`` and in ``read``), the safety
+layer's interventions on this command (``safety.interventions``, ``safety.kinds`` as a
+bit mask of ``safety.KINDS``, ``safety.estop``), how often the watchdog sent the safe
+action since the previous step (``safety.watchdog``) and whether the link was lost
 (``disconnected``).
 
 The state. A fitted simulator (``metarl.sim2real.sysid``) needs the robot's full
@@ -33,18 +33,24 @@ or clipped, a position relative to the robot, float32). A robot that can measure
 puts it in each reading's ``info["state"]``: the state at the time of the reading, in
 the layout of its MuJoCo model, ``[qpos, qvel, act]`` (``nq + nv + na`` numbers, the
 order of ``metarl.envs.mujoco_state.state_labels``), e.g. joint encoders and their
-velocities, and a base pose from motion capture or an estimator. ``RealRobotEnv``
-turns consecutive readings into the step infos ``state`` (the previous reading's; the
-reset reading's for the first step) and ``next_state`` (this reading's), float64, and
-the reset's info ``state``; recorded (``metarl.sim2real.recording``) they reach the
-fits. A robot without a state sends none (every reading, or none: a reading without
-one after a reset with one, a state of another size, or a value that is not finite is
-an error naming the step).
+velocities, and a base pose from motion capture or an estimator::
 
-A lost link ends the episode cleanly: the step returns the last observation,
-reward 0, ``truncated=True`` and ``info["disconnected"] = True``; the next ``reset``
-reconnects. At the end of every episode the safe action is sent, so the robot does not
-keep executing the last command.
+    def read(self) -> RobotReading:
+        qpos, qvel = self.encoders()  # in the model's joint order and units
+        return RobotReading(self.observe(), info={"state": np.concatenate([qpos, qvel])})
+
+(``reset`` returns its reading the same way). ``RealRobotEnv`` turns consecutive
+readings into the step infos ``state`` (the previous reading's; the reset reading's for
+the first step) and ``next_state`` (this reading's), float64, and the reset's info
+``state``; recorded (``metarl.sim2real.recording``) they reach the fits. A robot without
+a state sends none (every reading, or none: a reading without one after a reset with
+one, a state of another size, or a value that is not finite is an error naming the
+step).
+
+A lost link ends the episode cleanly: the step returns the last observation, reward 0,
+``truncated=True`` and ``info["disconnected"] = True`` (and no state); the next
+``reset`` reconnects. At the end of every episode the safe action is sent, so the robot
+does not keep executing the last command.
 """
 
 from __future__ import annotations
