@@ -12,7 +12,10 @@ environments stay task environments: ``set_task`` and friends reach through):
 - ``backlash`` (``Backlash``): a dead band (play) between the command and what the
   actuator follows;
 - ``saturation`` (``ActuatorSaturation``): commands limited to ``[-limit, limit]``;
-- ``push`` (``RandomPush``): random external forces on a body (MuJoCo environments).
+- ``push`` (``RandomPush``): random external forces on a body (MuJoCo environments);
+- ``state_noise`` (``metarl.envs.state_noise.StateNoise``): noise every step plus a
+  bias drawn per episode on the measured state (``info["state"]``, MuJoCo environments
+  wrapped in ``metarl.envs.mujoco_state.RecordState``).
 
 Delays ``k`` are in control steps: a fixed integer, or ``[low, high]`` for a value
 drawn uniformly (both ends included) at every reset. Per-dimension sizes
@@ -28,7 +31,8 @@ takes fresh entropy, as Gymnasium does. What each effect did is in the step's
 ``[{name: ..., **arguments}, ...]`` (the ``env.effects`` list of a config) in order,
 innermost first; ``effect_wrappers(specs)`` gives them as picklable ``env -> env``
 functions (a sampler's ``wrappers``, shipped to Ray workers); ``check_effect_specs``
-validates such a list without an env.
+validates such a list without an env. The base wrapper and the argument checks they
+share are in ``metarl.envs.effect_base``.
 """
 
 from __future__ import annotations
@@ -37,14 +41,24 @@ import functools
 import inspect
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from metarl.checks import check_int, check_number, is_integer, is_real
+from metarl.checks import check_int, check_number
 from metarl.envs.base import EnvWrapper
+from metarl.envs.effect_base import (
+    Delay,
+    Effect,
+    Size,
+    check_box,
+    check_delay,
+    check_size,
+    is_numeric,
+    with_record,
+)
+from metarl.envs.state_noise import StateNoise
 
 __all__ = [
     "EFFECTS",
@@ -55,134 +69,16 @@ __all__ = [
     "ObservationDelay",
     "ObservationNoise",
     "RandomPush",
+    "StateNoise",
     "apply_effects",
     "check_effect_specs",
     "effect_wrappers",
 ]
 
-Delay = int | Sequence[int]
-Size = float | Sequence[float]
-
-
-class _Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
-    """An unmodeled effect: its own seeded generator and its record in ``info``."""
-
-    name: ClassVar[str]
-    _stream: ClassVar[int]  # spawn key of this effect's generator stream
-
-    def __init__(self, env: gym.Env[Any, Any], **kwargs: Any):
-        gym.utils.RecordConstructorArgs.__init__(self, **kwargs)
-        gym.Wrapper.__init__(self, env)
-        self._rng: np.random.Generator | None = None
-        # Two effects of one kind in a stack get different streams (the inner keeps
-        # the plain key, so a single effect draws as it always did).
-        depth, inner = 0, env
-        while isinstance(inner, gym.Wrapper):
-            depth += type(inner) is type(self)
-            inner = inner.env
-        self._spawn_key = (self._stream,) if depth == 0 else (self._stream, depth)
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """The effect's generator (fresh entropy until a seeded reset)."""
-        if self._rng is None:
-            self._rng = np.random.default_rng()
-        return self._rng
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        if seed is not None:
-            self._rng = np.random.default_rng(
-                np.random.SeedSequence(seed, spawn_key=self._spawn_key)
-            )
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._start_episode()
-        obs, record = self._reset_observation(obs)
-        return obs, _with_record(info, self.name, record)
-
-    def _step_applied(
-        self, applied: Any, record: dict[str, Any]
-    ) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the wrapped env with ``applied`` (the action the effect lets through) and
-        record it, with ``record``, in ``info["effects"][name]``."""
-        obs, reward, terminated, truncated, info = self.env.step(applied)
-        record = {"applied_action": applied, **record}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
-
-    def _start_episode(self) -> None:
-        """Draw what the effect keeps for an episode."""
-
-    def _reset_observation(self, obs: Any) -> tuple[Any, dict[str, Any]]:
-        """The observation the agent gets at reset, and what to record."""
-        return obs, {}
-
-
-def _with_record(info: dict[str, Any], name: str, record: dict[str, Any]) -> dict[str, Any]:
-    if not record:
-        return info
-    effects = dict(info.get("effects", {}))
-    effects[name] = record
-    return {**info, "effects": effects}
-
-
-def _check_delay(name: str, steps: Any) -> tuple[int, int]:
-    """``steps`` (an integer or ``[low, high]``) as an inclusive range of integers >= 0."""
-
-    def ok(x: Any) -> bool:
-        return is_integer(x) and bool(x >= 0)
-
-    if ok(steps):
-        return int(steps), int(steps)
-    if (
-        isinstance(steps, Sequence)
-        and not isinstance(steps, str)
-        and len(steps) == 2
-        and all(ok(x) for x in steps)
-        and steps[0] <= steps[1]
-    ):
-        return int(steps[0]), int(steps[1])
-    raise ValueError(
-        f"{name}.steps must be an integer >= 0 or [low, high] with 0 <= low <= high, got {steps!r}"
-    )
-
-
-def _check_size(name: str, field: str, value: Any, dim: int, positive: bool = False) -> np.ndarray:
-    """A number or ``dim`` numbers, each finite and >= 0 (> 0 if ``positive``)."""
-    arr = np.asarray(value, dtype=np.float64) if _numeric(value) else None
-    if arr is None or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != dim):
-        raise ValueError(
-            f"{name}.{field} must be a number or a list of {dim} numbers (one per "
-            f"dimension), got {value!r}"
-        )
-    bad = ~np.isfinite(arr) | (arr <= 0 if positive else arr < 0)
-    if np.any(bad):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{name}.{field} must be finite and {kind}, got {value!r}")
-    return np.broadcast_to(arr, (dim,)).copy()
-
-
-def _numeric(value: Any) -> bool:
-    if is_real(value):
-        return True
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) > 0
-        and all(is_real(v) for v in value)
-    )
-
-
-def _box(space: spaces.Space[Any], name: str, what: str) -> spaces.Box:
-    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-        raise ValueError(f"{name} needs a 1-D Box {what} space, got {space!r}")
-    return space
-
-
 # --------------------------------------------------------------------------- delays
 
 
-class ActionDelay(_Effect):
+class ActionDelay(Effect):
     """The action given at step t is applied at step t + k.
 
     ``k`` (``steps``) is fixed or drawn per episode from ``[low, high]``. The first k
@@ -202,8 +98,8 @@ class ActionDelay(_Effect):
         self, env: gym.Env[Any, Any], steps: Delay, initial_action: Sequence[float] | None = None
     ):
         super().__init__(env, steps=steps, initial_action=initial_action)
-        self.range = _check_delay(type(self).__name__, steps)
-        box = _box(env.action_space, type(self).__name__, "action")
+        self.range = check_delay(type(self).__name__, steps)
+        box = check_box(env.action_space, type(self).__name__, "action")
         if initial_action is None:
             zero = np.zeros(box.shape, dtype=box.dtype)
             initial = zero if box.contains(zero) else ((box.low + box.high) / 2).astype(box.dtype)
@@ -228,7 +124,7 @@ class ActionDelay(_Effect):
         return self._step_applied(self._queue.popleft(), {"steps": self.delay})
 
 
-class ObservationDelay(_Effect):
+class ObservationDelay(Effect):
     """The observation returned at step t is the one of step t - k (the reset
     observation while t < k); rewards and episode ends are not delayed.
 
@@ -243,7 +139,7 @@ class ObservationDelay(_Effect):
 
     def __init__(self, env: gym.Env[Any, Any], steps: Delay):
         super().__init__(env, steps=steps)
-        self.range = _check_delay(type(self).__name__, steps)
+        self.range = check_delay(type(self).__name__, steps)
         self.delay = self.range[0]
         self._queue: deque[Any] = deque()
 
@@ -264,14 +160,14 @@ class ObservationDelay(_Effect):
             reward,
             terminated,
             truncated,
-            _with_record(info, self.name, {"steps": self.delay}),
+            with_record(info, self.name, {"steps": self.delay}),
         )
 
 
 # --------------------------------------------------------------------------- noise
 
 
-class ObservationNoise(_Effect):
+class ObservationNoise(Effect):
     """Observation + bias + N(0, std^2) per step, the bias drawn per episode from
     N(0, bias_std^2) (per dimension), as a miscalibrated sensor.
 
@@ -287,10 +183,10 @@ class ObservationNoise(_Effect):
 
     def __init__(self, env: gym.Env[Any, Any], std: Size = 0.0, bias_std: Size = 0.0):
         super().__init__(env, std=std, bias_std=bias_std)
-        box = _box(env.observation_space, "ObservationNoise", "observation")
+        box = check_box(env.observation_space, "ObservationNoise", "observation")
         dim = box.shape[0]
-        self.std = _check_size("ObservationNoise", "std", std, dim)
-        self.bias_std = _check_size("ObservationNoise", "bias_std", bias_std, dim)
+        self.std = check_size("ObservationNoise", "std", std, dim)
+        self.bias_std = check_size("ObservationNoise", "bias_std", bias_std, dim)
         self.dtype = box.dtype
         self.bias = np.zeros(dim)
 
@@ -312,11 +208,11 @@ class ObservationNoise(_Effect):
             reward,
             terminated,
             truncated,
-            _with_record(info, self.name, record),
+            with_record(info, self.name, record),
         )
 
 
-class ActionNoise(_Effect):
+class ActionNoise(Effect):
     """Action + N(0, std^2) per step and dimension (in the action's units). The wrapper
     does not clip; the environment applies its own limits (MuJoCo's control range).
 
@@ -332,8 +228,8 @@ class ActionNoise(_Effect):
 
     def __init__(self, env: gym.Env[Any, Any], std: Size):
         super().__init__(env, std=std)
-        box = _box(env.action_space, "ActionNoise", "action")
-        self.std = _check_size("ActionNoise", "std", std, box.shape[0])
+        box = check_box(env.action_space, "ActionNoise", "action")
+        self.std = check_size("ActionNoise", "std", std, box.shape[0])
         self.dtype = box.dtype
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -344,7 +240,7 @@ class ActionNoise(_Effect):
 # --------------------------------------------------------------------------- actuators
 
 
-class Backlash(_Effect):
+class Backlash(Effect):
     """A dead band of ``width`` between the command and what the actuator follows (the
     play operator of gear backlash, on position targets or torques alike):
 
@@ -365,10 +261,10 @@ class Backlash(_Effect):
 
     def __init__(self, env: gym.Env[Any, Any], width: Size, initial: Size = 0.0):
         super().__init__(env, width=width, initial=initial)
-        box = _box(env.action_space, "Backlash", "action")
+        box = check_box(env.action_space, "Backlash", "action")
         dim = box.shape[0]
-        self.half = _check_size("Backlash", "width", width, dim) / 2
-        start = np.asarray(initial, dtype=np.float64) if _numeric(initial) else None
+        self.half = check_size("Backlash", "width", width, dim) / 2
+        start = np.asarray(initial, dtype=np.float64) if is_numeric(initial) else None
         if (
             start is None
             or start.ndim > 1
@@ -392,7 +288,7 @@ class Backlash(_Effect):
         return self._step_applied(self.output.astype(self.dtype), {})
 
 
-class ActuatorSaturation(_Effect):
+class ActuatorSaturation(Effect):
     """Commands limited to ``[-limit, limit]`` per dimension (an actuator weaker than
     the model's). ``info["effects"]["saturation"]``: ``applied_action`` and
     ``saturated`` (which dimensions hit the limit).
@@ -407,8 +303,8 @@ class ActuatorSaturation(_Effect):
 
     def __init__(self, env: gym.Env[Any, Any], limit: Size):
         super().__init__(env, limit=limit)
-        box = _box(env.action_space, "ActuatorSaturation", "action")
-        self.limit = _check_size("ActuatorSaturation", "limit", limit, box.shape[0], True)
+        box = check_box(env.action_space, "ActuatorSaturation", "action")
+        self.limit = check_size("ActuatorSaturation", "limit", limit, box.shape[0], True)
         self.dtype = box.dtype
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -420,7 +316,7 @@ class ActuatorSaturation(_Effect):
 # --------------------------------------------------------------------------- pushes
 
 
-class RandomPush(_Effect):
+class RandomPush(Effect):
     """Random external forces on a body of a MuJoCo environment.
 
     At each step, with ``probability``, a push starts: a force of ``force`` newtons in
@@ -505,12 +401,12 @@ class RandomPush(_Effect):
             if self._left == 0:
                 self._apply(np.zeros(3))
         record = {"force": force.copy()}
-        return obs, reward, terminated, truncated, _with_record(info, self.name, record)
+        return obs, reward, terminated, truncated, with_record(info, self.name, record)
 
 
 # --------------------------------------------------------------------------- by name
 
-EFFECTS: dict[str, type[_Effect]] = {
+EFFECTS: dict[str, type[Effect]] = {
     cls.name: cls
     for cls in (
         ActionDelay,
@@ -520,6 +416,7 @@ EFFECTS: dict[str, type[_Effect]] = {
         Backlash,
         ActuatorSaturation,
         RandomPush,
+        StateNoise,
     )
 }
 

@@ -10,21 +10,25 @@ contact forces, and observations are float32).
 
 Recorded episodes carry it in their step infos under ``STATE_KEY`` (the state the
 action was applied in) and ``NEXT_STATE_KEY`` (the state after the step); a reset's
-info carries ``STATE_KEY``. ``state_labels`` names every entry (``qpos:rootz``,
-``qvel:thigh_joint``, ``act:<actuator>``), ``full_physics`` turns states into the
-``mjSTATE_FULLPHYSICS`` rows that ``mujoco.rollout`` starts from.
+info carries ``STATE_KEY``. ``RecordState`` adds them to any Gymnasium MuJoCo
+environment (the targets of ``metarl.sim2real`` have it innermost). ``state_labels``
+names every entry (``qpos:rootz``, ``qvel:thigh_joint``, ``act:<actuator>``),
+``full_physics`` turns states into the ``mjSTATE_FULLPHYSICS`` rows that
+``mujoco.rollout`` starts from.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 
 __all__ = [
     "NEXT_STATE_KEY",
     "STATE_KEY",
+    "RecordState",
     "full_physics",
     "get_state",
     "mujoco_model",
@@ -120,6 +124,59 @@ def physics_of_full(model: mujoco.MjModel, full: np.ndarray) -> np.ndarray:
     """The ``[qpos, qvel, act]`` part of ``mjSTATE_FULLPHYSICS`` rows ``(..., nfull)``."""
     # FULLPHYSICS lays out time, qpos, qvel, act, ... in that order.
     return np.asarray(full)[..., 1 : 1 + state_size(model)]
+
+
+class RecordState(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """The system's true state in the infos of a Gymnasium MuJoCo environment: each
+    step's ``info[STATE_KEY]`` (the state the action was applied in, read just before
+    the step) and ``info[NEXT_STATE_KEY]`` (read just after), and the reset's
+    ``info[STATE_KEY]``; float64 arrays of ``state_size`` values, read from the
+    simulation's ``MjData`` at each call (so a copy of the wrapper reads its own
+    copy's simulation).
+
+    Raises:
+        ValueError: an environment that is not MuJoCo (no ``model`` / ``data`` on its
+            unwrapped env); at a reset or step, an env whose own info already has one
+            of the keys (it would be overwritten).
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        if mujoco_model(env) is None:
+            raise ValueError(
+                "RecordState needs a Gymnasium MuJoCo environment (an unwrapped env with "
+                f"a mujoco.MjModel `model` and mujoco.MjData `data`), got {env.unwrapped!r}"
+            )
+
+    def _state(self) -> np.ndarray:
+        found = mujoco_model(self.env)
+        assert found is not None  # checked when built
+        return get_state(*found)
+
+    def _own(self, info: dict[str, Any]) -> dict[str, Any]:
+        clash = [k for k in (STATE_KEY, NEXT_STATE_KEY) if k in info]
+        if clash:
+            raise ValueError(
+                f"RecordState: the env's info already has {clash}; RecordState would "
+                "overwrite it (wrap an env only once, and one that does not use these keys)"
+            )
+        return dict(info)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        info = self._own(info)
+        info[STATE_KEY] = self._state()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        state = self._state()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = self._own(info)
+        info[STATE_KEY], info[NEXT_STATE_KEY] = state, self._state()
+        return obs, reward, terminated, truncated, info
 
 
 def _checked(model: mujoco.MjModel, states: np.ndarray) -> np.ndarray:

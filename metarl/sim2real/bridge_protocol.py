@@ -16,7 +16,9 @@ schema (the pydantic models below, unknown fields refused), with a ``type``:
 ``encode`` makes a frame of a message, ``read_frame`` reads one frame's body from a
 socket and ``decode`` validates it into a message; each refuses what breaks the protocol
 with a ``ProtocolError`` that says how. ``box_spec`` / ``box_from_spec`` carry a
-Gymnasium ``Box`` and ``plain_info`` a reading's ``info`` as JSON numbers.
+Gymnasium ``Box`` and ``plain_info`` a reading's ``info`` as JSON numbers. Numbers
+travel as float64 and arrive bit for bit (JSON holds each in its shortest exact
+decimal form), so a robot's measured state loses nothing on the way.
 """
 
 from __future__ import annotations

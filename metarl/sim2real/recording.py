@@ -3,12 +3,13 @@
 ``Recorder`` wraps an environment (a ``RealRobotEnv``, a simulated robot's) and keeps
 every step of every episode: observations, the actions the policy gave, rewards,
 terminations and truncations, and the step infos (``RealRobotEnv``'s: the command as
-sent after the safety layer, timing, interventions, a lost link), flattened to
-``a.b`` keys and stored as float64 arrays. An info key that appears later in an
-episode is NaN before (at the reset, for instance): nothing is dropped. An episode
-that does not end by termination or truncation (the env raised, the caller reset or
-closed early) is kept too, its last step marked truncated; ``recorder.partial`` is 1
-on every step of such an episode and of one cut by a lost link.
+sent after the safety layer, timing, interventions, a lost link), flattened to ``a.b``
+keys and stored as float64 arrays (the system's ``state`` and ``next_state``, where the
+robot or target gives them, kept bit for bit). An info key that appears later in an
+episode is NaN before (at the reset, for instance): nothing is dropped. An episode that
+does not end by termination or truncation (the env raised, the caller reset or closed
+early) is kept too, its last step marked truncated; ``recorder.partial`` is 1 on every
+step of such an episode and of one cut by a lost link.
 
 Each episode also keeps its context (``metarl.sim2real.env_record.EpisodeContext``):
 the recorder's ``phase`` (the part of a session it belongs to), the task the

@@ -15,22 +15,42 @@ specification of what it reads and takes), optional ``observation_names``, and
 
 A robot raises ``RobotDisconnected`` when its link is gone.
 
-``RealRobotEnv`` makes any such robot a Gymnasium environment, so that every policy
-and agent of the platform runs on it unchanged. Each ``step``: the command passes the
+``RealRobotEnv`` makes any such robot a Gymnasium environment, so that every policy and
+agent of the platform runs on it unchanged. Each ``step``: the command passes the
 ``SafetyLayer`` (``metarl.sim2real.safety``), is sent, the ``RateController`` waits for
-the end of the control period, and the robot is read. ``info`` says, with the same
-keys at every step and at reset (what recorders need): the command as sent
-(``command``), the step's timing (``timing.*``: period, lateness past the deadline,
-overrun, time spent in ``send_command`` and in ``read``), the safety layer's
-interventions on this command (``safety.interventions``, ``safety.kinds`` as a bit mask
-of ``safety.KINDS``, ``safety.estop``), how often the watchdog sent the safe action
-since the previous step (``safety.watchdog``) and whether the link was lost
+the end of the control period, and the robot is read. ``info`` says, with the same keys
+at every step and at reset (what recorders need; the state's keys below aside): the
+command as sent (``command``), the step's timing (``timing.*``: period, lateness past
+the deadline, overrun, time spent in ``send_command`` and in ``read``), the safety
+layer's interventions on this command (``safety.interventions``, ``safety.kinds`` as a
+bit mask of ``safety.KINDS``, ``safety.estop``), how often the watchdog sent the safe
+action since the previous step (``safety.watchdog``) and whether the link was lost
 (``disconnected``).
 
-A lost link ends the episode cleanly: the step returns the last observation,
-reward 0, ``truncated=True`` and ``info["disconnected"] = True``; the next ``reset``
-reconnects. At the end of every episode the safe action is sent, so the robot does not
-keep executing the last command.
+The state. A fitted simulator (``metarl.sim2real.sysid``) needs the robot's full
+state at every recorded step, which its observation often is not (a velocity left out
+or clipped, a position relative to the robot, float32). A robot that can measure it
+puts it in each reading's ``info["state"]``: the state at the time of the reading, in
+the layout of its MuJoCo model, ``[qpos, qvel, act]`` (``nq + nv + na`` numbers, the
+order of ``metarl.envs.mujoco_state.state_labels``), e.g. joint encoders and their
+velocities, and a base pose from motion capture or an estimator::
+
+    def read(self) -> RobotReading:
+        qpos, qvel = self.encoders()  # in the model's joint order and units
+        return RobotReading(self.observe(), info={"state": np.concatenate([qpos, qvel])})
+
+(``reset`` returns its reading the same way). ``RealRobotEnv`` turns consecutive
+readings into the step infos ``state`` (the previous reading's; the reset reading's for
+the first step) and ``next_state`` (this reading's), float64, and the reset's info
+``state``; recorded (``metarl.sim2real.recording``) they reach the fits. A robot without
+a state sends none (every reading, or none: a reading without one after a reset with
+one, a state of another size, or a value that is not finite is an error naming the
+step).
+
+A lost link ends the episode cleanly: the step returns the last observation, reward 0,
+``truncated=True`` and ``info["disconnected"] = True`` (and no state); the next
+``reset`` reconnects. At the end of every episode the safe action is sent, so the robot
+does not keep executing the last command.
 """
 
 from __future__ import annotations
@@ -47,6 +67,7 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.checks import check_int
+from metarl.envs.mujoco_state import NEXT_STATE_KEY, STATE_KEY
 from metarl.sim2real.rate import RateController, TimingStats, timing_stats
 from metarl.sim2real.safety import (
     KINDS,
@@ -68,7 +89,8 @@ class RobotDisconnected(ConnectionError):
 class RobotReading:
     """What a robot reports: its observation, and where it knows them, the reward of
     the last control period, whether the episode ended, and extra ``info`` (numbers or
-    numeric arrays, the same keys at every step)."""
+    numeric arrays, the same keys at every step), ``info["state"]`` among them for a
+    robot that measures its state (module docstring)."""
 
     observation: np.ndarray
     reward: float | None = None
@@ -171,6 +193,8 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._lock = threading.Lock()  # the env's thread and the watchdog's share the robot
         self._connected = False
         self._obs: np.ndarray | None = None
+        self._state: np.ndarray | None = None  # the latest reading's state, if it has one
+        self._state_size: int | None = None  # the robot's, once a reset reading had one
         self._steps = 0
         self._episode_ticks = 0
         self._watchdog_fires = 0  # since the last step: reported in its info
@@ -241,6 +265,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             reading = self.robot.reset(seed)
             self._watchdog_fires = 0
         self._obs = self._observation(reading)
+        self._state = self._reading_state(reading, None)
         self._steps = 0
         self.episode_interventions = []
         self.safety.start_episode()
@@ -248,7 +273,10 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._episode_ticks = len(self.rate.ticks)
         if self.watchdog is not None:
             self.watchdog.resume()
-        return self._obs.copy(), self._info(self.safety.safe_action)
+        info = self._info(self.safety.safe_action)
+        if self._state is not None:
+            info[STATE_KEY] = self._state.copy()
+        return self._obs.copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """One control period (module docstring).
@@ -301,9 +329,10 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 raise RuntimeError(
                     "RealRobotEnv: the robot's readings carry no reward; pass reward_fn"
                 )
-            clash = sorted(set(reading.info) & {"command", *INFO_KEYS})
+            clash = sorted(set(reading.info) & {"command", NEXT_STATE_KEY, *INFO_KEYS})
             if clash:
                 raise ValueError(f"RealRobotEnv: the robot's info reuses the env's keys {clash}")
+            state = self._reading_state(reading, self._steps + 1)
         except BaseException:
             self._safe_stop()
             raise
@@ -321,7 +350,11 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             timing_read_s=t3 - t2,
             **values,
         )
-        info.update(reading.info)
+        info.update({k: v for k, v in reading.info.items() if k != STATE_KEY})
+        if state is not None:
+            assert self._state is not None  # the reset reading had one
+            info[STATE_KEY], info[NEXT_STATE_KEY] = self._state, state
+            self._state = state.copy()
         if terminated or truncated:
             self._safe_stop()
         return next_obs.copy(), reward, terminated, truncated, info
@@ -340,6 +373,47 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"observation space has shape {shape}"
             )
         return obs.reshape(shape)
+
+    def _reading_state(self, reading: RobotReading, step: int | None) -> np.ndarray | None:
+        """The reading's ``info["state"]`` as float64 (``None`` for a robot without
+        states), checked; ``step``: the step it ends (``None``: the reset).
+
+        Raises:
+            ValueError: a state of another size than the robot's first one, one with a
+                value that is not finite, or a reading without a state where the reset
+                reading had one (or the other way round); named with the step.
+        """
+        where = "the reset reading" if step is None else f"the reading of step {step}"
+        value = reading.info.get(STATE_KEY)
+        if value is None:
+            if self._state_size is not None and (step is None or self._state is not None):
+                raise ValueError(
+                    f"RealRobotEnv: {where} has no 'state'; the robot's readings had one "
+                    f"({self._state_size} numbers): a robot reports its state in every "
+                    "reading or in none"
+                )
+            return None
+        state = np.asarray(value, dtype=np.float64)
+        if step is not None and self._state is None:
+            raise ValueError(
+                f"RealRobotEnv: {where} has a 'state' and the reset reading had none: a "
+                "robot reports its state in every reading or in none"
+            )
+        size = self._state_size
+        if state.ndim != 1 or state.size == 0 or size not in (None, state.size):
+            expected = "numbers" if size is None else f"{size} numbers"
+            raise ValueError(
+                f"RealRobotEnv: {where} has a 'state' of shape {state.shape}; the robot's "
+                f"state is a vector of {expected} ([qpos, qvel, act] of its model)"
+            )
+        bad = np.flatnonzero(~np.isfinite(state))
+        if bad.size:
+            raise ValueError(
+                f"RealRobotEnv: {where} has a 'state' that is not finite at entries "
+                f"{bad.tolist()} ({state[bad].tolist()}); a state must be finite numbers"
+            )
+        self._state_size = state.size
+        return state
 
     def clear_estop(self) -> None:
         """Release the emergency stop (after checking the robot)."""

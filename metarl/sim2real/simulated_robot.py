@@ -4,7 +4,10 @@
 unmodeled effects) and answers as a robot does: ``reset`` starts an episode, each
 ``send_command`` advances the simulation by one control period with that command,
 ``read`` returns the latest reading (observation, reward, end of episode, the env's
-numeric step infos; not the effects' records, which a robot would not report).
+numeric step infos; not the effects' records, which a robot would not report). A
+MuJoCo target's readings carry ``info["state"]``, the state at the time of the reading
+(the step's ``next_state``; the reset's state in the reset reading; measured, with the
+``state_noise`` effect), as a robot that measures its state reports it.
 Time in the simulation advances per command, not by the wall clock: a command the
 watchdog sends is a control period too.
 
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from metarl.envs.mujoco_state import NEXT_STATE_KEY, STATE_KEY
 from metarl.sim2real.robot import RobotDisconnected, RobotReading
 from metarl.sim2real.targets import (
     TargetConfig,
@@ -70,8 +74,9 @@ class SimulatedRobot:
         self._check()
         if seed is None:
             seed = int(self._seeds.spawn(1)[0].generate_state(1)[0])
-        obs, _ = self._env.reset(seed=seed)
-        self._reading = RobotReading(np.asarray(obs))
+        obs, info = self._env.reset(seed=seed)
+        state = {STATE_KEY: info[STATE_KEY]} if STATE_KEY in info else {}
+        self._reading = RobotReading(np.asarray(obs), info=state)
         self._done = False
         return self._reading
 
@@ -85,6 +90,8 @@ class SimulatedRobot:
         obs, reward, terminated, truncated, info = self._env.step(np.asarray(action))
         visible, _ = split_effect_records(flatten_info(info))  # a robot does not say them
         numeric = {k: np.asarray(v) for k, v in visible.items() if _numeric(v)}
+        if NEXT_STATE_KEY in numeric:  # a robot reads the state now, its next_state
+            numeric[STATE_KEY] = numeric.pop(NEXT_STATE_KEY)
         self._reading = RobotReading(np.asarray(obs), float(reward), terminated, truncated, numeric)
         self._done = bool(terminated or truncated)
 

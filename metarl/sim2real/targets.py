@@ -18,7 +18,11 @@ What the rest of the platform may do with a ``Target`` is what it could do with 
 robot: read its spaces and control period, and run a policy on it for whole
 episodes, getting the recorded transitions back (``rollout``): observations, actions,
 rewards and the env's own step infos, without the effects' records (a robot does
-not report its sensor bias; they are kept apart in ``effect_records``). The fits of
+not report its sensor bias; they are kept apart in ``effect_records``). On a MuJoCo
+env the step infos carry the system's state (``metarl.envs.mujoco_state``):
+``env_infos["state"]`` and ``env_infos["next_state"]``, ``(T, nq + nv + na)`` float64,
+the simulator's true ``[qpos, qvel, act]`` before and after each step (measured, with
+the ``state_noise`` effect). The fits of
 ``metarl.sim2real`` take those recordings, never the target. ``hidden_truth`` gives
 the hidden values for the one place that may know them, the evaluation of a fit's
 recovery error in sim-to-sim reports.
@@ -40,6 +44,7 @@ from metarl.agents.policy import Policy, PolicyInput
 from metarl.checks import check_int
 from metarl.envs import PhysicsRandomization, params_from_dicts
 from metarl.envs.effects import apply_effects, check_effect_specs
+from metarl.envs.mujoco_state import RecordState, mujoco_model
 from metarl.episodes import Episode, EpisodeBatch
 from metarl.sampling import Sampler, check_collect_request, trial_seed
 from metarl.schema import PhysicsParamDicts, validation_message
@@ -93,13 +98,16 @@ def load_target_config(data: dict[str, Any]) -> TargetConfig:
 
 
 def make_target_env(config: TargetConfig) -> gym.Env[Any, Any]:
-    """The target's environment: ``config.env`` with its hidden physics (drawn once,
-    at the first reset) and its effects.
+    """The target's environment: ``config.env``, its true state recorded in the infos
+    (``RecordState``, innermost, for a MuJoCo env), its hidden physics (drawn once, at
+    the first reset) and its effects.
 
     Raises:
         ValueError: the env refuses the physics or the effects (the message names them).
     """
     env = gym.make(config.env, **config.env_kwargs)
+    if mujoco_model(env) is not None:
+        env = RecordState(env)
     if config.physics:
         params = params_from_dicts(config.physics)
         try:

@@ -41,6 +41,7 @@ from metarl.envs import (
     task_distribution,
 )
 from metarl.envs.effects import apply_effects
+from metarl.envs.mujoco_state import RecordState
 from metarl.envs.physics_fields import DERIVED_FIELDS, PHYSICS_FIELDS, has_field, snapshot
 from metarl.envs.wrappers import MultiTaskEnv, TaskInObservation
 from metarl.tasks import PhysicsTask
@@ -156,6 +157,11 @@ BUILDS: dict[str, Callable[[], gym.Env[Any, Any]]] = {
         for spec in ALL_EFFECTS
     },
     "effects[all over physics]": _effects(ALL_EFFECTS, lambda: _randomized_hopper("steps", 4)),
+    "record_state": lambda: RecordState(gym.make("Walker2d-v5")),
+    "effect[state_noise]": _effects(
+        [{"name": "state_noise", "qpos_std": 0.01, "qvel_std": 0.1, "qvel_bias_std": 0.05}],
+        lambda: RecordState(_randomized_hopper()),
+    ),
     "target": _target,
 }
 

@@ -246,6 +246,7 @@ def test_every_effect_is_registered_by_its_name() -> None:
         "backlash",
         "saturation",
         "push",
+        "state_noise",
     }
 
 

@@ -83,7 +83,9 @@ def test_an_info_changing_shape_is_named_at_saving(tmp_path: Path) -> None:
         def read(self) -> RobotReading:
             reading = super().read()
             return RobotReading(
-                reading.observation, reading.reward, info={"x": np.zeros(self.commands)}
+                reading.observation,
+                reading.reward,
+                info={**reading.info, "x": np.zeros(self.commands)},
             )
 
     env = Recorder(RealRobotEnv(Growing(load_target_config(PENDULUM)), hz=1000))

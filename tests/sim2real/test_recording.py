@@ -141,7 +141,8 @@ def test_a_step_that_raises_is_kept_and_flagged(tmp_path: Path) -> None:
 
     class Mute(SimulatedRobot):
         def read(self) -> RobotReading:
-            return RobotReading(super().read().observation)
+            reading = super().read()
+            return RobotReading(reading.observation, info=reading.info)
 
     env = Recorder(RealRobotEnv(Mute(load_target_config(TARGET)), hz=5000, reward_fn=reward_fn))
     env.reset(seed=0)

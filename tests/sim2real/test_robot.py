@@ -57,7 +57,7 @@ class FlakyRobot(SimulatedRobot):
 def test_an_episode_runs_at_the_rate_and_records_what_was_sent() -> None:
     env = RealRobotEnv(robot(), hz=200, max_episode_steps=20)
     _, info = env.reset()
-    assert set(info) == {"command", *INFO_KEYS}
+    assert set(info) == {"command", "state", *INFO_KEYS}
     steps = 0
     while True:
         _, reward, terminated, truncated, step_info = env.step(np.array([0.01]))
@@ -153,7 +153,7 @@ def test_a_robot_without_rewards_needs_a_reward_fn() -> None:
     class Mute(SimulatedRobot):
         def read(self) -> RobotReading:
             reading = super().read()
-            return RobotReading(reading.observation)
+            return RobotReading(reading.observation, info=reading.info)
 
     env = RealRobotEnv(Mute(load_target_config(PENDULUM)), hz=1000)
     env.reset()
