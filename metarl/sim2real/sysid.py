@@ -1,47 +1,41 @@
-"""Learned simulators from real data: a DROPO fit and trajectory-matching system identification.
+"""Learned simulators from real data: trajectory matching with calibrated intervals, and DROPO.
 
 Both fit named scalar physical parameters (``PhysicsParam``s, one shared value each)
-of a simulator to recorded real episodes (``Episode``s from a robot or a
-``Target``), searching inside each parameter's bounds (the support of its
-distribution, which must be finite: ``Uniform``, ``LogUniform``, ...). Both return
-a ``FitResult``: the fitted distribution (``PhysicsParam``s that training consumes as
-domain randomization), per-parameter estimates with an uncertainty, the
-discrepancy between simulated and real transitions before and after the fit, and the
-real data used.
+of a ``Simulator`` (``metarl.sim2real.sysid_sim``) to recorded real episodes, searching
+inside each parameter's bounds (the support of its distribution, which must be
+finite). Both start every prediction from a recorded *state*
+(``metarl.sim2real.sysid_data``: the episodes' own states, a user's function, or the
+observation where it is the state, checked sample by sample), never from an
+observation that is not one. Both return a ``FitResult``
+(``metarl.sim2real.sysid_result``) with estimates, 95% intervals, the parameters the
+data do not determine, the discrepancy beside the noise floor, held-out predictions
+and warnings.
 
+- ``fit_trajectory_matching``: weighted least squares on the recorded states. The
+  simulator replays the applied actions from the recorded state of each window of
+  ``horizon`` control steps (multiple shooting; ``horizon=1``, the default, is
+  one-step prediction error). A global stage (CMA-ES, the ``cma`` package, each
+  generation one batched prediction) on a subsample of windows, then Levenberg-
+  Marquardt-style trust-region least squares (``scipy.optimize.least_squares``) on all
+  of them; the residual of each state entry is weighted by the inverse of its residual
+  spread at the previous stage (feasible generalized least squares), and the last
+  stage is repeated once with the new weights. Intervals and identifiability come from
+  the residuals and their Jacobian at the estimate (``metarl.sim2real.sysid_stats``).
+  The fitted distribution for training is a ``TruncatedNormal`` per parameter: the
+  estimate, its standard error, cut at the search bounds.
 - ``fit_dropo`` (Tiboni et al. 2023, "DROPO: Sim-to-real transfer with offline
   domain randomization"): parameters ~ a truncated Gaussian whose means and standard
-  deviations CMA-ES optimizes; the objective is the likelihood of each recorded real
-  next state under the simulator reset to the real state and stepped with the real
-  action, for K parameter draws, with a diagonal Gaussian fitted to the K
+  deviations CMA-ES optimizes; the objective is the likelihood of each recorded next
+  state under the simulator reset to the recorded state and stepped with the
+  recorded action, for K parameter draws, with a diagonal Gaussian fitted to the K
   predictions (their sample variance plus ``epsilon``). CMA-ES searches the means
   and the log standard deviations, each mapped to [0, 1] (means over each
-  parameter's bounds, log std over [1e-3, 0.25] x the bounds' width), so one step
-  size suits both. The draws use common random numbers (the same uniforms for every
-  candidate), so the objective is deterministic. Differences from the paper and its
-  code: a diagonal covariance instead of a full one; one-step transitions (the
-  paper's lambda = 1); K fixed draws (default 10) instead of fresh ones, fewer
-  because a CPU pays for each. The estimate of a parameter is its Gaussian's mean
-  (the location of the truncated law), its uncertainty the fitted standard
-  deviation: the spread of the randomization the data supports, not an error bar.
-- ``fit_trajectory_matching``: point estimates minimizing the discrepancy between
-  real and simulated trajectories when the simulator replays the real actions from
-  the real state, over windows of ``horizon`` steps (multiple shooting: each window
-  starts from the recorded state, so a long replay cannot diverge); CMA-ES on the
-  normalized parameters. The uncertainty is CMA-ES's final standard deviation of each
-  coordinate, a measure of how flat the discrepancy is around the estimate.
-
-Discrepancy, in both reports: the mean squared error of one-step predictions, per
-observation dimension divided by the variance of the real next observations (1 =
-as wrong as predicting their mean), at the simulator's nominal parameters and at
-the fitted ones (DROPO: the means).
-
-Resetting the simulator to a recorded observation needs the full state in it:
-observations ``[qpos, qvel]``, or ``[qpos[1:], qvel]`` (Gymnasium's locomotion envs,
-which leave out the x position; it is set to 0, which the dynamics do not depend
-on). Known limit: Hopper-v5 and Walker2d-v5 clip the velocities they observe to
-[-10, 10], so a recorded state beyond the clip resets the simulator to a wrong
-state; random excitation rarely gets there, a fast gait does.
+  parameter's bounds, log std over [1e-3, 0.25] x the bounds' width). The draws use
+  common random numbers (the same uniforms for every candidate), so the objective is
+  deterministic. Differences from the paper and its code: a diagonal covariance; one-
+  step transitions (the paper's lambda = 1); K fixed draws (default 10). Its
+  ``uncertainty`` is the fitted standard deviation, the spread of the randomization the
+  data support, and its "interval" the mean +- 1.96 of it: not a confidence interval.
 
 ``cma`` draws from numpy's global generator; the fits seed it from ``seed`` and
 restore its previous state afterwards.
@@ -51,18 +45,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
+from scipy import optimize
 
 from metarl.checks import check_int, check_number
-from metarl.envs import PhysicsParam, PhysicsSpace
-from metarl.envs.physics_distributions import Fixed, TruncatedNormal
+from metarl.envs import PhysicsParam
+from metarl.envs.physics_distributions import TruncatedNormal
 from metarl.episodes import Episode
-from metarl.tasks import PhysicsTask
+from metarl.sim2real.sysid_data import StateFunction, Windows, episode_states, make_windows
+from metarl.sim2real.sysid_result import (
+    NUMERICAL_DISCREPANCY,
+    FitResult,
+    fit_warnings,
+    param_mismatches,
+    relative_errors,
+)
+from metarl.sim2real.sysid_sim import Simulator, applied_actions
+from metarl.sim2real.sysid_stats import lag1_noise_variance, uncertainty
 
 __all__ = [
     "FitResult",
@@ -74,241 +77,68 @@ __all__ = [
     "relative_errors",
 ]
 
-
-class Simulator:
-    """The simulator whose parameters are fitted: ``gymnasium.make(env_id, **env_kwargs)``
-    and the named scalar ``params`` to fit (their distributions give the bounds).
-
-    ``action_delay``: the system's known command delay in control steps (measured on
-    the robot; ``metarl.envs.effects.ActionDelay`` models it in training): the fits then
-    replay the action recorded ``action_delay`` steps earlier (zeros at an episode's
-    start, as ``ActionDelay``'s default initial action).
-
-    Raises:
-        ValueError: a param with independent draws or an unbounded support, an env
-            that is not MuJoCo, or observations that do not hold the full state.
-    """
-
-    def __init__(
-        self,
-        env_id: str,
-        params: Mapping[str, PhysicsParam],
-        env_kwargs: Mapping[str, Any] | None = None,
-        action_delay: int = 0,
-    ):
-        self.action_delay = check_int("Simulator.action_delay", action_delay, ge=0)
-        self.env_id = env_id
-        self.env_kwargs = dict(env_kwargs or {})
-        self.env = gym.make(env_id, **self.env_kwargs)
-        self.sim: Any = self.env.unwrapped
-        if not hasattr(self.sim, "model") or not hasattr(self.sim, "do_simulation"):
-            raise ValueError(f"Simulator needs a MuJoCo environment, got {env_id}")
-        if not params:
-            raise ValueError("Simulator: give at least one parameter to fit")
-        for name, p in params.items():
-            if p.independent:
-                raise ValueError(
-                    f"Simulator: parameter {name!r} draws each element independently; "
-                    "a fit estimates one shared value per parameter (independent: false)"
-                )
-            low, high = p.dist.support
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(
-                    f"Simulator: parameter {name!r} needs bounds, a finite support "
-                    f"(e.g. uniform), got {p.dist}"
-                )
-        self.params = dict(params)
-        self.space = PhysicsSpace(self.params, self.sim.model)
-        self.names = list(self.params)
-        self.low = np.array([self.params[n].dist.support[0] for n in self.names])
-        self.high = np.array([self.params[n].dist.support[1] for n in self.names])
-        model = self.sim.model
-        obs_dim = int(np.prod(self.env.observation_space.shape or ()))
-        if obs_dim == model.nq + model.nv:
-            self._skip = 0
-        elif obs_dim == model.nq - 1 + model.nv:
-            self._skip = 1
-        else:
-            raise ValueError(
-                f"Simulator: {env_id}'s observations ({obs_dim}) are not its state "
-                f"[qpos, qvel] ({model.nq} + {model.nv}) or [qpos[1:], qvel]"
-            )
-        self.nominal = self._nominal()
-
-    def _nominal(self) -> np.ndarray:
-        """The parameter values of the unchanged model, clipped into the bounds."""
-        default = self.space.default_task()
-        values = np.array([float(np.asarray(default.values[n]).flat[0]) for n in self.names])
-        return np.clip(values, self.low, self.high)
-
-    def set_params(self, values: Sequence[float] | np.ndarray) -> None:
-        """Write ``values`` (one per param, in ``names`` order) into the model."""
-        task = PhysicsTask({n: float(v) for n, v in zip(self.names, values, strict=True)})
-        self.space.apply(self.sim.model, task)
-
-    def step_from(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
-        """The observation after ``action`` from the state of observation ``obs``."""
-        model = self.sim.model
-        nq = model.nq
-        qpos = np.zeros(nq)
-        qpos[self._skip :] = obs[: nq - self._skip]
-        qvel = np.asarray(obs[nq - self._skip : nq - self._skip + model.nv], dtype=np.float64)
-        self.sim.set_state(qpos, qvel)
-        self.sim.do_simulation(action, self.sim.frame_skip)
-        return np.asarray(self.sim._get_obs(), dtype=np.float64)
-
-    def close(self) -> None:
-        self.space.restore(self.sim.model)
-        self.env.close()
-
-
-def param_mismatches(fitted: Mapping[str, Any], truth: Mapping[str, Any]) -> list[str]:
-    """Names in both ``PhysicsParam`` dict mappings whose field, elements, components
-    or operation differ, each with the difference: a recovery error would compare
-    values of different quantities."""
-    out = []
-    for name in sorted(set(fitted) & set(truth)):
-        for key in ("field", "elements", "components", "op"):
-            a, b = fitted[name].get(key), truth[name].get(key)
-            if a != b:
-                out.append(f"{name}: {key} {a!r} vs {b!r}")
-    return out
-
-
-def relative_errors(estimates: Mapping[str, float], truth: Mapping[str, Any]) -> dict[str, float]:
-    """``|estimate - truth| / |truth|`` for each estimated name with a scalar truth."""
-    return {
-        n: abs(float(v) - float(truth[n])) / abs(float(truth[n]))
-        for n, v in estimates.items()
-        if n in truth and np.ndim(truth[n]) == 0
-    }
+# A residual's weight is at most 1 / (this x the spread of its state entry): the
+# numerical floor of float64 predictions.
+_WEIGHT_FLOOR = 1e-9
+# Windows the global stage evaluates per candidate.
+_GLOBAL_WINDOWS = 400
+# Steps per cluster of residuals for the standard errors (sysid_stats).
+CLUSTER_STEPS = 20
+# An estimate this close to a bound (share of the range) is "at the bound".
+_AT_BOUND = 1e-3
 
 
 @dataclass
-class FitResult:
-    """What a fit found (see the module docstring)."""
-
-    method: str
-    names: list[str]
-    estimates: dict[str, float]
-    uncertainty: dict[str, float]
-    distribution: dict[str, PhysicsParam]
-    discrepancy_nominal: float
-    discrepancy_fitted: float
+class _Prepared:
+    fit: Windows  # the fit's windows (horizon of the fit)
+    one_step: Windows  # the fit episodes' one-step windows (diagnostics)
+    held_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # start, actions, states
+    scale: np.ndarray  # (nstate,) spread of the recorded states
     episodes: int
-    transitions: int
-    seconds_of_data: float
-    wall_time_s: float
-    evaluations: int
-    objective: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def recovery_error(self, truth: Mapping[str, float]) -> dict[str, float]:
-        """Relative error ``|estimate - truth| / |truth|`` per parameter of ``truth``."""
-        return relative_errors(self.estimates, truth)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON): the distribution as ``PhysicsParam`` dicts."""
-        return {
-            "method": self.method,
-            "estimates": self.estimates,
-            "uncertainty": self.uncertainty,
-            "distribution": {n: p.to_dict() for n, p in self.distribution.items()},
-            "discrepancy_nominal": self.discrepancy_nominal,
-            "discrepancy_fitted": self.discrepancy_fitted,
-            "episodes": self.episodes,
-            "transitions": self.transitions,
-            "seconds_of_data": self.seconds_of_data,
-            "wall_time_s": self.wall_time_s,
-            "evaluations": self.evaluations,
-            "objective": self.objective,
-            **self.extra,
-        }
-
-    def report(self, truth: Mapping[str, float] | None = None) -> str:
-        """A Markdown fit report; with ``truth`` (sim-to-sim), the recovery errors."""
-        errors = self.recovery_error(truth) if truth else {}
-        lines = [
-            f"# {self.method} fit",
-            "",
-            f"- real data: {self.episodes} episodes, {self.transitions} transitions "
-            f"({self.seconds_of_data:.1f} s of control)",
-            f"- wall time: {self.wall_time_s:.1f} s, {self.evaluations} objective evaluations",
-            f"- discrepancy (normalized one-step MSE): nominal {self.discrepancy_nominal:.4f}"
-            f" -> fitted {self.discrepancy_fitted:.4f}",
-            "",
-            "| parameter | estimate | uncertainty (std) | fitted distribution"
-            + (" | truth | relative error |" if errors else " |"),
-            "|---|---:|---:|---" + ("|---:|---:|" if errors else "|"),
-        ]
-        for n in self.names:
-            row = (
-                f"| {n} | {self.estimates[n]:.4g} | {self.uncertainty[n]:.3g} | "
-                f"{self.distribution[n].dist}"
-            )
-            if errors and n in errors:
-                row += f" | {float(truth[n]):.4g} | {errors[n]:.3f} |"  # type: ignore[index]
-            elif errors:
-                row += " | n/a | n/a |"  # no scalar truth for this parameter
-            else:
-                row += " |"
-            lines.append(row)
-        return "\n".join(lines) + "\n"
+    source: str
 
 
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class _Data:
-    obs: np.ndarray  # (T, D)
-    actions: np.ndarray  # (T, A)
-    next_obs: np.ndarray  # (T, D)
-    scale: np.ndarray  # (D,) std of the real next observations
-    episodes: int
-    starts: np.ndarray  # (T,) True where an episode starts
-
-
-def applied_actions(episode: Episode, delay: int) -> np.ndarray:
-    """The actions the system applied in ``episode`` if it delays commands by ``delay``
-    steps: the recorded action of step ``t - delay`` (zeros before the first), float64
-    ``(T, action_dim)``."""
-    acts = episode.actions.reshape(len(episode), -1).astype(np.float64)
-    if delay == 0:
-        return acts
-    out = np.zeros_like(acts)
-    out[delay:] = acts[: len(acts) - delay]
-    return out
-
-
-def _transitions(
-    episodes: Sequence[Episode], max_transitions: int | None, rng: np.random.Generator, delay: int
-) -> _Data:
-    if not episodes:
-        raise ValueError("a fit needs at least one recorded episode")
-    obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
-    actions = np.concatenate([applied_actions(e, delay) for e in episodes])
-    next_obs = np.concatenate([e.next_observations for e in episodes]).astype(np.float64)
-    starts = np.concatenate([np.arange(len(e)) == 0 for e in episodes])
-    obs, next_obs = obs.reshape(len(obs), -1), next_obs.reshape(len(next_obs), -1)
-    actions = actions.reshape(len(actions), -1)
-    if max_transitions is not None and len(obs) > max_transitions:
-        keep = np.sort(rng.choice(len(obs), max_transitions, replace=False))
-        obs, actions, next_obs, starts = obs[keep], actions[keep], next_obs[keep], starts[keep]
-    scale = next_obs.std(0)
+def _prepare(
+    sim: Simulator,
+    episodes: Sequence[Episode],
+    horizon: int,
+    held_out_episodes: int | None,
+    state_from_observation: StateFunction | None,
+) -> _Prepared:
+    states, source = episode_states(sim, episodes, state_from_observation)
+    n = len(episodes)
+    held = (1 if n >= 3 else 0) if held_out_episodes is None else held_out_episodes
+    check_int("held_out_episodes", held, ge=0)
+    if held >= n:
+        raise ValueError(
+            f"held_out_episodes={held} leaves no episode to fit ({n} recorded); "
+            f"allowed: 0 to {n - 1}"
+        )
+    fit_eps, fit_states = list(episodes[: n - held]), states[: n - held]
+    ids = list(range(n - held))
+    fit = make_windows(sim, fit_eps, fit_states, horizon, ids)
+    one = fit if horizon == 1 else make_windows(sim, fit_eps, fit_states, 1, ids)
+    held_out = [
+        (s[0], applied_actions(e.actions, sim.action_delay), s_next)
+        for e, (s, s_next) in zip(episodes[n - held :], states[n - held :], strict=True)
+    ]
+    targets = one.targets[:, 0]
+    scale = targets.std(0)
     scale[scale < 1e-8] = 1.0
-    return _Data(obs, actions, next_obs, scale, len(episodes), starts)
+    return _Prepared(fit, one, held_out, scale, n - held, source.detail)
 
 
-def _one_step(sim: Simulator, data: _Data, values: np.ndarray) -> np.ndarray:
-    """Predicted next observations ``(T, D)`` with parameters ``values``."""
-    sim.set_params(values)
-    return np.stack([sim.step_from(o, a) for o, a in zip(data.obs, data.actions, strict=True)])
+def _residuals(
+    sim: Simulator, w: Windows, values: np.ndarray, weight: np.ndarray | float
+) -> np.ndarray:
+    """Weighted residuals ``(P, N, H, nstate)`` (zero past an episode's end)."""
+    pred = sim.predict(values, w.starts, w.actions)
+    return (pred - w.targets[None]) * weight * w.mask[None, :, :, None]
 
 
-def _discrepancy(sim: Simulator, data: _Data, values: np.ndarray) -> float:
-    err = (_one_step(sim, data, values) - data.next_obs) / data.scale
-    return float(np.mean(err**2))
+def _discrepancy(sim: Simulator, w: Windows, values: np.ndarray, scale: np.ndarray) -> float:
+    r = _residuals(sim, w, values[None], 1.0 / scale)[0]
+    return float((r**2).sum() / (w.mask.sum() * r.shape[-1]))
 
 
 class _GlobalNumpySeed:
@@ -327,38 +157,29 @@ class _GlobalNumpySeed:
 
 
 def _cma(
-    objective: Any,
+    objective: Callable[[np.ndarray], np.ndarray],
     x0: np.ndarray,
     sigma0: float,
-    lower: np.ndarray,
-    upper: np.ndarray,
     budget: int,
     popsize: int | None,
     seed: int,
-) -> tuple[np.ndarray, float, np.ndarray, int]:
-    """Minimize with CMA-ES in a box; return the best x, its value, CMA's final
-    per-coordinate standard deviations and the evaluations used.
+) -> tuple[np.ndarray, float, int]:
+    """Minimize a batched objective (``(P, d) -> (P,)``) with CMA-ES in the unit box;
+    return the best x, its value and the evaluations used.
 
     cma does not run in one dimension (its ``tell`` fails there); a one-dimensional
     problem gets a second coordinate in [0, 1] that the objective ignores.
     """
     import cma
 
-    if len(x0) == 1:
-        best, value, stds, used = _cma(
-            lambda x: objective(x[:1]),
-            np.array([x0[0], 0.5]),
-            sigma0,
-            np.array([lower[0], 0.0]),
-            np.array([upper[0], 1.0]),
-            budget,
-            popsize,
-            seed,
+    d = len(x0)
+    if d == 1:
+        best, value, used = _cma(
+            lambda xs: objective(xs[:, :1]), np.array([x0[0], 0.5]), sigma0, budget, popsize, seed
         )
-        return best[:1], value, stds[:1], used
-
+        return best[:1], value, used
     options: dict[str, Any] = {
-        "bounds": [list(lower), list(upper)],
+        "bounds": [[0.0] * d, [1.0] * d],
         "maxfevals": budget,
         "seed": seed + 1,  # cma treats 0 as "time-based"
         "verbose": -9,
@@ -367,17 +188,162 @@ def _cma(
         options["popsize"] = popsize
     with _GlobalNumpySeed(seed):
         es = cma.CMAEvolutionStrategy(list(x0), sigma0, options)
-        best_x, best_f, used = np.array(x0, dtype=np.float64), objective(np.asarray(x0)), 1
+        best_x = np.asarray(x0, dtype=np.float64)
+        best_f, used = float(objective(best_x[None])[0]), 1
         while not es.stop():
             xs = es.ask()
-            fs = [objective(np.asarray(x)) for x in xs]
+            fs = objective(np.asarray(xs))
             used += len(xs)
-            es.tell(xs, fs)
+            es.tell(xs, [float(f) for f in fs])
             i = int(np.argmin(fs))
             if fs[i] < best_f:
                 best_x, best_f = np.asarray(xs[i], dtype=np.float64), float(fs[i])
-        stds = np.asarray(es.result.stds, dtype=np.float64)
-    return best_x, best_f, stds, used
+    return best_x, best_f, used
+
+
+# --------------------------------------------------------------------------- trajectory matching
+
+
+def fit_trajectory_matching(
+    sim: Simulator,
+    episodes: Sequence[Episode],
+    *,
+    horizon: int = 1,
+    budget: int = 200,
+    popsize: int | None = None,
+    held_out_episodes: int | None = None,
+    held_out_horizon: int = 50,
+    state_from_observation: StateFunction | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Weighted least squares on the recorded states, with 95% intervals and
+    identifiability (module docstring).
+
+    Args:
+        sim: the simulator and the parameters to fit.
+        episodes: recorded real episodes (with states, or observations that are states).
+        horizon: control steps per window (1: one-step prediction error).
+        budget: objective evaluations of the global stage (CMA-ES).
+        popsize: CMA-ES population (default: cma's, 4 + 3 ln(d)).
+        held_out_episodes: the last this many episodes are kept out of the fit and
+            predicted open loop in the report (default: 1 from 3 episodes on, else 0).
+        held_out_horizon: open-loop steps of the held-out predictions.
+        state_from_observation: a function ``observation -> state`` for episodes
+            without states whose observation is not the state.
+        seed: the fit's randomness (the global stage's subsample and CMA-ES).
+
+    Raises:
+        ValueError: no episodes, states that are missing or wrong (named), or an
+            option out of range.
+    """
+    check_int("horizon", horizon, ge=1)
+    check_int("budget", budget, ge=2)
+    check_int("held_out_horizon", held_out_horizon, ge=1)
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    data = _prepare(sim, episodes, horizon, held_out_episodes, state_from_observation)
+    w = data.fit
+    span = sim.high - sim.low
+    d = len(sim.names)
+
+    def values(x: np.ndarray) -> np.ndarray:
+        return sim.low + np.atleast_2d(x) * span
+
+    # Stage 1: global, on a subsample, each entry weighted by its state's spread.
+    weight = 1.0 / data.scale
+    sub = (
+        w
+        if len(w) <= _GLOBAL_WINDOWS
+        else w.subset(np.sort(rng.choice(len(w), _GLOBAL_WINDOWS, replace=False)))
+    )
+
+    def cost(xs: np.ndarray) -> np.ndarray:
+        r = _residuals(sim, sub, values(xs), weight)
+        return (r**2).reshape(len(xs), -1).sum(1)
+
+    x0 = (sim.nominal - sim.low) / span
+    x, _, used = _cma(cost, x0, 0.3, budget, popsize, seed)
+
+    # Stage 2: trust-region least squares on every window, reweighted once.
+    def fun(xv: np.ndarray) -> np.ndarray:
+        return _residuals(sim, w, values(xv), weight).ravel()
+
+    step = 1e-7
+
+    def jac(xv: np.ndarray) -> np.ndarray:
+        # Forward differences, inward at the upper bound: d + 1 predictions in one batch.
+        h = np.where(xv + step <= 1.0, step, -step)
+        pts = np.vstack([xv, xv + np.diag(h)])
+        r = _residuals(sim, w, values(pts), weight).reshape(d + 1, -1)
+        return ((r[1:] - r[0]) / h[:, None]).T
+
+    for _ in range(2):
+        solution = optimize.least_squares(
+            fun,
+            np.clip(x, 0.0, 1.0),
+            jac=jac,
+            bounds=(0.0, 1.0),
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=100,
+        )
+        x, used = solution.x, used + int(solution.nfev) + (d + 1) * int(solution.njev or 0)
+        resid = _residuals(sim, w, values(x), 1.0).reshape(-1, sim.nstate)[w.mask.ravel()]
+        spread = np.sqrt((resid**2).mean(0))
+        weight = 1.0 / np.maximum(spread, _WEIGHT_FLOOR * data.scale)
+    r = fun(x)
+    J = jac(x)
+    window_rows = np.repeat(np.arange(len(w)), horizon * sim.nstate)
+    steps_into_episode = (
+        np.concatenate([np.arange((w.episode == e).sum()) for e in np.unique(w.episode)]) * horizon
+    )
+    cluster = (w.episode * 1_000_000 + steps_into_episode // CLUSTER_STEPS)[window_rows]
+    keep = np.repeat(w.mask.ravel(), sim.nstate)
+    unc = uncertainty(x, J[keep], r[keep], cluster[keep])
+    estimates = values(x)[0]
+    se = unc.se * span
+    interval = [
+        (
+            float(max(sim.low[i], sim.low[i] + unc.low[i] * span[i])),
+            float(min(sim.high[i], sim.low[i] + unc.high[i] * span[i])),
+        )
+        for i in range(d)
+    ]
+    laws = [
+        TruncatedNormal(
+            float(estimates[i]),
+            float(min(se[i], 1e3 * span[i])),
+            float(sim.low[i]),
+            float(sim.high[i]),
+        )
+        for i in range(d)
+    ]
+    result = _result(
+        "trajectory matching",
+        sim,
+        data,
+        estimates,
+        se,
+        interval,
+        laws,
+        start,
+        used,
+        float(solution.cost),
+        {
+            "horizon": horizon,
+            "windows": len(w),
+            "clusters": unc.clusters,
+            "held_out_horizon": held_out_horizon,
+        },
+    )
+    result.not_identified = [
+        n for n, flag in zip(sim.names, unc.not_identified, strict=True) if flag
+    ]
+    result.at_bound = [n for i, n in enumerate(sim.names) if min(x[i], 1.0 - x[i]) < _AT_BOUND]
+    result.trade_offs = unc.trade_offs(sim.names)
+    result.warnings = fit_warnings(result)
+    return result
 
 
 # --------------------------------------------------------------------------- DROPO
@@ -392,6 +358,9 @@ def fit_dropo(
     max_transitions: int | None = 500,
     budget: int = 400,
     popsize: int | None = None,
+    held_out_episodes: int | None = None,
+    held_out_horizon: int = 50,
+    state_from_observation: StateFunction | None = None,
     seed: int = 0,
 ) -> FitResult:
     """DROPO: a truncated Gaussian per parameter maximizing the likelihood of the real
@@ -405,19 +374,28 @@ def fit_dropo(
         max_transitions: at most this many transitions, drawn at random (``None``: all).
         budget: objective evaluations of CMA-ES.
         popsize: CMA-ES population (default: cma's, 4 + 3 ln(2 d)).
+        held_out_episodes, held_out_horizon, state_from_observation: as
+            ``fit_trajectory_matching``.
         seed: the fit's randomness (subsampling, the common random numbers, CMA-ES).
 
     Raises:
-        ValueError: no episodes, or a count or ``epsilon`` out of range.
+        ValueError: no episodes, states that are missing or wrong, or a count or
+            ``epsilon`` out of range.
     """
     from scipy import stats
 
     check_int("samples", samples, ge=2)
     check_int("budget", budget, ge=2)
+    check_int("held_out_horizon", held_out_horizon, ge=1)
     check_number("epsilon", epsilon, gt=0)
+    if max_transitions is not None:
+        check_int("max_transitions", max_transitions, ge=1)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    data = _transitions(episodes, max_transitions, rng, sim.action_delay)
+    data = _prepare(sim, episodes, 1, held_out_episodes, state_from_observation)
+    w = data.fit
+    if max_transitions is not None and len(w) > max_transitions:
+        w = w.subset(np.sort(rng.choice(len(w), max_transitions, replace=False)))
     d = len(sim.names)
     uniforms = rng.uniform(size=(samples, d))
     span = sim.high - sim.low
@@ -433,147 +411,122 @@ def fit_dropo(
         unit = stats.truncnorm.ppf(uniforms, a, b, loc=mu, scale=sigma)
         return sim.low + np.clip(unit, 0.0, 1.0) * span
 
-    def objective(x: np.ndarray) -> float:
-        preds = np.stack([_one_step(sim, data, v) for v in draws(x)])  # (K, T, D)
-        preds = preds / data.scale
-        target = data.next_obs / data.scale
-        mean, var = preds.mean(0), preds.var(0, ddof=1) + epsilon
-        nll = 0.5 * (np.log(2 * np.pi * var) + (target - mean) ** 2 / var)
-        return float(nll.sum(1).mean())
+    target = w.targets[:, 0] / data.scale
+
+    def objective(xs: np.ndarray) -> np.ndarray:
+        out = []
+        for x in xs:
+            preds = sim.predict(draws(x), w.starts, w.actions)[:, :, 0] / data.scale
+            mean, var = preds.mean(0), preds.var(0, ddof=1) + epsilon
+            nll = 0.5 * (np.log(2 * np.pi * var) + (target - mean) ** 2 / var)
+            out.append(float(nll.sum(1).mean()))
+        return np.asarray(out)
 
     # Start at the bounds' middle with std = 1/8 of their width.
     start_sigma = (math.log(0.125) - log_min) / (log_max - log_min)
     x0 = np.concatenate([np.full(d, 0.5), np.full(d, start_sigma)])
-    lower, upper = np.zeros(2 * d), np.ones(2 * d)
-    best, value, _, used = _cma(objective, x0, 0.3, lower, upper, budget, popsize, seed)
-    mu_unit, sigma_unit = best[:d], unit_sigma(best[d:])
-    means = sim.low + mu_unit * span
-    stds = sigma_unit * span
+    best, value, used = _cma(objective, x0, 0.3, budget, popsize, seed)
+    means = sim.low + best[:d] * span
+    stds = unit_sigma(best[d:]) * span
+    interval = [
+        (
+            float(max(sim.low[i], means[i] - 1.96 * stds[i])),
+            float(min(sim.high[i], means[i] + 1.96 * stds[i])),
+        )
+        for i in range(d)
+    ]
     laws = [
         TruncatedNormal(float(means[i]), float(stds[i]), float(sim.low[i]), float(sim.high[i]))
         for i in range(d)
     ]
-    return _result(
+    result = _result(
         "DROPO",
         sim,
         data,
         means,
         stds,
+        interval,
         laws,
         start,
         used,
         value,
-        {"samples": samples, "epsilon": epsilon},
+        {"samples": samples, "epsilon": epsilon, "held_out_horizon": held_out_horizon},
     )
+    result.not_identified = [
+        n for i, n in enumerate(sim.names) if interval[i][1] - interval[i][0] >= 0.5 * span[i]
+    ]
+    result.at_bound = [
+        n for i, n in enumerate(sim.names) if min(best[i], 1.0 - best[i]) < _AT_BOUND
+    ]
+    result.warnings = fit_warnings(result)
+    return result
 
 
 def _result(
     method: str,
     sim: Simulator,
-    data: _Data,
+    data: _Prepared,
     estimates: np.ndarray,
-    uncertainty: np.ndarray,
+    uncertainty_: np.ndarray,
+    interval: Sequence[tuple[float, float]],
     laws: Sequence[Any],
     start: float,
     evaluations: int,
     objective: float,
     extra: dict[str, Any],
 ) -> FitResult:
-    """The ``FitResult`` of a fit: ``laws[i]`` is the fitted distribution of param ``i``."""
+    """The ``FitResult`` of a fit with its diagnostics: ``laws[i]`` is the fitted
+    distribution of param ``i``."""
+    one = data.one_step
+    nominal = _discrepancy(sim, one, sim.nominal, data.scale)
+    fitted = _discrepancy(sim, one, estimates, data.scale)
+    resid = _residuals(sim, one, estimates[None], 1.0)[0, :, 0]
+    noise = lag1_noise_variance(resid, one.episode)
+    floor = float((noise / data.scale**2).mean()) + NUMERICAL_DISCREPANCY
     return FitResult(
         method=method,
         names=list(sim.names),
         estimates={n: float(estimates[i]) for i, n in enumerate(sim.names)},
-        uncertainty={n: float(uncertainty[i]) for i, n in enumerate(sim.names)},
+        uncertainty={n: float(uncertainty_[i]) for i, n in enumerate(sim.names)},
+        interval={n: interval[i] for i, n in enumerate(sim.names)},
         distribution={
             n: PhysicsParam(p.field, laws[i], elements=p.elements, components=p.components, op=p.op)
             for i, (n, p) in enumerate(sim.params.items())
         },
-        discrepancy_nominal=_discrepancy(sim, data, sim.nominal),
-        discrepancy_fitted=_discrepancy(sim, data, estimates),
+        discrepancy_nominal=nominal,
+        discrepancy_fitted=fitted,
+        noise_floor=floor,
         episodes=data.episodes,
-        transitions=len(data.obs),
-        seconds_of_data=len(data.obs) * float(sim.sim.dt),
+        transitions=one.transitions,
+        seconds_of_data=one.transitions * sim.dt,
         wall_time_s=time.perf_counter() - start,
         evaluations=evaluations,
         objective=objective,
+        state_source=data.source,
+        held_out=_held_out(sim, data, estimates, extra.get("held_out_horizon", 50)),
         extra=extra,
     )
 
 
-# --------------------------------------------------------------------------- trajectory matching
-
-
-def fit_trajectory_matching(
-    sim: Simulator,
-    episodes: Sequence[Episode],
-    *,
-    horizon: int = 10,
-    budget: int = 300,
-    popsize: int | None = None,
-    seed: int = 0,
-) -> FitResult:
-    """Point estimates: the real actions replayed in windows of ``horizon`` steps from
-    the real states, the normalized squared error of the simulated trajectories
-    minimized with CMA-ES (module docstring).
-
-    The fitted distribution is ``Fixed(estimate)`` per parameter (train on it as is,
-    or widen it by the uncertainty for domain randomization).
-
-    Raises:
-        ValueError: no episodes, or ``horizon`` / ``budget`` out of range.
-    """
-    check_int("horizon", horizon, ge=1)
-    check_int("budget", budget, ge=2)
-    start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    data = _transitions(episodes, None, rng, sim.action_delay)
-    windows = _windows(episodes, horizon, sim.action_delay)
-    span = sim.high - sim.low
-
-    def objective(x: np.ndarray) -> float:
-        sim.set_params(sim.low + x * span)
-        total, count = 0.0, 0
-        for obs0, acts, real in windows:
-            o = obs0
-            for a, r in zip(acts, real, strict=True):
-                o = sim.step_from(o, a)
-                total += float(np.sum(((o - r) / data.scale) ** 2))
-                count += 1
-        return total / (count * len(data.scale))
-
-    d = len(sim.names)
-    x0 = np.full(d, 0.5)
-    best, value, stds, used = _cma(
-        objective, x0, 0.3, np.zeros(d), np.ones(d), budget, popsize, seed
-    )
-    estimates = sim.low + best * span
-    uncertainty = stds * span
-    laws = [Fixed(float(v)) for v in estimates]
-    return _result(
-        "trajectory matching",
-        sim,
-        data,
-        estimates,
-        uncertainty,
-        laws,
-        start,
-        used,
-        value,
-        {"horizon": horizon, "windows": len(windows)},
-    )
-
-
-def _windows(
-    episodes: Sequence[Episode], horizon: int, delay: int
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(start observation, applied actions, real next observations)`` of consecutive
-    windows."""
-    out = []
-    for e in episodes:
-        obs = e.observations.reshape(len(e), -1).astype(np.float64)
-        acts = applied_actions(e, delay)
-        nxt = e.next_observations.reshape(len(e), -1).astype(np.float64)
-        for s in range(0, len(e), horizon):
-            out.append((obs[s], acts[s : s + horizon], nxt[s : s + horizon]))
+def _held_out(
+    sim: Simulator, data: _Prepared, estimates: np.ndarray, horizon: int
+) -> dict[str, Any]:
+    """Open-loop predictions of the held-out episodes from their first state."""
+    if not data.held_out:
+        return {}
+    out: dict[str, Any] = {"episodes": len(data.held_out), "horizon": horizon, "traces": []}
+    totals = {"nominal": 0.0, "fitted": 0.0}
+    count = 0
+    for first, actions, states in data.held_out:
+        steps = min(horizon, len(actions))
+        pred = sim.predict(np.stack([sim.nominal, estimates]), first[None], actions[None, :steps])[
+            :, 0
+        ]
+        real = states[:steps]
+        for key, p in zip(("nominal", "fitted"), pred, strict=True):
+            totals[key] += float((((p - real) / data.scale) ** 2).sum())
+        count += steps * sim.nstate
+        out["traces"].append({"real": real, "nominal": pred[0], "fitted": pred[1]})
+    out["discrepancy_nominal"] = totals["nominal"] / count
+    out["discrepancy_fitted"] = totals["fitted"] / count
     return out

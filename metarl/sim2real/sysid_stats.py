@@ -1,0 +1,125 @@
+"""What a least-squares fit's residuals say: intervals, identifiability, the noise floor.
+
+All in the fit's normalized coordinates ``x`` in [0, 1] per parameter (``low + x *
+(high - low)``), from ``J`` (the Jacobian of the weighted residuals at the estimate,
+``(M, d)``), the residuals ``r`` ``(M,)`` and a cluster label per residual row:
+
+- Standard errors: the larger, per parameter, of the Gauss-Newton (Laplace) estimate
+  ``s^2 (J^T J)^-1`` and the cluster-robust sandwich ``B^-1 (sum_c g_c g_c^T) B^-1``
+  (``g_c = J_c^T r_c``; White 1980, Liang & Zeger 1986), clusters being blocks of
+  consecutive steps of one episode. The first is right when residuals are independent
+  and catches a direction the data do not touch (where the sandwich's ``0/0`` is not);
+  the second stays right when consecutive residuals are correlated (sensor noise enters
+  two consecutive transitions) or of unequal size. The larger is the cautious choice
+  whose coverage ``benchmarks/sysid_coverage.py`` measures. A floor of
+  ``NUMERICAL_FLOOR`` (normalized units) stands for the optimizer's convergence.
+- 95% intervals: estimate +- t(0.975, clusters - 1) standard errors (``scipy.stats.t``),
+  cut at the bounds, where the report says so.
+- Not identified: a parameter whose 95% interval (before the cut) is at least half its
+  bounds' width: the data do not determine it. Pairs with ``|correlation| >=
+  TRADE_OFF`` are named: the data determine a combination of them better than each.
+- The noise floor: with measurement noise of variance ``sigma^2`` on the recorded
+  states and a right model, one-step residuals are ``n_{t+1} - n_t`` to first order,
+  with variance ``2 sigma^2`` and lag-1 autocovariance ``-sigma^2``; so ``-2 x`` the
+  lag-1 autocovariance (within episodes, per state entry) estimates the residual
+  variance that noise alone leaves. Residual structure from a wrong model has positive
+  autocorrelation and lowers the estimate, so a fit that does not reproduce the data is
+  not hidden by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "NUMERICAL_FLOOR",
+    "TRADE_OFF",
+    "Uncertainty",
+    "lag1_noise_variance",
+    "uncertainty",
+]
+
+NUMERICAL_FLOOR = 1e-6
+TRADE_OFF = 0.95
+UNIDENTIFIED_WIDTH = 0.5
+LEVEL = 0.95
+
+
+@dataclass
+class Uncertainty:
+    """Standard errors ``se`` and 95% intervals ``low``/``high`` in normalized units (the
+    intervals not yet cut at the bounds), ``correlation`` ``(d, d)``, ``not_identified``
+    (bool per parameter), ``clusters`` and the interval's ``quantile``."""
+
+    se: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    correlation: np.ndarray
+    not_identified: np.ndarray
+    clusters: int
+    quantile: float
+
+    def trade_offs(self, names: list[str]) -> list[tuple[str, str, float]]:
+        """Pairs of parameters with ``|correlation| >= TRADE_OFF``."""
+        d = len(names)
+        return [
+            (names[i], names[j], float(self.correlation[i, j]))
+            for i in range(d)
+            for j in range(i + 1, d)
+            if abs(self.correlation[i, j]) >= TRADE_OFF
+        ]
+
+
+def uncertainty(
+    x: np.ndarray, jac: np.ndarray, resid: np.ndarray, cluster: np.ndarray
+) -> Uncertainty:
+    """Standard errors, intervals and identifiability at the estimate ``x`` (module
+    docstring); ``cluster`` labels each row of ``jac`` and ``resid``."""
+    m, d = jac.shape
+    bread = jac.T @ jac
+    inv = np.linalg.pinv(bread)
+    # A direction with no information has an infinite variance, not pinv's zero.
+    eigval, eigvec = np.linalg.eigh(bread)
+    flat = eigval <= max(eigval.max(), 0.0) * 1e-12 + 1e-300
+    s2 = float(resid @ resid) / max(m - d, 1)
+    naive = s2 * inv
+    grads = jac * resid[:, None]
+    labels, index = np.unique(cluster, return_inverse=True)
+    per_cluster = np.zeros((len(labels), d))
+    np.add.at(per_cluster, index, grads)
+    meat = per_cluster.T @ per_cluster
+    robust = inv @ meat @ inv
+    var = np.maximum(np.diag(naive), np.diag(robust))
+    if flat.any():
+        touched = (np.abs(eigvec[:, flat]) > 1e-6).any(1)
+        var = np.where(touched, np.inf, var)
+    se = np.maximum(np.sqrt(var), NUMERICAL_FLOOR)
+    q = float(stats.t.ppf(0.5 + LEVEL / 2, max(len(labels) - 1, 1)))
+    cov = robust if np.all(np.isfinite(robust)) else naive
+    scale = np.sqrt(np.maximum(np.diag(cov), 1e-300))
+    corr = np.clip(cov / np.outer(scale, scale), -1.0, 1.0)
+    low, high = x - q * se, x + q * se
+    return Uncertainty(
+        se=se,
+        low=low,
+        high=high,
+        correlation=corr,
+        not_identified=(high - low) >= UNIDENTIFIED_WIDTH,
+        clusters=len(labels),
+        quantile=q,
+    )
+
+
+def lag1_noise_variance(resid: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Per state entry, ``-2 x`` the lag-1 autocovariance of one-step residuals
+    ``(T, nstate)`` within episodes (``episode`` labels each row; rows in time order),
+    at least 0: the residual variance that measurement noise alone would leave."""
+    same = episode[1:] == episode[:-1]
+    if not same.any():
+        return np.zeros(resid.shape[1])
+    centred = resid - resid.mean(0)
+    gamma1 = (centred[1:][same] * centred[:-1][same]).mean(0)
+    return np.maximum(-2.0 * gamma1, 0.0)
