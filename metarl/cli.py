@@ -229,6 +229,7 @@ def _sysid(args: argparse.Namespace) -> int:
     # sim2real sits above the core: the command reaches it by name, at run time.
     commands = importlib.import_module("metarl.sim2real.sysid_command")
     out = commands.run_sysid(args.file)
+    print(commands.summary(out))
     print(f"sysid folder: {out}")
     print(f"report:       {out / 'report.md'}")
     return 0

@@ -514,7 +514,12 @@ def _held_out(
     """Open-loop predictions of the held-out episodes from their first state."""
     if not data.held_out:
         return {}
-    out: dict[str, Any] = {"episodes": len(data.held_out), "horizon": horizon, "traces": []}
+    out: dict[str, Any] = {
+        "episodes": len(data.held_out),
+        "steps": sum(len(actions) for _, actions, _ in data.held_out),
+        "horizon": horizon,
+        "traces": [],
+    }
     totals = {"nominal": 0.0, "fitted": 0.0}
     count = 0
     for first, actions, states in data.held_out:

@@ -17,15 +17,20 @@ A sysid file::
         params:                          # what to fit: PhysicsParam dicts with bounds
           torso_mass:
             {field: body_mass, elements: [torso], dist: {kind: uniform, low: 0.5, high: 3}}
-      method: dropo                      # dropo | trajectory_matching
-      options: {budget: 300}             # keyword arguments of the fit
+        state_from_observation: null     # "module:function" for data without states whose
+                                         #   observation is not the state (sysid_data)
+      method: trajectory_matching        # trajectory_matching (intervals) | dropo
+      options: {budget: 200}             # keyword arguments of the fit
       seed: 0
       root: runs/sysid
 
 The folder gets ``real_episodes.npz`` (every recorded step: observations, actions,
-rewards, next observations, terminations, truncations, per episode), ``fit.json``
-(the ``FitResult``, the hidden truth and the recovery errors), ``report.md``,
-``estimates.png`` (estimate, uncertainty and truth per parameter) and
+rewards, next observations, terminations, truncations, the step infos with the
+recorded states, per episode), ``fit.json`` (the ``FitResult``, the hidden truth, the
+recovery errors and whether each 95% interval holds the truth), ``report.md`` (its
+warnings first), ``estimates.png`` (estimate, 95% interval and truth per parameter),
+``predictions.png`` (the held-out episodes predicted open loop, simulated against
+real, at the nominal and the fitted parameters) and
 ``randomization.yaml``: a config ``randomization`` section with the fitted
 distribution, to train on the learned simulator (``metarl train CONFIG`` with it).
 """
@@ -60,6 +65,8 @@ from metarl.sim2real.sysid import (
     fit_trajectory_matching,
     param_mismatches,
 )
+from metarl.sim2real.sysid_data import load_state_function
+from metarl.sim2real.sysid_plots import plot_estimates, plot_held_out
 from metarl.sim2real.targets import Target, TargetConfig
 
 __all__ = ["SimulatorConfig", "SysidConfig", "load_sysid", "run_sysid", "save_episodes"]
@@ -80,6 +87,9 @@ class SimulatorConfig(BaseModel):
     params: PhysicsParamDicts = Field(min_length=1)
     action_delay: int = Field(default=0, ge=0)
     """The system's known command delay in control steps (``Simulator.action_delay``)."""
+    state_from_observation: str | None = None
+    """``"package.module:function"``, observation -> state, for recorded data without
+    states whose observation is not the state (``metarl.sim2real.sysid_data``)."""
 
     def physics_params(self) -> dict[str, PhysicsParam]:
         return params_from_dicts(self.params)
@@ -109,7 +119,7 @@ class SysidConfig(BaseModel):
     max_steps: int | None = Field(default=200, ge=1)
     controller: Literal["random"] = "random"
     simulator: SimulatorConfig
-    method: Literal["dropo", "trajectory_matching"] = "dropo"
+    method: Literal["dropo", "trajectory_matching"] = "trajectory_matching"
     options: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0)
     root: str = "runs/sysid"
@@ -122,11 +132,12 @@ class SysidConfig(BaseModel):
             return value
         params = inspect.signature(FITS[method]).parameters
         allowed = [p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY]
-        unknown = [k for k in value if k not in allowed or k == "seed"]
+        own = ("seed", "state_from_observation")  # set by the file's own fields
+        unknown = [k for k in value if k not in allowed or k in own]
         if unknown:
             raise ValueError(
                 f"unknown option(s) {', '.join(map(repr, unknown))} of {method}; "
-                f"allowed: {', '.join(a for a in allowed if a != 'seed')}"
+                f"allowed: {', '.join(a for a in allowed if a not in own)}"
             )
         return value
 
@@ -226,19 +237,28 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         truth = target.hidden_truth()
         target.close()
     try:
-        result: FitResult = FITS[cfg.method](sim, episodes, seed=cfg.seed, **cfg.options)
+        state_fn = cfg.simulator.state_from_observation
+        result: FitResult = FITS[cfg.method](
+            sim,
+            episodes,
+            seed=cfg.seed,
+            state_from_observation=None if state_fn is None else load_state_function(state_fn),
+            **cfg.options,
+        )
     except (TypeError, ValueError) as err:  # the recorded data is kept in the folder
-        raise ConfigError(f"{path}: sysid.options: {err} (the recording is in {out})") from None
+        raise ConfigError(f"{path}: the fit stopped: {err} (the recording is in {out})") from None
     finally:
         sim.close()
     scalar_truth = {k: float(v) for k, v in truth.items() if np.ndim(v) == 0}
     errors = result.recovery_error(truth)
+    covered = result.covers(truth)
     (out / "fit.json").write_text(
         json.dumps(
             {
                 **result.to_dict(),
                 "truth": truth,
                 "recovery_error": errors,
+                "truth_in_interval": covered,
                 "config": cfg.model_dump(),
             },
             indent=1,
@@ -256,7 +276,9 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         "simulator\n# by putting it into an experiment config (env.id: "
         f"{cfg.simulator.env}).\n" + yaml.safe_dump(section, sort_keys=False)
     )
-    _plot(result, scalar_truth, out / "estimates.png")
+    plot_estimates(result, scalar_truth, out / "estimates.png")
+    if result.held_out:
+        plot_held_out(result, sim.labels, out / "predictions.png")
     report = result.report(scalar_truth or None)
     if cfg.target is not None:
         source = (
@@ -274,34 +296,27 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         )
     report += (
         f"\n{source}`fit.json`, `randomization.yaml` (the fitted distribution as a config "
-        "section), ![estimates](estimates.png)\n"
+        "section), ![estimates](estimates.png)"
+        + (" ![held-out predictions](predictions.png)" if result.held_out else "")
+        + "\n"
     )
     (out / "report.md").write_text(report)
     return out
 
 
-def _plot(result: FitResult, truth: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = result.names
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.5))
-    x = np.arange(len(names))
-    ax.errorbar(
-        x,
-        [result.estimates[n] for n in names],
-        yerr=[result.uncertainty[n] for n in names],
-        fmt="o",
-        capsize=4,
-        label=f"{result.method} estimate ± std",
+def summary(folder: Path) -> str:
+    """What a sysid folder's fit found, for the terminal: each estimate with its 95%
+    interval, the discrepancy beside the noise floor, and the warnings first."""
+    fit = json.loads((folder / "fit.json").read_text())
+    lines = [f"WARNING: {w}" for w in fit["warnings"]]
+    lines.append(
+        f"{fit['method']}: discrepancy nominal {fit['discrepancy_nominal']:.3g} -> fitted "
+        f"{fit['discrepancy_fitted']:.3g} (noise floor {fit['noise_floor']:.3g})"
     )
-    if truth:
-        ax.plot(x, [truth.get(n, np.nan) for n in names], "kx", label="hidden truth")
-    ax.set_xticks(x, names)
-    ax.set_ylabel("parameter value")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    for name, value in fit["estimates"].items():
+        lo, hi = fit["interval"][name]
+        flag = "  NOT IDENTIFIED" if name in fit["not_identified"] else ""
+        truth = fit["truth"].get(name)
+        known = f"  (truth {truth:.4g})" if isinstance(truth, float) else ""
+        lines.append(f"  {name}: {value:.4g}  95% interval [{lo:.4g}, {hi:.4g}]{flag}{known}")
+    return "\n".join(lines)

@@ -14,8 +14,9 @@ share explained is ``(nominal - fitted) / (nominal - floor)``. Held-out episodes
 
 Warnings (``FitResult.warnings``, at the top of the report and printed by ``metarl
 sysid``): the fitted simulator does not reproduce the data (discrepancy above
-``MISMATCH`` x the floor), an estimate at a bound of its search range, a parameter
-the data do not determine, a held-out prediction no better than the nominal one.
+``MISMATCH`` x the floor and above ``REPRODUCED``), an estimate at a bound of its
+search range, a parameter the data do not determine, a held-out prediction no better
+than the nominal one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ __all__ = ["MISMATCH", "FitResult", "param_mismatches", "relative_errors"]
 MISMATCH = 3.0
 # Discrepancies below this are at the numerical floor (float64 states, solver tolerance).
 NUMERICAL_DISCREPANCY = 1e-10
+# A fitted discrepancy below this (one-step errors within 0.1% rms of the states'
+# spread) reproduces the data whatever the floor.
+REPRODUCED = 1e-6
 
 
 def param_mismatches(fitted: Mapping[str, Any], truth: Mapping[str, Any]) -> list[str]:
@@ -194,7 +198,7 @@ def fit_warnings(result: FitResult) -> list[str]:
     """The warnings of the module docstring, worded for a reader of the report."""
     out = []
     floor = result.noise_floor
-    if result.discrepancy_fitted > MISMATCH * floor + NUMERICAL_DISCREPANCY:
+    if result.discrepancy_fitted > max(MISMATCH * floor, REPRODUCED):
         out.append(
             f"the fitted simulator does not reproduce the data: discrepancy "
             f"{result.discrepancy_fitted:.3g} is "

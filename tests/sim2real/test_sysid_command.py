@@ -35,14 +35,17 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
     assert _cli(["sysid", str(path)]) == 0
     (out,) = (tmp_path / "out").iterdir()
     fit = json.loads((out / "fit.json").read_text())
-    assert fit["method"] == "trajectory matching" and fit["episodes"] == 10
+    assert fit["method"] == "trajectory matching" and fit["episodes"] == 9  # 1 held out
+    assert fit["held_out"]["episodes"] == 1
     assert fit["truth"] == {"pole_mass": 1.6, "hinge_damping": 0.5}
     assert set(fit["recovery_error"]) == {"pole_mass", "hinge_damping"}
     data = np.load(out / "real_episodes.npz")
     steps = sum(len(data[k]) for k in data.files if k.startswith("actions_"))
-    assert steps == fit["transitions"]  # every recorded step is kept
+    assert steps == fit["transitions"] + fit["held_out"]["steps"]  # every step is kept
+    assert all(fit["truth_in_interval"].values())
     assert "relative error" in (out / "report.md").read_text()
     assert (out / "estimates.png").stat().st_size > 1000
+    assert (out / "predictions.png").stat().st_size > 1000
     # the fitted distribution is a config section an experiment accepts
     section = yaml.safe_load((out / "randomization.yaml").read_text())
     config_file = tmp_path / "train.yaml"
@@ -61,7 +64,7 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
     [
         ({"method": "newton"}, "sysid.method"),
         ({"options": {"budgt": 10}}, "unknown option(s) 'budgt' of dropo; allowed: samples"),
-        ({"options": {"budget": 1}}, "sysid.options: budget must be an integer >= 2"),
+        ({"options": {"budget": 1}}, "the fit stopped: budget must be an integer >= 2"),
         ({"episodes": 0}, "sysid.episodes"),
         ({"simulator": {"env": "InvertedPendulum-v5", "params": {}}}, "sysid.simulator.params"),
         (
