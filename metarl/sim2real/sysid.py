@@ -82,6 +82,8 @@ __all__ = [
 _WEIGHT_FLOOR = 1e-9
 # Windows the global stage evaluates per candidate.
 _GLOBAL_WINDOWS = 400
+# The rough-window check compares difference quotients at steps this far apart.
+_ROUGH_RATIO = 1000.0
 # Steps per cluster of residuals for the standard errors (sysid_stats).
 CLUSTER_STEPS = 20
 # An estimate this close to a bound (share of the range) is "at the bound".
@@ -277,6 +279,19 @@ def fit_trajectory_matching(
         r = _residuals(sim, w, values(pts), weight).reshape(d + 1, -1)
         return ((r[1:] - r[0]) / h[:, None]).T
 
+    def rough(xv: np.ndarray) -> np.ndarray:
+        # Windows whose residuals do not change smoothly with the parameters: their
+        # difference quotients at two steps 1000x apart disagree (a constraint solver
+        # that flips between outcomes on a state with deep contact, say).
+        h1 = np.where(xv + step <= 1.0, step, -step)
+        h2 = h1 * _ROUGH_RATIO
+        pts = np.vstack([xv, xv + np.diag(h1), xv + np.diag(h2)])
+        r = _residuals(sim, w, values(pts), weight).reshape(2 * d + 1, len(w), -1)
+        q1 = (r[1 : d + 1] - r[0]) / h1[:, None, None]
+        q2 = (r[d + 1 :] - r[0]) / h2[:, None, None]
+        return (np.abs(q1 - q2) > 0.1 * np.abs(q2) + 1.0).any((0, 2))  # type: ignore[no-any-return]
+
+    left_out = 0
     for _ in range(2):
         solution = optimize.least_squares(
             fun,
@@ -292,6 +307,15 @@ def fit_trajectory_matching(
         resid = _residuals(sim, w, values(x), 1.0).reshape(-1, sim.nstate)[w.mask.ravel()]
         spread = np.sqrt((resid**2).mean(0))
         weight = 1.0 / np.maximum(spread, _WEIGHT_FLOOR * data.scale)
+        bad = rough(x)
+        if bad.all():
+            raise ValueError(
+                "the simulator's predictions of every recorded step jump when the "
+                "parameters change by 1e-7 of their range: no local fit is possible"
+            )
+        left_out += int(w.subset(bad).transitions)
+        w = w.subset(~bad)
+        used += 2 * d + 1
     r = fun(x)
     J = jac(x)
     window_rows = np.repeat(np.arange(len(w)), horizon * sim.nstate)
@@ -335,6 +359,7 @@ def fit_trajectory_matching(
             "windows": len(w),
             "clusters": unc.clusters,
             "held_out_horizon": held_out_horizon,
+            "rough_transitions_left_out": left_out,
         },
     )
     result.not_identified = [
