@@ -54,7 +54,9 @@ class MJCFEnv(MujocoEnv, utils.EzPickle):
             range, an unknown keyframe, a bad ``frame_skip`` or ``reset_noise_scale``.
     """
 
-    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
+    metadata: dict[str, Any] = {  # noqa: RUF012 (Gymnasium's convention)
+        "render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]
+    }
 
     def __init__(
         self,
@@ -64,9 +66,7 @@ class MJCFEnv(MujocoEnv, utils.EzPickle):
         keyframe: str | None = None,
         **kwargs: Any,
     ):
-        utils.EzPickle.__init__(
-            self, model_path, frame_skip, reset_noise_scale, keyframe, **kwargs
-        )
+        utils.EzPickle.__init__(self, model_path, frame_skip, reset_noise_scale, keyframe, **kwargs)
         check_int("MJCFEnv: frame_skip", frame_skip, ge=1)
         check_number("MJCFEnv: reset_noise_scale", reset_noise_scale, ge=0.0)
         path = Path(model_path).expanduser().resolve()
@@ -80,7 +80,7 @@ class MJCFEnv(MujocoEnv, utils.EzPickle):
         _check_actuators(self.model, path)
         size = self.model.nq + self.model.nv
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
-        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
         try:
@@ -91,7 +91,9 @@ class MJCFEnv(MujocoEnv, utils.EzPickle):
         model.vis.global_.offheight = self.height
         return model, mujoco.MjData(model)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(  # type: ignore[override]
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.do_simulation(action, self.frame_skip)
         if self.render_mode == "human":
             self.render()
