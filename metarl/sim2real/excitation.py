@@ -390,8 +390,18 @@ EXCITATION_KINDS: dict[str, type[_Config]] = {
 
 
 def _kind_alone(value: Any) -> Any:
-    """``excitation: multisine`` is ``{kind: multisine}`` (the kind's defaults)."""
-    return {"kind": value} if isinstance(value, str) else value
+    """``excitation: multisine`` is ``{kind: multisine}`` (the kind's defaults); a
+    missing or unknown kind is named with the kinds there are."""
+    kinds = ", ".join(EXCITATION_KINDS)
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"an excitation is a kind ({kinds}) or a mapping with a kind")
+    if "kind" not in value:
+        raise ValueError(f"the excitation has no kind; kinds: {kinds}")
+    if not isinstance(value["kind"], str) or value["kind"] not in EXCITATION_KINDS:
+        raise ValueError(f"kind {value['kind']!r} is not an excitation; kinds: {kinds}")
+    return value
 
 
 ExcitationConfig = Annotated[
