@@ -332,7 +332,12 @@ class ChirpExcitation(_Band):
         return _Periodic(space, self.amplitude, draw)
 
 
-class PdHoldExcitation(_Config):
+class _Noisy(_Config):
+    noise_std: float = Field(default=0.3, ge=0)
+    """The Gaussian noise's standard deviation, as a share of each actuator's half-range."""
+
+
+class PdHoldExcitation(_Noisy):
     """A PD controller holding the reset pose, plus noise (module docstring)."""
 
     kind: Literal["pd_hold"] = "pd_hold"
@@ -340,8 +345,6 @@ class PdHoldExcitation(_Config):
     """Proportional gain: action units per rad (hinge) or per m (slide)."""
     kd: float = Field(default=0.1, ge=0)
     """Derivative gain: action units per rad/s or per m/s."""
-    noise_std: float = Field(default=0.1, ge=0)
-    """The Gaussian noise's standard deviation, as a share of each actuator's half-range."""
 
     def _build(self, space: gym.spaces.Box, env: Any, length: int | None) -> Excitation:
         found = mujoco_model(env)
@@ -351,14 +354,12 @@ class PdHoldExcitation(_Config):
         return _PdHold(space, model, data, self.kp, self.kd, self.noise_std)
 
 
-class PolicyExcitation(_Config):
+class PolicyExcitation(_Noisy):
     """An exported policy plus noise (module docstring)."""
 
     kind: Literal["policy"] = "policy"
     path: str = Field(min_length=1)
     """The ONNX file ``metarl export`` wrote."""
-    noise_std: float = Field(default=0.1, ge=0)
-    """The Gaussian noise's standard deviation, as a share of each actuator's half-range."""
 
     def _build(self, space: gym.spaces.Box, env: Any, length: int | None) -> Excitation:
         from metarl.sim2real.onnx_policy import load_policy

@@ -257,19 +257,17 @@ def test_bad_sections_are_named(tmp_path: Path, section: Any, message: str) -> N
 
 
 def _sysid_file(tmp_path: Path, **changes: Any) -> Path:
-    data = yaml.safe_load(PENDULUM.read_text())
-    data["sysid"].update(root=str(tmp_path / "out"), **changes)
+    """A tiny run of the shipped pendulum file: 2 episodes of 30 steps, 4 fit evaluations."""
+    shipped = yaml.safe_load(PENDULUM.read_text())["sysid"]
+    tiny = {"episodes": 2, "max_steps": 30, "method": "trajectory_matching"}
+    section = {**shipped, **tiny, "options": {"budget": 4}, "root": str(tmp_path / "out")}
     path = tmp_path / "sysid.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump({"sysid": {**section, **changes}}))
     return path
 
 
 def test_the_old_controller_key_is_refused_with_the_new_spelling(tmp_path: Path) -> None:
-    data = yaml.safe_load(PENDULUM.read_text())
-    data["sysid"].pop("excitation")
-    data["sysid"]["controller"] = "random"
-    path = tmp_path / "old.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = _sysid_file(tmp_path, controller="random")
     with pytest.raises(ConfigError, match=r"write excitation: \{kind: random\}"):
         load_sysid(path)
 
@@ -284,15 +282,7 @@ def test_metarl_sysid_records_with_each_excitation(tmp_path: Path, kind: str) ->
         env = gym.make("InvertedPendulum-v5")
         export_policy(PPOAgent(env.observation_space, env.action_space), tmp_path / "p.onnx")
         section = {"kind": "policy", "path": str(tmp_path / "p.onnx")}
-    path = _sysid_file(
-        tmp_path,
-        excitation=section,
-        episodes=2,
-        max_steps=30,
-        method="trajectory_matching",
-        options={"budget": 4},
-    )
-    out = run_sysid(path)
+    out = run_sysid(_sysid_file(tmp_path, excitation=section))
     data = np.load(out / "real_episodes.npz")
     actions = np.concatenate([data[k] for k in sorted(data.files) if k.startswith("actions_")])
     assert len(actions) > 2 and np.all(np.isfinite(actions))
