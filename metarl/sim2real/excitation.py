@@ -30,7 +30,12 @@ the system moves (a friction, a damping, a leg's mass) stays undetermined. The k
   space (the controller's own limit, as a servo's), so what is recorded is what the
   actuators got. It reads the joint positions and velocities from the MuJoCo data of
   the environment it drives (the simulated system's state, as a robot's encoders give
-  it).
+  it). Its defaults (``kp = 4``, ``kd = 0.1``, ``noise_std = 0.3``): a controller that
+  holds a robot still records little motion, and a fit to that sees mostly the
+  sensors' noise; noise of 0.3 of the half-range moves the joints, and these gains
+  still keep Hopper and Walker2d up for most of a 200-step episode, where random
+  actions topple them within tens of steps (``benchmarks/RESULTS.md``, "Excitation for
+  system identification").
 - ``policy``: a policy exported by ``metarl export`` (an ONNX file) plus Gaussian noise
   of ``noise_std`` times the half-range. Its output is not clipped: the system applies
   its own limits as it does for every action. A policy that reads the previous reward
@@ -341,7 +346,7 @@ class PdHoldExcitation(_Noisy):
     """A PD controller holding the reset pose, plus noise (module docstring)."""
 
     kind: Literal["pd_hold"] = "pd_hold"
-    kp: float = Field(default=1.0, ge=0)
+    kp: float = Field(default=4.0, ge=0)
     """Proportional gain: action units per rad (hinge) or per m (slide)."""
     kd: float = Field(default=0.1, ge=0)
     """Derivative gain: action units per rad/s or per m/s."""

@@ -139,7 +139,7 @@ def test_pd_hold_keeps_hopper_up_longer_than_random_actions() -> None:
     env = gym.make("Hopper-v5")
     _, held = run(env, build("pd_hold", env), seed=0, episodes=10)
     _, random = run(env, build("random", env), seed=0, episodes=10)
-    assert np.mean(held) > 150 and np.mean(random) < 60  # measured: 200 and 32
+    assert np.mean(held) > 150 and np.mean(held) > 3 * np.mean(random)  # measured: 200, 32
 
 
 def test_pd_hold_holds_the_reset_pose_of_the_driven_joints() -> None:
