@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 import metarl  # noqa: F401  (registers the environments)
 from metarl.envs import MJCF_ENV_ID
@@ -303,3 +303,9 @@ def test_an_excitation_the_target_refuses_leaves_no_folder(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"sysid\.excitation: multisine\.f_max \(20 Hz\)"):
         run_sysid(path)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_multisine_file_reads() -> None:
+    cfg = load_sysid(ROOT / "configs" / "sysid" / "hopper_multisine.yaml")
+    assert cfg.excitation.kind == "multisine" and cfg.simulator.env == "Hopper-v5"
+    assert set(cfg.simulator.params) == {"torso_mass", "thigh_mass", "foot_mass"}
