@@ -3,7 +3,8 @@
 Importing this package registers the ``metarl/`` environments with Gymnasium,
 so that ``gymnasium.make("metarl/HalfCheetahVel-v0")`` works after
 ``import metarl``. Each entry below gives the family's horizon (``docs/tasks.md``)
-as ``max_episode_steps`` (a truncation, not a termination).
+as ``max_episode_steps`` (a truncation, not a termination). ``metarl/MJCF-v0``
+(``MJCF_ENV_ID``) is registered beside them: any MuJoCo model file, not a task family.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def _register() -> None:
 
 _register()
 
+# Not a task family (it has no tasks): any MuJoCo model file as an environment, for a
+# user's own robot (metarl.envs.mjcf).
+MJCF_ENV_ID = "metarl/MJCF-v0"
+if MJCF_ENV_ID not in gym.registry:
+    gym.register(MJCF_ENV_ID, entry_point="metarl.envs.mjcf:MJCFEnv", max_episode_steps=1000)
+
 
 def task_env_ids() -> list[str]:
     """The ids of every registered task family: ``TASK_ENVS``, then ``METAWORLD_ENVS``."""
@@ -100,6 +107,7 @@ def task_counts(env_id: str) -> tuple[int, int] | None:
 
 __all__ = [
     "METAWORLD_ENVS",
+    "MJCF_ENV_ID",
     "TASK_ENVS",
     "Beta",
     "Fixed",

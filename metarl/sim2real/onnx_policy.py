@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxPolicy", "run_episode"]
+__all__ = ["OnnxPolicy", "load_policy", "run_episode"]
 
 INPUTS = ("observation", "prev_action", "prev_reward", "episode_start", "state")
 
@@ -121,6 +121,23 @@ class OnnxPolicy:
         self.prev_reward = np.full((1, 1), reward, dtype=np.float32)
         if command is not None:
             self.prev_action = np.asarray(command, dtype=np.float32).reshape(1, -1)
+
+
+def load_policy(path: str | Path) -> OnnxPolicy:
+    """The exported policy in the file ``path``.
+
+    Raises:
+        ValueError: no such file, a file ONNX Runtime cannot read (its message given),
+            or an ONNX model that is not a metarl policy export.
+    """
+    if not Path(path).is_file():
+        raise ValueError(f"no file {path}")
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf
+
+    try:
+        return OnnxPolicy(path)
+    except (Fail, InvalidProtobuf) as err:
+        raise ValueError(f"{path} is not an ONNX model ONNX Runtime can run: {err}") from None
 
 
 def run_episode(env: Any, policy: OnnxPolicy, seed: int | None = None) -> tuple[float, int]:

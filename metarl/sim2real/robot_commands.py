@@ -189,12 +189,10 @@ def _env(cfg: SessionBase, path: str | Path, section: str) -> RealRobotEnv:
 
 
 def _policy(file: str, path: str | Path, field: str) -> Any:
-    from metarl.sim2real.onnx_policy import OnnxPolicy
+    from metarl.sim2real.onnx_policy import load_policy
 
-    if not Path(file).exists():
-        raise ConfigError(f"{path}: {field}: no file {file}")
     try:
-        return OnnxPolicy(file)
+        return load_policy(file)
     except ValueError as err:
         raise ConfigError(f"{path}: {field}: {err}") from None
 

@@ -289,7 +289,7 @@ def fit_trajectory_matching(
         r = _residuals(sim, w, values(pts), weight).reshape(2 * d + 1, len(w), -1)
         q1 = (r[1 : d + 1] - r[0]) / h1[:, None, None]
         q2 = (r[d + 1 :] - r[0]) / h2[:, None, None]
-        return (np.abs(q1 - q2) > 0.1 * np.abs(q2) + 1.0).any((0, 2))  # type: ignore[no-any-return]
+        return (np.abs(q1 - q2) > 0.1 * np.abs(q2) + 1.0).any((0, 2))
 
     left_out = 0
     for _ in range(2):

@@ -9,7 +9,8 @@ A sysid file::
       #   (metarl record) instead of a target; no truth then, so no recovery errors
       episodes: 5                        # real episodes to record
       max_steps: 200                     # at most this many steps each
-      controller: random                 # uniform random actions (seeded): the excitation
+      excitation: {kind: multisine, f_min: 0.5, f_max: 5, amplitude: 0.5}
+                                         # what drives the target while it is recorded
       simulator:
         env: Hopper-v5
         env_kwargs: {}
@@ -23,6 +24,17 @@ A sysid file::
       options: {budget: 200}             # keyword arguments of the fit
       seed: 0
       root: runs/sysid
+
+``excitation`` (``metarl.sim2real.excitation``; default ``random``) is one of
+``random`` (uniform random actions), ``multisine`` and ``chirp`` (per actuator, in the
+band ``[f_min, f_max]`` Hz, ``amplitude`` a share of each actuator's half-range),
+``pd_hold`` (a PD controller holding the reset pose, gains ``kp``, ``kd``, plus noise
+``noise_std``) and ``policy`` (``path``: a policy ``metarl export`` wrote, plus noise
+``noise_std``); a bare kind (``excitation: pd_hold``) takes its defaults. Its signals
+last ``max_steps`` steps (the target env's own limit without one) and draw from one
+generator seeded ``SeedSequence(seed).spawn(1)[0]``, episode after episode; ``pd_hold``
+reads the target's joint positions and velocities as a robot's encoders give them. The
+older ``controller: random`` is refused with the new spelling (``excitation: random``).
 
 The folder gets ``real_episodes.npz`` (every recorded step: observations, actions,
 rewards, next observations, terminations, truncations, the step infos with the
@@ -38,6 +50,7 @@ distribution, to train on the learned simulator (``metarl train CONFIG`` with it
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -58,6 +71,13 @@ from pydantic import (
 from metarl.config import ConfigError, PhysicsParamDicts, read_yaml, validation_message
 from metarl.envs import PhysicsParam, params_from_dicts
 from metarl.episodes import Episode
+from metarl.sim2real.excitation import (
+    EXCITATION_KINDS,
+    EpisodeController,
+    Excitation,
+    ExcitationConfig,
+    RandomExcitation,
+)
 from metarl.sim2real.sysid import (
     FitResult,
     Simulator,
@@ -117,12 +137,23 @@ class SysidConfig(BaseModel):
     data: RecordedData | None = None
     episodes: int = Field(default=5, ge=1)
     max_steps: int | None = Field(default=200, ge=1)
-    controller: Literal["random"] = "random"
+    excitation: ExcitationConfig = Field(default_factory=RandomExcitation)
     simulator: SimulatorConfig
     method: Literal["dropo", "trajectory_matching"] = "trajectory_matching"
     options: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0)
     root: str = "runs/sysid"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_controller(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "controller" in data:
+            raise ValueError(
+                f"controller: {data['controller']!r}: what drives the target is the "
+                "excitation section: write excitation: {kind: random} (the default); "
+                f"kinds: {', '.join(EXCITATION_KINDS)} (metarl.sim2real.excitation)"
+            )
+        return data
 
     @field_validator("options")
     @classmethod
@@ -211,6 +242,7 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
             raise ConfigError(f"{path}: sysid.data: {err}") from None
     try:
         target = None if cfg.target is None else Target(cfg.target)
+        excitation = None if target is None else _excitation(target, cfg)
         sim = Simulator(
             cfg.simulator.env,
             cfg.simulator.physics_params(),
@@ -225,14 +257,8 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     if target is None:
         episodes, truth = recorded, {}
     else:
-        # The excitation's own stream: the fit's draws come from default_rng(seed).
-        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
-        space = target.action_space
-
-        def random_action(obs: np.ndarray) -> np.ndarray:
-            return rng.uniform(space.low, space.high).astype(space.dtype)  # type: ignore[attr-defined]
-
-        episodes = target.rollout(random_action, cfg.episodes, cfg.max_steps)
+        assert excitation is not None
+        episodes = _excite(target, excitation, cfg)
         save_episodes(episodes, out / "real_episodes.npz")
         truth = target.hidden_truth()
         target.close()
@@ -283,9 +309,9 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     if cfg.target is not None:
         source = (
             f"Target `{cfg.target.env}` (hidden physics and effects: "
-            f"{[e['name'] for e in cfg.target.effects] or 'none'}), controller "
-            f"`{cfg.controller}`, seed {cfg.seed}. Files: `real_episodes.npz` (the recorded "
-            "data), "
+            f"{[e['name'] for e in cfg.target.effects] or 'none'}), excitation "
+            f"`{cfg.excitation.label()}`, seed {cfg.seed}. Files: `real_episodes.npz` (the "
+            "recorded data), "
         )
     else:
         assert cfg.data is not None
@@ -302,6 +328,38 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
     )
     (out / "report.md").write_text(report)
     return out
+
+
+def _excitation(target: Target, cfg: SysidConfig) -> Excitation:
+    """The file's excitation bound to the target (module docstring).
+
+    Raises:
+        ValueError: an excitation the target cannot take (named).
+    """
+    env = target._env  # the system itself: pd_hold reads its joints as encoders would
+    length = cfg.max_steps or getattr(env.spec, "max_episode_steps", None)
+    try:
+        return cfg.excitation.build(env, length)
+    except ValueError as err:
+        target.close()
+        raise ValueError(f"sysid.excitation: {err}") from None
+
+
+def _excite(target: Target, excitation: Excitation, cfg: SysidConfig) -> list[Episode]:
+    """The target's episodes under ``excitation`` (module docstring)."""
+    # The excitation's own stream: the fit's draws come from default_rng(seed).
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+    episodes: list[Episode] = []
+    for _ in range(cfg.episodes):
+        controller = excitation.episode(rng)
+        episodes += target.rollout(_counting(controller), 1, cfg.max_steps)
+    return episodes
+
+
+def _counting(controller: EpisodeController) -> Callable[[np.ndarray], np.ndarray]:
+    """``controller`` as ``observation -> action`` for one episode: the steps counted."""
+    steps = itertools.count()
+    return lambda observation: controller(observation, next(steps))
 
 
 def summary(folder: Path) -> str:
