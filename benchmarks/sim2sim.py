@@ -59,6 +59,7 @@ Usage::
 
     python benchmarks/sim2sim.py fits --out runs/sim2sim
     python benchmarks/sim2sim.py transfer --out runs/sim2sim
+    python benchmarks/sim2sim.py transfer --out runs/sim2sim --learned-method dropo
     python benchmarks/sim2sim.py adapt --out runs/sim2sim --targets half_cheetah
     python benchmarks/sim2sim.py report --out runs/sim2sim --plot-dir benchmarks/plots
     python benchmarks/sim2sim.py fits --targets hopper --trajectories 1 2 --seeds 0 \\
@@ -72,6 +73,7 @@ import datetime
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,7 @@ from metarl.config import validate_config
 from metarl.envs import PhysicsParam
 from metarl.evaluation import evaluate_adaptation
 from metarl.runner import run_experiment
-from metarl.sim2real.sysid import Simulator, fit_dropo, fit_trajectory_matching
+from metarl.sim2real.sysid import FitResult, Simulator, fit_dropo, fit_trajectory_matching
 from metarl.sim2real.targets import Target, TargetSampler, load_target_config
 from metarl.tasks import RealTask
 
@@ -235,7 +237,7 @@ def _fit_path(out: Path, name: str, method: str, n: int, seed: int) -> Path:
 def run_fits(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    methods = {
+    methods: dict[str, tuple[Callable[..., FitResult], dict[str, Any]]] = {
         "dropo": (
             fit_dropo,
             {"budget": args.dropo_budget, "samples": 5, "max_transitions": 300},

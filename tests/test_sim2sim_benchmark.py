@@ -183,7 +183,8 @@ def test_the_targets_hide_what_the_fits_search() -> None:
 @pytest.mark.parametrize("name", list(sim2sim.TARGETS))
 def test_every_target_hides_its_truth_and_records_noisy_states(name: str) -> None:
     target = Target(load_target_config(sim2sim.target_config(name, seed=3)))
-    episode = target.rollout(lambda obs: np.zeros(target.action_space.shape, np.float32), 1, 40)[0]
+    zero = np.zeros(target.action_space.shape or (), np.float32)
+    episode = target.rollout(lambda obs: zero, 1, 40)[0]
     assert target.hidden_truth() == pytest.approx(sim2sim.TARGETS[name][1])
     true_next = target.effect_records[0]["effects.state_noise.next_state"]
     error = episode.env_infos["next_state"] - true_next
