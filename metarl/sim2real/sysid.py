@@ -65,7 +65,7 @@ from metarl.sim2real.sysid_result import (
     relative_errors,
 )
 from metarl.sim2real.sysid_sim import Simulator, applied_actions
-from metarl.sim2real.sysid_stats import lag1_noise_variance, uncertainty
+from metarl.sim2real.sysid_stats import measurement_variance, uncertainty
 
 __all__ = [
     "FitResult",
@@ -506,8 +506,8 @@ def _result(
     nominal = _discrepancy(sim, one, sim.nominal, data.scale)
     fitted = _discrepancy(sim, one, estimates, data.scale)
     resid = _residuals(sim, one, estimates[None], 1.0)[0, :, 0]
-    noise = lag1_noise_variance(resid, one.episode)
-    floor = float((noise / data.scale**2).mean()) + NUMERICAL_DISCREPANCY
+    on_next, through_start = _noise_floor(sim, one, estimates, resid, data.scale)
+    floor = on_next + through_start + NUMERICAL_DISCREPANCY
     return FitResult(
         method=method,
         names=list(sim.names),
@@ -529,8 +529,31 @@ def _result(
         objective=objective,
         state_source=data.source,
         held_out=_held_out(sim, data, estimates, extra.get("held_out_horizon", 50)),
+        start_noise_share=through_start / max(on_next + through_start, 1e-300),
         extra=extra,
     )
+
+
+def _noise_floor(
+    sim: Simulator, one: Windows, estimates: np.ndarray, resid: np.ndarray, scale: np.ndarray
+) -> tuple[float, float]:
+    """The discrepancy that measurement noise alone would leave (``sysid_stats``), in two
+    parts: its variance on the next state, and what the same noise on the start state
+    makes of the prediction through the simulator (start states perturbed with a fixed
+    seed)."""
+    sigma2 = measurement_variance(resid, one.episode)
+    if not np.any(sigma2 > 0):
+        return 0.0, 0.0
+    rng = np.random.default_rng(0)
+    moved = one.starts + rng.normal(size=one.starts.shape) * np.sqrt(sigma2)
+    pred = sim.predict(
+        estimates[None],
+        np.concatenate([one.starts, moved]),
+        np.concatenate([one.actions, one.actions]),
+    )[0, :, 0]
+    spread = (pred[len(one) :] - pred[: len(one)]) ** 2
+    through = spread[one.mask[:, 0]].mean(0)
+    return float((sigma2 / scale**2).mean()), float((through / scale**2).mean())
 
 
 def _held_out(

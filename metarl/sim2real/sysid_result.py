@@ -7,7 +7,8 @@ against recorded states, per state entry divided by the variance of the recorded
 states (1 = as wrong as predicting their mean), over one-step predictions of the
 fit's episodes, at the simulator's nominal parameters and at the estimates. The noise
 floor is the discrepancy that measurement noise alone would leave
-(``metarl.sim2real.sysid_stats.lag1_noise_variance``) plus the numerical floor; the
+(``metarl.sim2real.sysid_stats``: measurement noise on the next and on the start
+state, through the simulator) plus the numerical floor; the
 share explained is ``(nominal - fitted) / (nominal - floor)``. Held-out episodes
 (not used by the fit) are predicted open loop from their first state over
 ``held_out_horizon`` steps, at both parameter sets.
@@ -15,8 +16,9 @@ share explained is ``(nominal - fitted) / (nominal - floor)``. Held-out episodes
 Warnings (``FitResult.warnings``, at the top of the report and printed by ``metarl
 sysid``): the fitted simulator does not reproduce the data (discrepancy above
 ``MISMATCH`` x the floor and above ``REPRODUCED``), an estimate at a bound of its
-search range, a parameter the data do not determine, a held-out prediction no better
-than the nominal one.
+search range, noise on the start states that dominates the floor (``START_NOISE``:
+errors in variables bias the estimates), a parameter the data do not determine, a
+held-out prediction no better than the nominal one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ __all__ = ["MISMATCH", "FitResult", "param_mismatches", "relative_errors"]
 MISMATCH = 3.0
 # Discrepancies below this are at the numerical floor (float64 states, solver tolerance).
 NUMERICAL_DISCREPANCY = 1e-10
+# Above this share of the noise floor, noise on the start states dominates: errors in
+# the variables a one-step prediction starts from bias the estimates.
+START_NOISE = 0.9
 # A fitted discrepancy below this (one-step errors within 0.1% rms of the states'
 # spread) reproduces the data whatever the floor.
 REPRODUCED = 1e-6
@@ -85,6 +90,7 @@ class FitResult:
     evaluations: int
     objective: float
     state_source: str
+    start_noise_share: float = 0.0
     not_identified: list[str] = field(default_factory=list)
     at_bound: list[str] = field(default_factory=list)
     trade_offs: list[tuple[str, str, float]] = field(default_factory=list)
@@ -126,6 +132,7 @@ class FitResult:
             "discrepancy_nominal": self.discrepancy_nominal,
             "discrepancy_fitted": self.discrepancy_fitted,
             "noise_floor": self.noise_floor,
+            "start_noise_share": self.start_noise_share,
             "share_explained": self.share_explained,
             "held_out": {k: v for k, v in self.held_out.items() if k != "traces"},
             "warnings": self.warnings,
@@ -206,6 +213,14 @@ def fit_warnings(result: FitResult) -> list[str]:
             f"{floor:.3g}; something the simulator leaves out (a delay, friction, a "
             "wrong parameter set) shapes the data, and the intervals below assume it "
             "does not"
+        )
+    if result.start_noise_share > START_NOISE:
+        out.append(
+            f"noise on the recorded start states makes {result.start_noise_share:.0%} of the "
+            "noise floor (through the dynamics: contacts turn small position errors into "
+            "large forces): errors in the variables the predictions start from bias the "
+            "estimates, and the intervals do not include that bias; record less noisy "
+            "states or data with fewer contacts"
         )
     for n in result.not_identified:
         out.append(

@@ -18,13 +18,15 @@ All in the fit's normalized coordinates ``x`` in [0, 1] per parameter (``low + x
 - Not identified: a parameter whose 95% interval (before the cut) is at least half its
   bounds' width: the data do not determine it. Pairs with ``|correlation| >=
   TRADE_OFF`` are named: the data determine a combination of them better than each.
-- The noise floor: with measurement noise of variance ``sigma^2`` on the recorded
-  states and a right model, one-step residuals are ``n_{t+1} - n_t`` to first order,
-  with variance ``2 sigma^2`` and lag-1 autocovariance ``-sigma^2``; so ``-2 x`` the
-  lag-1 autocovariance (within episodes, per state entry) estimates the residual
-  variance that noise alone leaves. Residual structure from a wrong model has positive
-  autocorrelation and lowers the estimate, so a fit that does not reproduce the data is
-  not hidden by it.
+- The noise floor (``metarl.sim2real.sysid``): measurement noise of variance
+  ``sigma^2`` on the recorded states enters a one-step residual twice: as the noise of
+  the recorded next state, and through the dynamics as the noise of the start state
+  (large where a contact turns a millimetre of position into a force).
+  ``measurement_variance`` estimates ``sigma^2`` per entry from the residuals' lag-1
+  autocovariance; the fit then predicts again from start states perturbed by noise of
+  that size, and the floor is ``sigma^2`` plus the spread this adds. Residual structure
+  from a wrong model has positive autocorrelation and lowers the estimate, so a fit
+  that does not reproduce the data is not hidden by it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ __all__ = [
     "NUMERICAL_FLOOR",
     "TRADE_OFF",
     "Uncertainty",
-    "lag1_noise_variance",
+    "measurement_variance",
     "uncertainty",
 ]
 
@@ -113,13 +115,16 @@ def uncertainty(
     )
 
 
-def lag1_noise_variance(resid: np.ndarray, episode: np.ndarray) -> np.ndarray:
-    """Per state entry, ``-2 x`` the lag-1 autocovariance of one-step residuals
-    ``(T, nstate)`` within episodes (``episode`` labels each row; rows in time order),
-    at least 0: the residual variance that measurement noise alone would leave."""
+def measurement_variance(resid: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Per state entry, the variance of measurement noise that one-step residuals
+    ``(T, nstate)`` show: minus their lag-1 autocovariance within episodes (``episode``
+    labels each row; rows in time order), at least 0. The noise of the recorded next
+    state enters a residual and, through the dynamics, the next one with opposite
+    sign; for an entry the dynamics carry over unchanged (a velocity over one step)
+    this is its variance."""
     same = episode[1:] == episode[:-1]
     if not same.any():
         return np.zeros(resid.shape[1])
     centred = resid - resid.mean(0)
     gamma1 = (centred[1:][same] * centred[:-1][same]).mean(0)
-    return np.maximum(-2.0 * gamma1, 0.0)
+    return np.maximum(-gamma1, 0.0)
