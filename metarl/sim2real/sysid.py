@@ -93,7 +93,7 @@ class _Prepared:
     fit: Windows  # the fit's windows (horizon of the fit)
     one_step: Windows  # the fit episodes' one-step windows (diagnostics)
     held_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # start, actions, states
-    scale: np.ndarray  # (nstate,) spread of the recorded states
+    scale: np.ndarray  # (nstate,) spread of the recorded states; inf: not in the data
     episodes: int
     source: str
 
@@ -125,6 +125,8 @@ def _prepare(
     targets = one.targets[:, 0]
     scale = targets.std(0)
     scale[scale < 1e-8] = 1.0
+    # Entries the data do not hold weigh nothing: every weight is 1 / (a multiple of scale).
+    scale[list(source.unobserved)] = np.inf
     return _Prepared(fit, one, held_out, scale, n - held, source.detail)
 
 
@@ -138,7 +140,7 @@ def _residuals(
 
 def _discrepancy(sim: Simulator, w: Windows, values: np.ndarray, scale: np.ndarray) -> float:
     r = _residuals(sim, w, values[None], 1.0 / scale)[0]
-    return float((r**2).sum() / (w.mask.sum() * r.shape[-1]))
+    return float((r**2).sum() / (w.mask.sum() * np.isfinite(scale).sum()))
 
 
 class _GlobalNumpySeed:
@@ -299,7 +301,7 @@ def fit_trajectory_matching(
         np.concatenate([np.arange((w.episode == e).sum()) for e in np.unique(w.episode)]) * horizon
     )
     cluster = (w.episode * 1_000_000 + steps_into_episode // CLUSTER_STEPS)[window_rows]
-    keep = np.repeat(w.mask.ravel(), sim.nstate)
+    keep = np.repeat(w.mask.ravel(), sim.nstate) & np.tile(np.isfinite(data.scale), w.mask.size)
     unc = uncertainty(x, J[keep], r[keep], cluster[keep])
     estimates = values(x)[0]
     se = unc.se * span
@@ -482,7 +484,8 @@ def _result(
     fitted = _discrepancy(sim, one, estimates, data.scale)
     resid = _residuals(sim, one, estimates[None], 1.0)[0, :, 0]
     noise = lag1_noise_variance(resid, one.episode)
-    floor = float((noise / data.scale**2).mean()) + NUMERICAL_DISCREPANCY
+    observed = np.isfinite(data.scale)
+    floor = float((noise / data.scale**2)[observed].mean()) + NUMERICAL_DISCREPANCY
     return FitResult(
         method=method,
         names=list(sim.names),
@@ -525,7 +528,7 @@ def _held_out(
         real = states[:steps]
         for key, p in zip(("nominal", "fitted"), pred, strict=True):
             totals[key] += float((((p - real) / data.scale) ** 2).sum())
-        count += steps * sim.nstate
+        count += steps * int(np.isfinite(data.scale).sum())
         out["traces"].append({"real": real, "nominal": pred[0], "fitted": pred[1]})
     out["discrepancy_nominal"] = totals["nominal"] / count
     out["discrepancy_fitted"] = totals["fitted"] / count
