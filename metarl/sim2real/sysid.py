@@ -483,7 +483,7 @@ def _result(
     nominal = _discrepancy(sim, one, sim.nominal, data.scale)
     fitted = _discrepancy(sim, one, estimates, data.scale)
     resid = _residuals(sim, one, estimates[None], 1.0)[0, :, 0]
-    noise = lag1_noise_variance(resid, one.episode)
+    noise = lag1_noise_variance(resid, one.episode, one.actions[:, 0])
     observed = np.isfinite(data.scale)
     floor = float((noise / data.scale**2)[observed].mean()) + NUMERICAL_DISCREPANCY
     return FitResult(
