@@ -95,7 +95,7 @@ class _Prepared:
     fit: Windows  # the fit's windows (horizon of the fit)
     one_step: Windows  # the fit episodes' one-step windows (diagnostics)
     held_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # start, actions, states
-    scale: np.ndarray  # (nstate,) spread of the recorded states
+    scale: np.ndarray  # (nstate,) spread of the recorded states; inf: not in the data
     episodes: int
     source: str
 
@@ -127,6 +127,8 @@ def _prepare(
     targets = one.targets[:, 0]
     scale = targets.std(0)
     scale[scale < 1e-8] = 1.0
+    # Entries the data do not hold weigh nothing: every weight is 1 / (a multiple of scale).
+    scale[list(source.unobserved)] = np.inf
     return _Prepared(fit, one, held_out, scale, n - held, source.detail)
 
 
@@ -140,7 +142,7 @@ def _residuals(
 
 def _discrepancy(sim: Simulator, w: Windows, values: np.ndarray, scale: np.ndarray) -> float:
     r = _residuals(sim, w, values[None], 1.0 / scale)[0]
-    return float((r**2).sum() / (w.mask.sum() * r.shape[-1]))
+    return float((r**2).sum() / (w.mask.sum() * np.isfinite(scale).sum()))
 
 
 class _GlobalNumpySeed:
@@ -323,7 +325,7 @@ def fit_trajectory_matching(
         np.concatenate([np.arange((w.episode == e).sum()) for e in np.unique(w.episode)]) * horizon
     )
     cluster = (w.episode * 1_000_000 + steps_into_episode // CLUSTER_STEPS)[window_rows]
-    keep = np.repeat(w.mask.ravel(), sim.nstate)
+    keep = np.repeat(w.mask.ravel(), sim.nstate) & np.tile(np.isfinite(data.scale), w.mask.size)
     unc = uncertainty(x, J[keep], r[keep], cluster[keep])
     estimates = values(x)[0]
     se = unc.se * span
@@ -541,7 +543,7 @@ def _noise_floor(
     parts: its variance on the next state, and what the same noise on the start state
     makes of the prediction through the simulator (start states perturbed with a fixed
     seed)."""
-    sigma2 = measurement_variance(resid, one.episode)
+    sigma2 = measurement_variance(resid, one.episode, one.actions[:, 0])
     if not np.any(sigma2 > 0):
         return 0.0, 0.0
     rng = np.random.default_rng(0)
@@ -553,7 +555,11 @@ def _noise_floor(
     )[0, :, 0]
     spread = (pred[len(one) :] - pred[: len(one)]) ** 2
     through = spread[one.mask[:, 0]].mean(0)
-    return float((sigma2 / scale**2).mean()), float((through / scale**2).mean())
+    observed = np.isfinite(scale)  # an entry the data leave out counts for nothing
+    return (
+        float((sigma2 / scale**2)[observed].mean()),
+        float((through / scale**2)[observed].mean()),
+    )
 
 
 def _held_out(
@@ -578,7 +584,7 @@ def _held_out(
         real = states[:steps]
         for key, p in zip(("nominal", "fitted"), pred, strict=True):
             totals[key] += float((((p - real) / data.scale) ** 2).sum())
-        count += steps * sim.nstate
+        count += steps * int(np.isfinite(data.scale).sum())
         out["traces"].append({"real": real, "nominal": pred[0], "fitted": pred[1]})
     out["discrepancy_nominal"] = totals["nominal"] / count
     out["discrepancy_fitted"] = totals["fitted"] / count

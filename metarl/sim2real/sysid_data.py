@@ -10,12 +10,16 @@ Where the states come from, in this order:
    observation holds the state in its own layout).
 3. The observation itself, when it is the state: ``[qpos, qvel]`` or ``[qpos[1:], qvel]``
    (Gymnasium's locomotion envs leave out the x position, which their dynamics do not
-   depend on; it is set to 0). Every sample is checked: the simulator, put into the
-   reconstructed state, must give the recorded observation back (to float32
-   rounding). A sample where it does not (a velocity clipped at Hopper's or Walker2d's
-   +-10, contact forces, left-out positions) is refused with the share of samples
-   affected, never used as a wrong state. States rebuilt from float32 observations
-   carry their rounding (about 1e-7 relative), which the fit report names.
+   depend on; it is set to 0 and, since the data do not hold it, left out of the
+   comparison: ``StateSource.unobserved``). Every sample is checked: the simulator, put
+   into the reconstructed state, must give the recorded observation back (to float32
+   rounding), and put into that state pushed outward (each entry away from zero by
+   ``_PUSH`` of its size plus ``_PUSH``) must observe the pushed state: an entry at a
+   clip (a velocity at Hopper's or Walker2d's +-10) gives itself back unpushed but
+   not pushed. A sample that fails either (clipped velocities, contact forces,
+   left-out positions) is refused with the share of samples affected, never used as a
+   wrong state. States rebuilt from float32 observations carry their rounding (about
+   1e-7 relative), which the fit report names.
 
 Refused with an error naming the problem: no episode, a state of the wrong size or not
 finite, episodes that lack states when the observation is not the state.
@@ -40,16 +44,20 @@ StateFunction = Callable[[np.ndarray], np.ndarray]
 # How a state rebuilt from an observation may differ from the recorded observation:
 # float32 rounding of values up to ~1e3.
 _ROUNDING_RTOL, _ROUNDING_ATOL = 1e-5, 1e-5
+# The outward push of the clip check: well above the rounding tolerance.
+_PUSH = 1e-3
 
 
 @dataclass(frozen=True)
 class StateSource:
     """Where a fit's states came from: ``recorded`` (the episodes' states),
     ``function`` (``state_from_observation``) or ``observation`` (the observation is
-    the state, float32)."""
+    the state, float32); ``unobserved``: the state entries the data do not hold (set
+    to 0 in the states; a fit leaves them out of its residuals)."""
 
     kind: str
     detail: str
+    unobserved: tuple[int, ...] = ()
 
 
 @dataclass
@@ -185,8 +193,12 @@ def _from_observations(
             obs = getattr(e, field).reshape(len(e), -1).astype(np.float64)
             states = np.zeros((len(obs), sim.nstate))
             states[:, skip:] = obs[:, : sim.nstate - skip]
-            back = sim.observe(states)
-            wrong = ~np.isclose(back, obs, rtol=_ROUNDING_RTOL, atol=_ROUNDING_ATOL)
+            wrong = ~np.isclose(sim.observe(states), obs, rtol=_ROUNDING_RTOL, atol=_ROUNDING_ATOL)
+            pushed = states.copy()
+            pushed[:, skip:] += np.sign(obs) * _PUSH * (1.0 + np.abs(obs))
+            wrong |= ~np.isclose(
+                sim.observe(pushed), pushed[:, skip:], rtol=_ROUNDING_RTOL, atol=_ROUNDING_ATOL
+            )
             rows = wrong.any(1)
             bad += int(rows.sum())
             total += len(rows)
@@ -216,6 +228,7 @@ def _from_observations(
         "states rebuilt from float32 observations"
         + (" (x position set to 0)" if skip else "")
         + "; their rounding (~1e-7 relative) is a noise floor",
+        tuple(range(skip)),
     )
 
 

@@ -214,7 +214,7 @@ def fit_warnings(result: FitResult) -> list[str]:
             "wrong parameter set) shapes the data, and the intervals below assume it "
             "does not"
         )
-    if result.start_noise_share > START_NOISE:
+    if result.start_noise_share > START_NOISE and floor > REPRODUCED:
         out.append(
             f"noise on the recorded start states makes {result.start_noise_share:.0%} of the "
             "noise floor (through the dynamics: contacts turn small position errors into "

@@ -26,7 +26,10 @@ All in the fit's normalized coordinates ``x`` in [0, 1] per parameter (``low + x
   autocovariance; the fit then predicts again from start states perturbed by noise of
   that size, and the floor is ``sigma^2`` plus the spread this adds. Residual structure
   from a wrong model has positive autocorrelation and lowers the estimate, so a fit
-  that does not reproduce the data is not hidden by it.
+  that does not reproduce the data is not hidden by it; the part of the residuals the
+  current and previous actions explain (a command delay the simulator lacks, whose
+  residuals under white excitation have noise's lag-1 autocorrelation) is taken out
+  first.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ NUMERICAL_FLOOR = 1e-6
 TRADE_OFF = 0.95
 UNIDENTIFIED_WIDTH = 0.5
 LEVEL = 0.95
+# The noise floor takes out what the actions explain only with this many rows per column.
+_ROWS_PER_REGRESSOR = 4
 
 
 @dataclass
@@ -115,16 +120,34 @@ def uncertainty(
     )
 
 
-def measurement_variance(resid: np.ndarray, episode: np.ndarray) -> np.ndarray:
+def measurement_variance(
+    resid: np.ndarray, episode: np.ndarray, actions: np.ndarray | None = None
+) -> np.ndarray:
     """Per state entry, the variance of measurement noise that one-step residuals
     ``(T, nstate)`` show: minus their lag-1 autocovariance within episodes (``episode``
     labels each row; rows in time order), at least 0. The noise of the recorded next
     state enters a residual and, through the dynamics, the next one with opposite
     sign; for an entry the dynamics carry over unchanged (a velocity over one step)
-    this is its variance."""
+    this is its variance.
+
+    ``actions`` ``(T, nu)``, the applied action of each row: the part of the residuals
+    that this and the previous step's action explain (least squares) is taken out
+    first, scaled back for the fitted columns. Measurement noise does not depend on the
+    actions; a command delay the simulator lacks leaves residuals ``B (a_{t-1} - a_t)``,
+    whose lag-1 autocorrelation under white excitation is that of noise (-1/2).
+    Left out when there are fewer than ``_ROWS_PER_REGRESSOR`` rows per column."""
     same = episode[1:] == episode[:-1]
     if not same.any():
         return np.zeros(resid.shape[1])
     centred = resid - resid.mean(0)
+    if actions is not None:
+        acts = np.asarray(actions, dtype=np.float64).reshape(len(resid), -1)
+        previous = np.zeros_like(acts)
+        previous[1:][same] = acts[:-1][same]
+        design = np.column_stack([np.ones(len(acts)), acts, previous])
+        columns = design.shape[1]
+        if len(resid) >= _ROWS_PER_REGRESSOR * columns:
+            coef, *_ = np.linalg.lstsq(design, resid, rcond=None)
+            centred = (resid - design @ coef) * np.sqrt(len(resid) / (len(resid) - columns))
     gamma1 = (centred[1:][same] * centred[:-1][same]).mean(0)
     return np.maximum(-gamma1, 0.0)

@@ -101,7 +101,13 @@ def test_a_recorded_dataset_is_the_real_data_of_a_fit(tmp_path: Path) -> None:
     sim = Simulator("InvertedPendulum-v5", {"pole_mass": search})
     result = fit_trajectory_matching(sim, episodes, budget=60, seed=0)
     sim.close()
-    assert result.recovery_error({"pole_mass": 1.6})["pole_mass"] < 0.1
+    # The simulated robot reports its exact state: the fit starts every prediction from
+    # it and recovers the hidden mass to float64 precision, inside its interval.
+    assert all(e.env_infos["state"].dtype == np.float64 for e in episodes)
+    assert result.state_source.startswith("the episodes' recorded states")
+    assert result.recovery_error({"pole_mass": 1.6})["pole_mass"] < 1e-9
+    assert result.covers({"pole_mass": 1.6}) == {"pole_mass": True}
+    assert result.warnings == [] and result.held_out["episodes"] == 1
 
 
 def test_a_relative_root_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
