@@ -51,7 +51,6 @@ import datetime
 import json
 import os
 import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -74,9 +73,11 @@ BOUNDS = (0.3, 3.0)  # the fits' search range (uniform)
 DELAY = 1  # control steps of the delay_noise condition; known, so modeled
 KINDS = ("mass", "friction", "damping", "gain")
 # Goals of docs/benchmarks.md#p4b: median relative error per kind without and with noise.
+_NOISY_GOALS = {"mass": 0.05, "friction": 0.10, "damping": 0.10, "gain": 0.10}
 GOALS = {
     "noise_free": dict.fromkeys(KINDS, 0.02),
-    "noise": {"mass": 0.05, "friction": 0.10, "damping": 0.10, "gain": 0.10},
+    "noise": _NOISY_GOALS,
+    "delay_noise": _NOISY_GOALS,
 }
 COVERAGE_GOAL = 0.9
 
@@ -200,7 +201,17 @@ METHODS: dict[str, Callable[..., Any]] = {
     "trajectory_matching": fit_trajectory_matching,
     "dropo": fit_dropo,
 }
-EXCITATIONS = ("random",)
+
+
+def random_excitation(space: Any, rng: np.random.Generator) -> Callable[[Any], np.ndarray]:
+    """Actions uniform over the action space, independent of the observation."""
+    return lambda obs: rng.uniform(space.low, space.high).astype(space.dtype)
+
+
+# name -> (action space, generator) -> controller obs -> action
+EXCITATIONS: dict[str, Callable[[Any, np.random.Generator], Callable[[Any], np.ndarray]]] = {
+    "random": random_excitation,
+}
 
 
 # --------------------------------------------------------------------------- one fit
@@ -254,12 +265,8 @@ def record(
     target = Target(load_target_config(config))
     try:
         rng = np.random.default_rng([args.seed, zlib.crc32(robot.encode()), draw, 1])
-        space: Any = target.action_space
-        return target.rollout(
-            lambda obs: rng.uniform(space.low, space.high).astype(space.dtype),
-            args.episodes,
-            args.steps,
-        )
+        controller = EXCITATIONS[args.excitation](target.action_space, rng)
+        return target.rollout(controller, args.episodes, args.steps)
     finally:
         target.close()
 
@@ -276,9 +283,7 @@ def inert_effect(sim: Simulator, episodes: list[Episode], name: str) -> float:
     return float(np.abs(pred[1] - pred[0]).max())
 
 
-def run_fit(
-    robot: str, condition: str, draw: int, args: argparse.Namespace
-) -> dict[str, Any]:
+def run_fit(robot: str, condition: str, draw: int, args: argparse.Namespace) -> dict[str, Any]:
     """One fit and what it found, as a JSON-ready row."""
     truth = draw_truth(robot, draw, args.seed)
     episodes = record(robot, truth, condition, draw, args)
@@ -370,9 +375,13 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Append ``row`` as one line, on a line of its own, flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    starts_clean = not path.exists() or path.stat().st_size == 0 or path.read_bytes()[-1:] == b"\n"
+    clean = True  # the file ends with a newline (or is empty)
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            clean = f.read(1) == b"\n"
     with path.open("a") as f:
-        f.write(("" if starts_clean else "\n") + json.dumps(row) + "\n")
+        f.write(("" if clean else "\n") + json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -387,15 +396,23 @@ def planned(args: argparse.Namespace) -> Iterator[tuple[str, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the planned fits not yet in ``--out`` (a failed one is tried again), appending
+    a row per fit; Ctrl-C stops after the rows written so far."""
     out = Path(args.out)
-    done = {_key(r) for r in read_rows(out)}
+    done = {_key(r) for r in read_rows(out) if "error" not in r}
     todo = [f for f in planned(args) if _key(row_key(*f, args)) not in done]
     total = args.draws * len(args.robots) * len(args.conditions)
     print(f"{total - len(todo)} of {total} fits already in {out}; {len(todo)} to run", flush=True)
     finished = 0
     try:
         for robot, condition, draw in todo:
-            row = run_fit(robot, condition, draw, args)
+            try:
+                row = run_fit(robot, condition, draw, args)
+            except Exception as err:  # recorded, named in the summary, tried again on a rerun
+                row = {
+                    **row_key(robot, condition, draw, args),
+                    "error": f"{type(err).__name__}: {err}",
+                }
             append_row(out, row)
             finished += 1
             print(_progress_line(row), flush=True)
@@ -410,15 +427,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress_line(row: dict[str, Any]) -> str:
+    """One line per fit: relative error per parameter, ``!`` where the interval misses
+    the truth, ``?`` where the fit flags it not identified."""
+    head = f"{row['robot']} {row['condition']} draw {row['draw']}: "
+    if "error" in row:
+        return head + f"FAILED: {row['error']}"
     parts = []
     for n, p in row["params"].items():
-        mark = "?" if p["not_identified"] else ""
-        parts.append(f"{n} {p['relative_error']:.3f}{'' if p['covered'] else '!'}{mark}")
-    return (
-        f"{row['robot']} {row['condition']} draw {row['draw']}: "
-        + ", ".join(parts)
-        + f"; {row['transitions']} transitions, {row['wall_time_s']:.1f} s"
-    )
+        mark = ("" if p["covered"] else "!") + ("?" if p["not_identified"] else "")
+        parts.append(f"{n} {p['relative_error']:.3f}{mark}")
+    line = head + ", ".join(parts)
+    line += f"; {row['transitions']} transitions, {row['wall_time_s']:.1f} s"
+    for n, change in row["inert_effect"].items():
+        if change > 0:
+            line += f"\n  {n} is not inert in these data: a prediction changes by {change:.3g}"
+    return line
 
 
 # --------------------------------------------------------------------------- summary
@@ -482,7 +505,7 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
         mine = [e for e in entries if e["condition"] == condition]
         if not mine:
             continue
-        goals = GOALS["noise_free" if condition == "noise_free" else "noise"]
+        goals = GOALS[condition]
         ident = [e for e in mine if not e["inert"]]
         inert = [e for e in mine if e["inert"]]
         parts = []
@@ -514,12 +537,33 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace, skipped: int) -> str:
+def inert_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per robot, the largest change of a prediction that its inert parameter made."""
+    largest: dict[str, float] = {}
+    for r in rows:
+        for change in r["inert_effect"].values():
+            largest[r["robot"]] = max(largest.get(r["robot"], 0.0), change)
+    cells = ", ".join(f"{robot} {v:.3g}" for robot, v in sorted(largest.items()))
+    return [
+        "Inert parameters: the largest change of a one-step prediction of the fits' data "
+        f"between the ends of their search range (0: exactly inert): {cells}."
+    ]
+
+
+def report(
+    rows: list[dict[str, Any]], failed: list[dict[str, Any]], args: argparse.Namespace, other: int
+) -> str:
+    """The Markdown summary of ``rows`` (successful fits) and ``failed`` (error rows)."""
     command = " ".join(["python benchmarks/sysid_coverage.py", *args.argv])
     noise = (
         f"qpos_std {args.qpos_std}, qvel_std {args.qvel_std}, qpos_bias_std "
         f"{args.qpos_bias_std}, qvel_bias_std {args.qvel_bias_std}"
     )
+    counts = f"- {len(rows)} fits"
+    if failed:
+        counts += f", {len(failed)} failed"
+    if other:
+        counts += f" ({other} rows of other settings in {args.out} left out)"
     lines = [
         "## Learned-simulator coverage ([P4b](../docs/benchmarks.md#p4b))",
         "",
@@ -530,31 +574,48 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, skipped: int) -
         f"- fit: {args.method}; data: at most {args.episodes} episodes of at most "
         f"{args.steps} steps, {args.excitation} excitation; truth {TRUTH}, bounds "
         f"U{BOUNDS}; noise: {noise}; delay: {DELAY} step (delay_noise)",
-        f"- {len(rows)} fits" + (f" ({skipped} rows of other settings left out)" if skipped else ""),
+        counts,
         "",
-        "Relative recovery error |estimate - truth| / truth of the identifiable parameters; "
-        "coverage: share of their truths inside the fit's 95% interval; inert flagged: "
-        "parameters the data cannot determine that the fit names as not identified; "
-        "wrongly flagged: identifiable parameters it names so.",
-        "",
-        *summary_table(rows),
-        "",
-        "Against the goals (all robots together):",
-        "",
-        *goal_lines(rows),
     ]
+    if rows:
+        lines += [
+            "Relative recovery error |estimate - truth| / truth of the identifiable "
+            "parameters; coverage: share of their truths inside the fit's 95% interval; "
+            "inert flagged: parameters the data cannot determine that the fit names as not "
+            "identified; wrongly flagged: identifiable parameters it names so.",
+            "",
+            *summary_table(rows),
+            "",
+            *inert_lines(rows),
+            "",
+            "Against the goals (all robots together):",
+            "",
+            *goal_lines(rows),
+        ]
+    if failed:
+        lines += ["", "Failed fits:", ""]
+        lines += [f"- {r['robot']} {r['condition']} draw {r['draw']}: {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"
 
 
 def summarize(args: argparse.Namespace) -> int:
+    """Print (and write to ``--markdown``) the summary of this command's fits in ``--out``:
+    per fit its latest successful row, else its latest failure."""
     out = Path(args.out)
     rows = read_rows(out)
     wanted = {_key(row_key(*f, args)) for f in planned(args)}
-    mine = [r for r in rows if _key(r) in wanted]
-    if not mine:
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        key = _key(r)
+        if key in wanted and ("error" not in r or "error" in latest.get(key, r)):
+            latest[key] = r
+    if not latest:
         print(f"no fits of these settings in {out}")
         return 1
-    text = report(mine, args, len(rows) - len(mine))
+    good = [r for r in latest.values() if "error" not in r]
+    failed = [r for r in latest.values() if "error" in r]
+    other = sum(_key(r) not in wanted for r in rows)
+    text = report(good, failed, args, other)
     print(text)
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
@@ -598,7 +659,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     parser.add_argument("--episodes", type=_positive_int, default=10, help="episodes per fit")
     parser.add_argument("--steps", type=_positive_int, default=200, help="steps per episode")
-    parser.add_argument("--excitation", default="random", choices=EXCITATIONS)
+    parser.add_argument("--excitation", default="random", choices=list(EXCITATIONS))
     parser.add_argument("--method", default="trajectory_matching", choices=list(METHODS))
     parser.add_argument("--qpos-std", type=_std, default=1e-3, help="rad or m, per step")
     parser.add_argument("--qvel-std", type=_std, default=1e-2, help="rad/s or m/s, per step")
@@ -616,6 +677,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be an integer >= 0")
+    args.robots = list(dict.fromkeys(args.robots))
+    args.conditions = list(dict.fromkeys(args.conditions))
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
