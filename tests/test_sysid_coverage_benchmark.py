@@ -54,9 +54,7 @@ def test_a_tiny_run_fits_records_summarizes_and_resumes(
     assert row["inert_effect"] == {"friction": 0.0}
     assert row["transitions"] > 0 and row["wall_time_s"] > 0
     printed = capsys.readouterr().out
-    assert "| noise_free | InvertedPendulum-v5 | mass | 1 | 0.00% | 0.00% | 1.00 | - | 0/2 |" in (
-        printed
-    )
+    assert "| noise_free | InvertedPendulum-v5 | mass | 1 | 0.00% | 0.00% | 1.00 |" in printed
     assert "- **noise_free** (all goals met)" in printed
     assert "inert flagged 1/1" in printed
     assert md.read_text() in printed
@@ -173,12 +171,16 @@ def test_the_summary_gives_quantiles_coverage_flags_and_goals() -> None:
     for draw, error in enumerate(np.linspace(0.0, 0.09, 10)):  # 0, 0.01, ..., 0.09
         body = _row_body(float(error), covered=draw < 8, flagged=draw == 9)
         body["wall_time_s"] = float(draw)
-        rows.append({"robot": "R", "condition": "noise", "draw": draw, **body})
+        rows.append({"robot": "Hopper-v5", "condition": "noise", "draw": draw, **body})
     table = "\n".join(cov.summary_table(rows))
     # median of 0..0.09 = 0.045, p90 = 0.081; 8 of 10 truths covered; the inert
-    # parameter flagged in every fit, the mass in one; median wall time 4.5 s
-    assert "| noise | R | mass | 10 | 4.50% | 8.10% | 0.80 | - | 1/10 | 4.5 s |" in table
-    assert "| noise | R | friction | 10 | - | - | - | 10/10 | - | 4.5 s |" in table
+    # parameter flagged in every fit, the mass in one; median z = 0.045 / 0.01; median
+    # wall time 4.5 s
+    assert (
+        "| noise | Hopper-v5 | mass | 10 | 4.50% | 8.10% | 0.80 | 4.50 | - | 1/10 | 4.5 s |"
+        in table
+    )
+    assert "| noise | Hopper-v5 | friction | 10 | - | - | - | - | 10/10 | - | 4.5 s |" in table
     goals = "\n".join(cov.goal_lines(rows))
     assert "- **noise** (goals not met): mass median 4.50% (goal <= 5%)" in goals
     assert "coverage 0.80 (goal >= 0.9, NOT MET)" in goals
