@@ -284,7 +284,12 @@ def inert_effect(sim: Simulator, episodes: list[Episode], name: str) -> float:
 
 
 def run_fit(robot: str, condition: str, draw: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One fit and what it found, as a JSON-ready row."""
+    """One fit and what it found, as a JSON-ready row: the fit's key (``row_key``); per
+    parameter its kind, whether it is inert, the truth, the estimate, its standard error
+    (``Infinity`` where the data hold no information), 95% interval, whether that covers
+    the truth, the relative error and the not-identified and at-bound flags; the inert
+    parameters' effect on the predictions (``inert_effect``); the fit's warnings and
+    trade-offs, wall time, transitions, evaluations and discrepancies."""
     truth = draw_truth(robot, draw, args.seed)
     episodes = record(robot, truth, condition, draw, args)
     params = ROBOTS[robot].params

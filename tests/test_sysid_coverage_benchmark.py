@@ -67,7 +67,7 @@ def test_a_tiny_run_fits_records_summarizes_and_resumes(
 
 def test_other_settings_are_fits_of_their_own(tmp_path: Path) -> None:
     out = tmp_path / "fits.jsonl"
-    row = {"params": {}, "inert_effect": {}}
+    row: dict[str, Any] = {"params": {}, "inert_effect": {}}
     args = cov.parse_args([*TINY, "--out", str(out)])
     noisy = cov.parse_args([*TINY, "--out", str(out), "--conditions", "noise"])
     louder = cov.parse_args([*TINY, "--out", str(out), "--conditions", "noise", "--qvel-std", "1"])
