@@ -304,6 +304,7 @@ def fit_trajectory_matching(
             ftol=1e-12,
             gtol=1e-12,
             max_nfev=100,
+            tr_solver="lsmr",
         )
         x, used = solution.x, used + int(solution.nfev) + (d + 1) * int(solution.njev or 0)
         resid = _residuals(sim, w, values(x), 1.0).reshape(-1, sim.nstate)[w.mask.ravel()]
@@ -370,6 +371,12 @@ def fit_trajectory_matching(
     result.at_bound = [n for i, n in enumerate(sim.names) if min(x[i], 1.0 - x[i]) < _AT_BOUND]
     result.trade_offs = unc.trade_offs(sim.names)
     result.warnings = fit_warnings(result)
+    if solution.status == 0:
+        result.warnings.insert(
+            0,
+            f"the least-squares stage stopped at its limit of {solution.nfev} evaluations "
+            "before converging: the estimates may not be the best fit",
+        )
     return result
 
 
