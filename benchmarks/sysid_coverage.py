@@ -59,12 +59,14 @@ from typing import Any
 
 import numpy as np
 from machine import machine_line, versions_line
+from pydantic import TypeAdapter
 
 import metarl  # noqa: F401  (registers the environments)
-from metarl.envs import PhysicsParam
+from metarl.envs import MJCF_ENV_ID, PhysicsParam
 from metarl.envs.mujoco_state import STATE_KEY
 from metarl.envs.physics_distributions import LogUniform
 from metarl.episodes import Episode
+from metarl.sim2real.excitation import EXCITATION_KINDS, ExcitationConfig, excite
 from metarl.sim2real.sysid import Simulator, applied_actions, fit_dropo, fit_trajectory_matching
 from metarl.sim2real.targets import Target, load_target_config
 
@@ -114,6 +116,8 @@ class Robot:
     env_kwargs: dict[str, Any]
     params: dict[str, Param]
 
+
+ARM = Path(__file__).resolve().parents[1] / "examples" / "models" / "two_link_arm.xml"
 
 ROBOTS: dict[str, Robot] = {
     "InvertedPendulum-v5": Robot(
@@ -194,6 +198,18 @@ ROBOTS: dict[str, Robot] = {
             "torsional_friction": TORSIONAL_FRICTION,
         },
     ),
+    # A robot that is not in Gymnasium: the repository's two-link arm (any MJCF file).
+    MJCF_ENV_ID: Robot(
+        {"model_path": str(ARM)},
+        {
+            "payload_mass": _mass("payload"),
+            "forearm_mass": _mass("forearm"),
+            "damping": DAMPING,
+            "dry_friction": Param("friction", {"field": "dof_frictionloss", "op": "scale"}),
+            "gain": GAIN,
+            "friction": NO_CONTACT_FRICTION,
+        },
+    ),
 }
 DEFAULT_ROBOTS = [r for r in ROBOTS if r != "Humanoid-v5"]  # Humanoid: slow, by name only
 CONDITIONS = ("noise_free", "noise", "delay_noise")
@@ -203,15 +219,8 @@ METHODS: dict[str, Callable[..., Any]] = {
 }
 
 
-def random_excitation(space: Any, rng: np.random.Generator) -> Callable[[Any], np.ndarray]:
-    """Actions uniform over the action space, independent of the observation."""
-    return lambda obs: rng.uniform(space.low, space.high).astype(space.dtype)
-
-
-# name -> (action space, generator) -> controller obs -> action
-EXCITATIONS: dict[str, Callable[[Any, np.random.Generator], Callable[[Any], np.ndarray]]] = {
-    "random": random_excitation,
-}
+# The excitation kinds that need nothing but the system (``policy`` needs a user's file).
+EXCITATIONS = tuple(k for k in EXCITATION_KINDS if k != "policy")
 
 
 # --------------------------------------------------------------------------- one fit
@@ -265,8 +274,9 @@ def record(
     target = Target(load_target_config(config))
     try:
         rng = np.random.default_rng([args.seed, zlib.crc32(robot.encode()), draw, 1])
-        controller = EXCITATIONS[args.excitation](target.action_space, rng)
-        return target.rollout(controller, args.episodes, args.steps)
+        kind = TypeAdapter(ExcitationConfig).validate_python({"kind": args.excitation})
+        excitation = kind.build(target.env, args.steps)
+        return excite(target, excitation, args.episodes, args.steps, rng)
     finally:
         target.close()
 

@@ -216,7 +216,7 @@ def test_the_inert_parameter_never_changes_a_prediction(robot: str) -> None:
         ("--steps", "x", "'x' is not an integer"),
         ("--qvel-std", "-1", "must be a finite number >= 0, got -1"),
         ("--robots", "Reacher-v5", "invalid choice: 'Reacher-v5'"),
-        ("--excitation", "chirp", "invalid choice: 'chirp'"),
+        ("--excitation", "policy", "invalid choice: 'policy'"),
     ],
 )
 def test_bad_arguments_are_named(

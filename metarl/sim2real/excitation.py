@@ -64,6 +64,7 @@ call. ``metarl sysid`` passes the same generator to every episode in turn, seede
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -88,6 +89,7 @@ __all__ = [
     "PdHoldExcitation",
     "PolicyExcitation",
     "RandomExcitation",
+    "excite",
 ]
 
 # (observation, step index in the episode) -> action
@@ -455,3 +457,23 @@ def _driven_joints(model: mujoco.MjModel) -> list[int]:
             "through a joint transmission: use random, multisine or chirp"
         )
     return joints
+
+
+def excite(
+    target: Any,
+    excitation: Excitation,
+    episodes: int,
+    max_steps: int | None,
+    rng: np.random.Generator,
+) -> list[Any]:
+    """``episodes`` recorded episodes of ``target`` (a ``metarl.sim2real.targets.Target``)
+    driven by ``excitation``, one controller per episode drawn from ``rng``, each for at
+    most ``max_steps`` steps."""
+    out: list[Any] = []
+    for _ in range(episodes):
+        controller = excitation.episode(rng)
+        steps = itertools.count()
+        out += target.rollout(
+            lambda observation, c=controller, n=steps: c(observation, next(n)), 1, max_steps
+        )
+    return out

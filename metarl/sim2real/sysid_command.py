@@ -50,7 +50,6 @@ distribution, to train on the learned simulator (``metarl train CONFIG`` with it
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -73,10 +72,10 @@ from metarl.envs import PhysicsParam, params_from_dicts
 from metarl.episodes import Episode
 from metarl.sim2real.excitation import (
     EXCITATION_KINDS,
-    EpisodeController,
     Excitation,
     ExcitationConfig,
     RandomExcitation,
+    excite,
 )
 from metarl.sim2real.sysid import (
     FitResult,
@@ -258,7 +257,9 @@ def run_sysid(path: str | Path, now: datetime | None = None) -> Path:
         episodes, truth = recorded, {}
     else:
         assert excitation is not None
-        episodes = _excite(target, excitation, cfg)
+        # The excitation's own stream: the fit's draws come from default_rng(seed).
+        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+        episodes = excite(target, excitation, cfg.episodes, cfg.max_steps, rng)
         save_episodes(episodes, out / "real_episodes.npz")
         truth = target.hidden_truth()
         target.close()
@@ -336,30 +337,13 @@ def _excitation(target: Target, cfg: SysidConfig) -> Excitation:
     Raises:
         ValueError: an excitation the target cannot take (named).
     """
-    env = target._env  # the system itself: pd_hold reads its joints as encoders would
+    env = target.env  # the system itself: pd_hold reads its joints as encoders would
     length = cfg.max_steps or getattr(env.spec, "max_episode_steps", None)
     try:
         return cfg.excitation.build(env, length)
     except ValueError as err:
         target.close()
         raise ValueError(f"sysid.excitation: {err}") from None
-
-
-def _excite(target: Target, excitation: Excitation, cfg: SysidConfig) -> list[Episode]:
-    """The target's episodes under ``excitation`` (module docstring)."""
-    # The excitation's own stream: the fit's draws come from default_rng(seed).
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
-    episodes: list[Episode] = []
-    for _ in range(cfg.episodes):
-        controller = excitation.episode(rng)
-        episodes += target.rollout(_counting(controller), 1, cfg.max_steps)
-    return episodes
-
-
-def _counting(controller: EpisodeController) -> Callable[[np.ndarray], np.ndarray]:
-    """``controller`` as ``observation -> action`` for one episode: the steps counted."""
-    steps = itertools.count()
-    return lambda observation: controller(observation, next(steps))
 
 
 def summary(folder: Path) -> str:

@@ -145,6 +145,13 @@ class Target:
         self._env.reset(seed=int(self._seeds.spawn(1)[0].generate_state(1)[0]))
 
     @property
+    def env(self) -> gym.Env[Any, Any]:
+        """The system's environment, for a controller that reads its sensors as a robot's
+        own controller reads its encoders (``metarl.sim2real.excitation``'s ``pd_hold``);
+        episodes are run through ``rollout`` and ``run_trial`` only."""
+        return self._env
+
+    @property
     def dt(self) -> float | None:
         """The control period in seconds (the env's ``dt``, what a robot's rate gives);
         ``None`` for an env without one."""
