@@ -285,8 +285,9 @@ def fit_trajectory_matching(
         # Windows whose residuals do not change smoothly with the parameters: their
         # difference quotients at two steps 1000x apart disagree (a constraint solver
         # that flips between outcomes on a state with deep contact, say).
-        h1 = np.where(xv + step <= 1.0, step, -step)
-        h2 = h1 * _ROUGH_RATIO
+        # Both steps inward at the upper bound: a value past a bound is refused.
+        h2 = np.where(xv + step * _ROUGH_RATIO <= 1.0, 1.0, -1.0) * step * _ROUGH_RATIO
+        h1 = h2 / _ROUGH_RATIO
         pts = np.vstack([xv, xv + np.diag(h1), xv + np.diag(h2)])
         r = _residuals(sim, w, values(pts), weight).reshape(2 * d + 1, len(w), -1)
         q1 = (r[1 : d + 1] - r[0]) / h1[:, None, None]
@@ -368,6 +369,7 @@ def fit_trajectory_matching(
     result.not_identified = [
         n for n, flag in zip(sim.names, unc.not_identified, strict=True) if flag
     ]
+    result.inert = [n for i, n in enumerate(sim.names) if not np.any(J[keep][:, i])]
     result.at_bound = [n for i, n in enumerate(sim.names) if min(x[i], 1.0 - x[i]) < _AT_BOUND]
     result.trade_offs = unc.trade_offs(sim.names)
     result.warnings = fit_warnings(result)
@@ -486,6 +488,7 @@ def fit_dropo(
         value,
         {"samples": samples, "epsilon": epsilon, "held_out_horizon": held_out_horizon},
     )
+    result.confidence = False
     result.not_identified = [
         n for i, n in enumerate(sim.names) if interval[i][1] - interval[i][0] >= 0.5 * span[i]
     ]
@@ -578,6 +581,7 @@ def _held_out(
     out: dict[str, Any] = {
         "episodes": len(data.held_out),
         "steps": sum(len(actions) for _, actions, _ in data.held_out),
+        "predicted_steps": sum(min(horizon, len(actions)) for _, actions, _ in data.held_out),
         "horizon": horizon,
         "traces": [],
     }

@@ -355,10 +355,11 @@ def summary(folder: Path) -> str:
         f"{fit['method']}: discrepancy nominal {fit['discrepancy_nominal']:.3g} -> fitted "
         f"{fit['discrepancy_fitted']:.3g} (noise floor {fit['noise_floor']:.3g})"
     )
+    label = "95% interval" if fit["interval_is_confidence"] else "randomization range"
     for name, value in fit["estimates"].items():
         lo, hi = fit["interval"][name]
         flag = "  NOT IDENTIFIED" if name in fit["not_identified"] else ""
         truth = fit["truth"].get(name)
         known = f"  (truth {truth:.4g})" if isinstance(truth, float) else ""
-        lines.append(f"  {name}: {value:.4g}  95% interval [{lo:.4g}, {hi:.4g}]{flag}{known}")
+        lines.append(f"  {name}: {value:.4g}  {label} [{lo:.4g}, {hi:.4g}]{flag}{known}")
     return "\n".join(lines)

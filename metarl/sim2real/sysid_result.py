@@ -39,7 +39,10 @@ MISMATCH = 3.0
 NUMERICAL_DISCREPANCY = 1e-10
 # Above this share of the noise floor, noise on the start states dominates: errors in
 # the variables a one-step prediction starts from bias the estimates.
-START_NOISE = 0.9
+START_NOISE = 0.75
+# Held-out predictions this much worse with the fitted parameters than with the nominal
+# ones get a warning (smaller differences are rounding).
+HELD_OUT_WORSE = 1.05
 # A fitted discrepancy below this (one-step errors within 0.1% rms of the states'
 # spread) reproduces the data whatever the floor.
 REPRODUCED = 1e-6
@@ -91,6 +94,8 @@ class FitResult:
     objective: float
     state_source: str
     start_noise_share: float = 0.0
+    confidence: bool = True
+    inert: list[str] = field(default_factory=list)
     not_identified: list[str] = field(default_factory=list)
     at_bound: list[str] = field(default_factory=list)
     trade_offs: list[tuple[str, str, float]] = field(default_factory=list)
@@ -128,6 +133,8 @@ class FitResult:
             "not_identified": self.not_identified,
             "at_bound": self.at_bound,
             "trade_offs": [list(t) for t in self.trade_offs],
+            "inert": self.inert,
+            "interval_is_confidence": self.confidence,
             "distribution": {n: p.to_dict() for n, p in self.distribution.items()},
             "discrepancy_nominal": self.discrepancy_nominal,
             "discrepancy_fitted": self.discrepancy_fitted,
@@ -166,15 +173,27 @@ class FitResult:
         if self.held_out:
             h = self.held_out
             lines.append(
-                f"- held-out: {h['episodes']} episodes, open-loop predictions over "
-                f"{h['horizon']} steps: discrepancy nominal {h['discrepancy_nominal']:.3g} "
+                f"- held-out: {h['episodes']} episode(s), open loop from the first state for "
+                f"up to {h['horizon']} steps ({h['predicted_steps']} predicted): discrepancy "
+                f"nominal {h['discrepancy_nominal']:.3g} "
                 f"-> fitted {h['discrepancy_fitted']:.3g}"
             )
         else:
             lines.append("- held-out: none (too few episodes to keep one out)")
+        spread, interval = (
+            ("std error", "95% interval")
+            if self.confidence
+            else ("randomization std", "mean +- 1.96 std (not a confidence interval)")
+        )
+        if not self.confidence:
+            lines.append(
+                f"- {self.method}'s spread is the width of the randomization the data "
+                "support, not the uncertainty of the estimate: its range is no confidence "
+                "interval (trajectory matching gives calibrated ones)"
+            )
         lines += [
             "",
-            "| parameter | estimate | std error | 95% interval | identified | fitted "
+            f"| parameter | estimate | {spread} | {interval} | identified | fitted "
             "distribution"
             + (" | truth | relative error | truth in interval |" if errors else " |"),
             "|---|---:|---:|---|---|---" + ("|---:|---:|---|" if errors else "|"),
@@ -222,7 +241,14 @@ def fit_warnings(result: FitResult) -> list[str]:
             "estimates, and the intervals do not include that bias; record less noisy "
             "states or data with fewer contacts"
         )
-    for n in result.not_identified:
+    for n in result.inert:
+        out.append(
+            f"{n} changes no prediction of these data at all: it does not act on them "
+            "(a friction of a geom that touches nothing, a torsional friction of contacts "
+            "that use the sliding one only, a value a larger one overrides); fix it or "
+            "leave it out"
+        )
+    for n in [m for m in result.not_identified if m not in result.inert]:
         out.append(
             f"{n} is not determined by the data: its 95% interval covers half or more of "
             "its search range (excite what it affects, or fix it)"
@@ -230,7 +256,7 @@ def fit_warnings(result: FitResult) -> list[str]:
     for n in result.at_bound:
         out.append(f"{n}'s estimate sits at a bound of its search range: widen the range")
     h = result.held_out
-    if h and h["discrepancy_fitted"] > h["discrepancy_nominal"]:
+    if h and h["discrepancy_fitted"] > HELD_OUT_WORSE * h["discrepancy_nominal"]:
         out.append(
             "the held-out episodes are predicted worse with the fitted parameters than with "
             "the nominal ones"

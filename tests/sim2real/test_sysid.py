@@ -301,7 +301,8 @@ def test_a_parameter_the_data_never_excite_is_flagged(
     sim = Simulator(env, {**search, never_excited[0]: never_excited[1]})
     result = fit_trajectory_matching(sim, episodes, budget=60)
     assert result.not_identified == [never_excited[0]], result.report(truth)
-    assert any(w.startswith(f"{never_excited[0]} is not determined") for w in result.warnings)
+    assert result.inert == [never_excited[0]]  # no effect at all: named as such
+    assert any(w.startswith(f"{never_excited[0]} changes no prediction") for w in result.warnings)
     assert result.recovery_error(truth)[name] < 1e-6
     report = result.report(truth)
     assert f"| {never_excited[0]} |" in report and "| **no** |" in report
@@ -314,6 +315,24 @@ def test_an_estimate_at_a_bound_is_flagged() -> None:
     assert result.at_bound == ["pole_mass"]
     assert any("pole_mass's estimate sits at a bound" in w for w in result.warnings)
     assert "(at a bound)" in result.report(truth)
+
+
+def test_a_truth_just_inside_a_bound_is_fitted_without_stepping_past_it() -> None:
+    # The truth 1e-5 of the range below the upper bound: every difference quotient of the
+    # fit must step inward (a step past the bound was refused as out of range).
+    episodes, truth = record(IP, hidden_masses({"pole": 1.6}), amplitude=0.3)
+    high = 1.6 + 1e-5 * (1.6 - 0.5) / (1 - 1e-5)
+    result = fit_trajectory_matching(Simulator(IP, masses(["pole"], 0.5, high)), episodes)
+    assert result.recovery_error(truth)["pole_mass"] < 1e-9
+    assert result.covers(truth) == {"pole_mass": True}
+
+
+def test_dropos_spread_is_not_called_a_confidence_interval() -> None:
+    episodes, truth = record(IP, hidden_masses({"pole": 1.6}), amplitude=0.3)
+    result = fit_dropo(Simulator(IP, masses(["pole"], 0.5, 3.0)), episodes, budget=40)
+    report = result.report(truth)
+    assert not result.confidence and "not a confidence interval" in report
+    assert "| 95% interval |" not in report
 
 
 @pytest.mark.parametrize("noise", [0.0, 1e-3], ids=["noise-free", "state-noise"])
