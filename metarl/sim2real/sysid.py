@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ from metarl.sim2real.sysid_result import (
     param_mismatches,
     relative_errors,
 )
+from metarl.sim2real.sysid_search import cma_minimize
 from metarl.sim2real.sysid_sim import Simulator, applied_actions
 from metarl.sim2real.sysid_stats import measurement_variance, uncertainty
 
@@ -145,66 +146,6 @@ def _discrepancy(sim: Simulator, w: Windows, values: np.ndarray, scale: np.ndarr
     return float((r**2).sum() / (w.mask.sum() * np.isfinite(scale).sum()))
 
 
-class _GlobalNumpySeed:
-    """Seed numpy's global generator (cma's) for a block, then restore it."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    # cma draws from the legacy global generator: these calls are the point here.
-    def __enter__(self) -> None:
-        self.saved = np.random.get_state()  # noqa: NPY002
-        np.random.seed(self.seed)  # noqa: NPY002
-
-    def __exit__(self, *exc: object) -> None:
-        np.random.set_state(self.saved)  # noqa: NPY002
-
-
-def _cma(
-    objective: Callable[[np.ndarray], np.ndarray],
-    x0: np.ndarray,
-    sigma0: float,
-    budget: int,
-    popsize: int | None,
-    seed: int,
-) -> tuple[np.ndarray, float, int]:
-    """Minimize a batched objective (``(P, d) -> (P,)``) with CMA-ES in the unit box;
-    return the best x, its value and the evaluations used.
-
-    cma does not run in one dimension (its ``tell`` fails there); a one-dimensional
-    problem gets a second coordinate in [0, 1] that the objective ignores.
-    """
-    import cma
-
-    d = len(x0)
-    if d == 1:
-        best, value, used = _cma(
-            lambda xs: objective(xs[:, :1]), np.array([x0[0], 0.5]), sigma0, budget, popsize, seed
-        )
-        return best[:1], value, used
-    options: dict[str, Any] = {
-        "bounds": [[0.0] * d, [1.0] * d],
-        "maxfevals": budget,
-        "seed": seed + 1,  # cma treats 0 as "time-based"
-        "verbose": -9,
-    }
-    if popsize is not None:
-        options["popsize"] = popsize
-    with _GlobalNumpySeed(seed):
-        es = cma.CMAEvolutionStrategy(list(x0), sigma0, options)
-        best_x = np.asarray(x0, dtype=np.float64)
-        best_f, used = float(objective(best_x[None])[0]), 1
-        while not es.stop():
-            xs = es.ask()
-            fs = objective(np.asarray(xs))
-            used += len(xs)
-            es.tell(xs, [float(f) for f in fs])
-            i = int(np.argmin(fs))
-            if fs[i] < best_f:
-                best_x, best_f = np.asarray(xs[i], dtype=np.float64), float(fs[i])
-    return best_x, best_f, used
-
-
 # --------------------------------------------------------------------------- trajectory matching
 
 
@@ -266,7 +207,7 @@ def fit_trajectory_matching(
         return (r**2).reshape(len(xs), -1).sum(1)
 
     x0 = (sim.nominal - sim.low) / span
-    x, _, used = _cma(cost, x0, 0.3, budget, popsize, seed)
+    x, _, used = cma_minimize(cost, x0, 0.3, budget, popsize, seed)
 
     # Stage 2: trust-region least squares on every window, reweighted once.
     def fun(xv: np.ndarray) -> np.ndarray:
@@ -461,7 +402,7 @@ def fit_dropo(
     # Start at the bounds' middle with std = 1/8 of their width.
     start_sigma = (math.log(0.125) - log_min) / (log_max - log_min)
     x0 = np.concatenate([np.full(d, 0.5), np.full(d, start_sigma)])
-    best, value, used = _cma(objective, x0, 0.3, budget, popsize, seed)
+    best, value, used = cma_minimize(objective, x0, 0.3, budget, popsize, seed)
     means = sim.low + best[:d] * span
     stds = unit_sigma(best[d:]) * span
     interval = [
