@@ -11,11 +11,13 @@ robot side (which runs without PyTorch) all use them.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from metarl.checks import ConfigError
 from metarl.envs import params_from_dicts
@@ -115,13 +117,65 @@ def _check_param_dicts(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
 PhysicsParamDicts = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_param_dicts)]
 
 
-def validation_message(err: ValidationError, root: str, show_input: bool = False) -> str:
+def validation_message(
+    err: ValidationError,
+    root: str,
+    show_input: bool = False,
+    model: type[BaseModel] | None = None,
+) -> str:
     """One line per error of ``err``: the field path under ``root`` and the message
     (the form of every file's errors: ``root.a.b: message``), with the value given if
-    ``show_input``."""
+    ``show_input``; with ``model`` (the validated class), an unknown key is named with
+    the keys allowed where it stands."""
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in (root, *e["loc"]))
         given = f", got {e['input']!r}" if show_input else ""
-        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden" and model is not None:
+            allowed = _fields_at(model, e["loc"][:-1])
+            if allowed:
+                message = f"unknown key; allowed: {', '.join(allowed)}"
+        lines.append(f"{where}: {message}{given}")
     return "\n  ".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found by following ``loc`` from ``model`` (through
+    optional fields, lists, dicts and unions tagged by a ``kind`` default); ``[]`` where
+    the path leaves the models."""
+    candidates: list[Any] = [model]
+    for part in loc:
+        tagged = [c for c in candidates if _kind(c) == part]
+        if tagged:  # a tagged union's member, named by its kind
+            candidates = tagged
+            continue
+        nested: list[Any] = []
+        for c in candidates:
+            if isinstance(c, type) and issubclass(c, BaseModel) and part in c.model_fields:
+                nested.append(c.model_fields[part].annotation)
+            elif not (isinstance(c, type) and issubclass(c, BaseModel)):
+                nested.append(c)  # a list or dict level: keep the item type
+        candidates = [m for n in nested for m in _members(n, part)]
+    models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return list(models[0].model_fields) if len(models) == 1 else []
+
+
+def _kind(cls: Any) -> Any:
+    """The ``kind`` default of a model class (its tag in a union), else ``None``."""
+    if isinstance(cls, type) and issubclass(cls, BaseModel) and "kind" in cls.model_fields:
+        return cls.model_fields["kind"].default
+    return None
+
+
+def _members(annotation: Any, tag: int | str) -> list[Any]:
+    """The model classes an annotation may hold."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _members(args[0], tag)
+    if origin in (list, dict, typing.Union, types.UnionType) or origin is not None:
+        inner = [m for a in args for m in _members(a, tag)]
+        return inner
+    return (
+        [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+    )

@@ -207,7 +207,8 @@ def load_sysid(path: str | Path) -> SysidConfig:
     try:
         return SysidConfig.model_validate(raw["sysid"])
     except ValidationError as err:
-        raise ConfigError(f"{path}: invalid sysid:\n  {validation_message(err, 'sysid')}") from None
+        message = validation_message(err, "sysid", model=SysidConfig)
+        raise ConfigError(f"{path}: invalid sysid:\n  {message}") from None
 
 
 def save_episodes(episodes: list[Episode], path: Path) -> None:

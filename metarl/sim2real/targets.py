@@ -94,7 +94,8 @@ def load_target_config(data: dict[str, Any]) -> TargetConfig:
     try:
         return TargetConfig.model_validate(data)
     except ValidationError as err:
-        raise ValueError(f"invalid target:\n  {validation_message(err, 'target')}") from None
+        message = validation_message(err, "target", model=TargetConfig)
+        raise ValueError(f"invalid target:\n  {message}") from None
 
 
 def make_target_env(config: TargetConfig) -> gym.Env[Any, Any]:

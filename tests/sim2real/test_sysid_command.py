@@ -63,6 +63,11 @@ def test_sysid_records_fits_and_leaves_its_folder(tmp_path: Path) -> None:
     ("changes", "message"),
     [
         ({"method": "newton"}, "sysid.method"),
+        ({"excitaton": "random"}, "sysid.excitaton: unknown key; allowed: name, target, data"),
+        (
+            {"excitation": {"kind": "multisine", "fmin": 1}},
+            "sysid.excitation.multisine.fmin: unknown key; allowed: kind, f_min, f_max",
+        ),
         ({"options": {"budgt": 10}}, "unknown option(s) 'budgt' of dropo; allowed: samples"),
         ({"options": {"budget": 1}}, "the fit stopped: budget must be an integer >= 2"),
         ({"episodes": 0}, "sysid.episodes"),
