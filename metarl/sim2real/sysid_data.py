@@ -7,7 +7,9 @@ Where the states come from, in this order:
    ``metarl.envs.mujoco_state``): what targets, simulated robots and robots that
    report a ``state`` record. Used as they are, in float64.
 2. ``state_from_observation``: a user's function ``observation -> state`` (a robot whose
-   observation holds the state in its own layout).
+   observation holds the state in its own layout); an entry it returns as nan in every
+   sample is one the observation does not hold (set to 0, left out of the comparison,
+   ``StateSource.unobserved``).
 3. The observation itself, when it is the state: ``[qpos, qvel]`` or ``[qpos[1:], qvel]``
    (Gymnasium's locomotion envs leave out the x position, which their dynamics do not
    depend on; it is set to 0 and, since the data do not hold it, left out of the
@@ -151,10 +153,47 @@ def episode_states(
                         f"state_from_observation failed on episode {i}'s {field}: "
                         f"{type(err).__name__}: {err}"
                     ) from None
-                pair.append(_checked(sim, states, f"state_from_observation of episode {i}"))
+                pair.append(np.asarray(states, dtype=np.float64))
             out.append((pair[0], pair[1]))
-        return out, StateSource("function", "state_from_observation")
+        return _unknown_entries(sim, out)
     return _from_observations(sim, episodes)
+
+
+def _unknown_entries(
+    sim: Simulator, pairs: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], StateSource]:
+    """A user's function's states: an entry that is nan in every sample is one the
+    observation does not hold (set to 0, left out of the comparison); nan in some
+    samples only is refused."""
+    for i, (s, s_next) in enumerate(pairs):
+        for states in (s, s_next):
+            if states.ndim != 2 or states.shape[1] != sim.nstate:
+                _checked(sim, states, f"state_from_observation of episode {i}")
+    stacked = np.concatenate([np.concatenate(p) for p in pairs])
+    unknown = np.isnan(stacked).all(0)
+    partly = np.isnan(stacked).any(0) & ~unknown
+    if partly.any():
+        names = [sim.labels[j] for j in np.nonzero(partly)[0]]
+        raise ValueError(
+            f"state_from_observation gives nan for {', '.join(names[:6])} in some samples "
+            "only: nan is for an entry the observation never holds (nan in every sample)"
+        )
+    out = []
+    for i, (s, s_next) in enumerate(pairs):
+        fixed = [np.where(unknown, 0.0, x) for x in (s, s_next)]
+        out.append(
+            (
+                _checked(sim, fixed[0], f"state_from_observation of episode {i}"),
+                _checked(sim, fixed[1], f"state_from_observation of episode {i}"),
+            )
+        )
+    hidden = tuple(int(j) for j in np.nonzero(unknown)[0])
+    detail = "state_from_observation" + (
+        f" ({', '.join(sim.labels[j] for j in hidden)} not observed: set to 0, not compared)"
+        if hidden
+        else ""
+    )
+    return out, StateSource("function", detail, hidden)
 
 
 def _checked(sim: Simulator, states: np.ndarray, what: str) -> np.ndarray:

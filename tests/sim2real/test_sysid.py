@@ -240,6 +240,32 @@ def test_a_users_state_function_rebuilds_the_state() -> None:
         load_state_function(f"{__name__}:no_such_function")
 
 
+def swimmer_state(observation: np.ndarray) -> np.ndarray:
+    """Swimmer's state from its observation [qpos[2:], qvel]: x and y are not observed."""
+    obs = np.asarray(observation, dtype=np.float64)
+    return np.concatenate([[np.nan, np.nan], obs])
+
+
+def test_a_users_state_function_may_leave_entries_unobserved() -> None:
+    scales = {"mid": 1.3, "back": 0.8}
+    episodes, truth = record("Swimmer-v5", hidden_masses(scales))
+    sim = Simulator("Swimmer-v5", masses(list(scales)))
+    result = fit_trajectory_matching(
+        sim, without_states(episodes), budget=60, state_from_observation=swimmer_state
+    )
+    assert "qpos:slider1, qpos:slider2 not observed" in result.state_source
+    assert result.warnings == [], result.warnings  # x and y are not compared
+    assert max(result.recovery_error(truth).values()) < 1e-4
+
+    def partly(observation: np.ndarray) -> np.ndarray:
+        state = swimmer_state(observation)
+        state[0] = 0.0 if observation[0] > 0 else np.nan
+        return state
+
+    with pytest.raises(ValueError, match="nan for qpos:slider1 in some samples only"):
+        fit_trajectory_matching(sim, without_states(episodes), state_from_observation=partly)
+
+
 # --------------------------------------------------------------------------- coverage
 
 # Measured (2 cores, budget 60, 20 draws x 2 params, Hopper 3 episodes of <= 50 steps,
