@@ -212,7 +212,10 @@ class _Policy(Excitation):
 # --------------------------------------------------------------------------- configs
 
 
-class _Config(BaseModel):
+class _Config(BaseModel, ABC):
+    """What every excitation config has: its ``kind``, ``build`` and ``label``; each kind
+    implements ``_build``."""
+
     model_config = STRICT_SECTION
 
     kind: str
@@ -225,10 +228,11 @@ class _Config(BaseModel):
         """
         return self._build(_box(env), env, length)
 
+    @abstractmethod
     def _build(
         self, space: gym.spaces.Box, env: gym.Env[Any, Any], length: int | None
     ) -> Excitation:
-        raise NotImplementedError
+        """This kind's excitation for an action space ``space`` of ``env``."""
 
     def label(self) -> str:
         """The kind and its settings in one line (``multisine f_min=0.5 f_max=5.0 ...``)."""
