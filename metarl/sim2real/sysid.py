@@ -271,31 +271,14 @@ def fit_trajectory_matching(
     keep = np.repeat(w.mask.ravel(), sim.nstate) & np.tile(np.isfinite(data.scale), w.mask.size)
     unc = uncertainty(x, J[keep], r[keep], cluster[keep])
     estimates = values(x)[0]
-    se = unc.se * span
-    interval = [
-        (
-            float(max(sim.low[i], sim.low[i] + unc.low[i] * span[i])),
-            float(min(sim.high[i], sim.low[i] + unc.high[i] * span[i])),
-        )
-        for i in range(d)
-    ]
-    laws = [
-        TruncatedNormal(
-            float(estimates[i]),
-            float(min(se[i], 1e3 * span[i])),
-            float(sim.low[i]),
-            float(sim.high[i]),
-        )
-        for i in range(d)
-    ]
     result = _result(
         "trajectory matching",
         sim,
         data,
         estimates,
-        se,
-        interval,
-        laws,
+        unc.se * span,
+        sim.low + unc.low * span,
+        sim.low + unc.high * span,
         start,
         used,
         float(solution.cost),
@@ -311,7 +294,6 @@ def fit_trajectory_matching(
         n for n, flag in zip(sim.names, unc.not_identified, strict=True) if flag
     ]
     result.inert = [n for i, n in enumerate(sim.names) if not np.any(J[keep][:, i])]
-    result.at_bound = [n for i, n in enumerate(sim.names) if min(x[i], 1.0 - x[i]) < _AT_BOUND]
     result.trade_offs = unc.trade_offs(sim.names)
     result.warnings = fit_warnings(result)
     if solution.status == 0:
@@ -405,25 +387,14 @@ def fit_dropo(
     best, value, used = cma_minimize(objective, x0, 0.3, budget, popsize, seed)
     means = sim.low + best[:d] * span
     stds = unit_sigma(best[d:]) * span
-    interval = [
-        (
-            float(max(sim.low[i], means[i] - 1.96 * stds[i])),
-            float(min(sim.high[i], means[i] + 1.96 * stds[i])),
-        )
-        for i in range(d)
-    ]
-    laws = [
-        TruncatedNormal(float(means[i]), float(stds[i]), float(sim.low[i]), float(sim.high[i]))
-        for i in range(d)
-    ]
     result = _result(
         "DROPO",
         sim,
         data,
         means,
         stds,
-        interval,
-        laws,
+        means - 1.96 * stds,
+        means + 1.96 * stds,
         start,
         used,
         value,
@@ -431,10 +402,9 @@ def fit_dropo(
     )
     result.confidence = False
     result.not_identified = [
-        n for i, n in enumerate(sim.names) if interval[i][1] - interval[i][0] >= 0.5 * span[i]
-    ]
-    result.at_bound = [
-        n for i, n in enumerate(sim.names) if min(best[i], 1.0 - best[i]) < _AT_BOUND
+        n
+        for i, n in enumerate(sim.names)
+        if result.interval[n][1] - result.interval[n][0] >= 0.5 * span[i]
     ]
     result.warnings = fit_warnings(result)
     return result
@@ -445,16 +415,34 @@ def _result(
     sim: Simulator,
     data: _Prepared,
     estimates: np.ndarray,
-    uncertainty_: np.ndarray,
-    interval: Sequence[tuple[float, float]],
-    laws: Sequence[Any],
+    spread: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
     start: float,
     evaluations: int,
     objective: float,
     extra: dict[str, Any],
 ) -> FitResult:
-    """The ``FitResult`` of a fit with its diagnostics: ``laws[i]`` is the fitted
-    distribution of param ``i``."""
+    """The ``FitResult`` of a fit with its diagnostics: per parameter the estimate, its
+    ``spread`` (standard error, or DROPO's randomization std), the interval
+    ``[low, high]`` (cut here at the search bounds), the fitted distribution
+    ``TruncatedNormal(estimate, spread)`` within the bounds, and whether the estimate
+    sits at a bound. The caller adds what only it knows and then the warnings."""
+    interval = [
+        (float(max(sim.low[i], low[i])), float(min(sim.high[i], high[i])))
+        for i in range(len(sim.names))
+    ]
+    span = sim.high - sim.low
+    laws = [
+        TruncatedNormal(
+            float(estimates[i]),
+            float(min(spread[i], 1e3 * span[i])),  # an infinite spread: flat in the bounds
+            float(sim.low[i]),
+            float(sim.high[i]),
+        )
+        for i in range(len(sim.names))
+    ]
+    unit = (estimates - sim.low) / span
     one = data.one_step
     nominal = _discrepancy(sim, one, sim.nominal, data.scale)
     fitted = _discrepancy(sim, one, estimates, data.scale)
@@ -465,7 +453,7 @@ def _result(
         method=method,
         names=list(sim.names),
         estimates={n: float(estimates[i]) for i, n in enumerate(sim.names)},
-        uncertainty={n: float(uncertainty_[i]) for i, n in enumerate(sim.names)},
+        uncertainty={n: float(spread[i]) for i, n in enumerate(sim.names)},
         interval={n: interval[i] for i, n in enumerate(sim.names)},
         distribution={
             n: PhysicsParam(p.field, laws[i], elements=p.elements, components=p.components, op=p.op)
@@ -482,6 +470,7 @@ def _result(
         objective=objective,
         state_source=data.source,
         held_out=_held_out(sim, data, estimates, extra.get("held_out_horizon", 50)),
+        at_bound=[n for i, n in enumerate(sim.names) if min(unit[i], 1.0 - unit[i]) < _AT_BOUND],
         start_noise_share=through_start / max(on_next + through_start, 1e-300),
         extra=extra,
     )
