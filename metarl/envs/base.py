@@ -42,6 +42,17 @@ first (``gymnasium.make_vec``'s ``wrappers``)."""
 _GYMNASIUM_VECTOR_ENVS = (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)
 
 
+def layers(env: gym.Env[Any, Any]) -> list[Any]:
+    """``env`` and everything it wraps, outermost first, down to ``env.unwrapped``."""
+    out: list[Any] = []
+    layer: Any = env
+    while isinstance(layer, gym.Wrapper):
+        out.append(layer)
+        layer = layer.env
+    out.append(layer)
+    return out
+
+
 class TaskEnv:
     """Mixin: an environment whose task is drawn from ``task_distribution``.
 
@@ -271,8 +282,7 @@ def _check_no_shadowed_task(env: gym.Env[Any, Any]) -> None:
     the effects, ``Recorder``) keep an assigned attribute themselves; the task env below
     never saw the assignment, and vector envs' ``set_attr("task")`` would stop at it.
     """
-    layer: Any = env
-    while isinstance(layer, gym.Wrapper):
+    for layer in layers(env)[:-1]:  # the wrappers
         if "task" in vars(layer) and not isinstance(layer, TaskEnv):
             raise ValueError(
                 f"env.task was assigned on {type(layer).__name__}, a wrapper that is not a "
@@ -281,7 +291,6 @@ def _check_no_shadowed_task(env: gym.Env[Any, Any]) -> None:
                 "with metarl.envs.set_task(env, task) (or env.unwrapped.set_task(task)); "
                 f"remove the stray attribute with `del env.task` on that {type(layer).__name__}"
             )
-        layer = layer.env
 
 
 def _task_method(env: gym.Env[Any, Any], name: str) -> Any:

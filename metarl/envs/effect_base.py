@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.checks import is_integer, is_real
+from metarl.envs.base import layers
 
 __all__ = [
     "Delay",
@@ -41,10 +42,7 @@ class Effect(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
         self._rng: np.random.Generator | None = None
         # Two effects of one kind in a stack get different streams (the inner keeps
         # the plain key, so a single effect draws as it always did).
-        depth, inner = 0, env
-        while isinstance(inner, gym.Wrapper):
-            depth += type(inner) is type(self)
-            inner = inner.env
+        depth = sum(type(layer) is type(self) for layer in layers(env))
         self._spawn_key = (self._stream,) if depth == 0 else (self._stream, depth)
 
     @property

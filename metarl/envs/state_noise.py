@@ -13,6 +13,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from metarl.envs.base import layers
 from metarl.envs.effect_base import Effect, Size, check_size, with_record
 from metarl.envs.mujoco_state import NEXT_STATE_KEY, STATE_KEY, RecordState, mujoco_model
 
@@ -110,9 +111,4 @@ class StateNoise(Effect):
 
 
 def _records_state(env: gym.Env[Any, Any]) -> bool:
-    layer: Any = env
-    while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, RecordState):
-            return True
-        layer = layer.env
-    return False
+    return any(isinstance(layer, RecordState) for layer in layers(env))

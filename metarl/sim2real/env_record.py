@@ -38,7 +38,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from metarl.envs import PhysicsParam, PhysicsSpace
-from metarl.envs.base import TaskEnv
+from metarl.envs.base import TaskEnv, layers
 from metarl.tasks import Task
 
 __all__ = ["EpisodeContext", "portable_spec"]
@@ -98,17 +98,6 @@ def portable_spec(
     return spec, ""
 
 
-def _layers(env: gym.Env[Any, Any]) -> list[Any]:
-    """``env`` and everything it wraps, outermost first, down to ``env.unwrapped``."""
-    out: list[Any] = []
-    layer: Any = env
-    while isinstance(layer, gym.Wrapper):
-        out.append(layer)
-        layer = layer.env
-    out.append(layer)
-    return out
-
-
 @dataclass(frozen=True)
 class EpisodeContext:
     """The phase, the task and the physics of one recorded episode (module docstring)."""
@@ -125,7 +114,7 @@ class EpisodeContext:
         tasks: list[Task] = []
         physics: dict[str, Any] = {}
         model = getattr(env.unwrapped, "model", None)
-        for layer in _layers(env):
+        for layer in layers(env):
             if not isinstance(layer, TaskEnv):
                 continue
             try:

@@ -40,6 +40,7 @@ from metarl.envs import (
     set_task,
     task_distribution,
 )
+from metarl.envs.base import layers
 from metarl.envs.effects import apply_effects
 from metarl.envs.mujoco_state import RecordState
 from metarl.envs.physics_fields import DERIVED_FIELDS, PHYSICS_FIELDS, has_field, snapshot
@@ -223,12 +224,7 @@ def _assert_same(got: Any, expected: Any, where: str = "") -> None:
 
 
 def _physics_wrapper(env: gym.Env[Any, Any]) -> PhysicsRandomization | None:
-    layer: Any = env
-    while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, PhysicsRandomization):
-            return layer
-        layer = layer.env
-    return None
+    return next((x for x in layers(env) if isinstance(x, PhysicsRandomization)), None)
 
 
 def _assert_spaces_bound_to_its_model(env: gym.Env[Any, Any], where: str) -> None:
