@@ -29,6 +29,7 @@ finite, episodes that lack states when the observation is not the state.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,13 +84,8 @@ class Windows:
         return int(self.mask.sum())
 
     def subset(self, keep: np.ndarray) -> Windows:
-        return Windows(
-            self.starts[keep],
-            self.actions[keep],
-            self.targets[keep],
-            self.mask[keep],
-            self.episode[keep],
-        )
+        """The windows ``keep`` selects (a boolean mask or indices)."""
+        return Windows(*(getattr(self, f.name)[keep] for f in dataclasses.fields(self)))
 
 
 def load_state_function(path: str) -> StateFunction:
